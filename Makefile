@@ -1,0 +1,53 @@
+# stage_norm: the two commands are `make demo` and `make test` (README.md).
+PG_CONFIG   ?= /usr/lib/postgresql/15/bin/pg_config
+PGXS_REGRESS = $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/regress/pg_regress
+CLUSTER      = scripts/with-cluster.sh
+PGRX_PGDATA ?= /tmp/stage_norm_pgrx_test
+
+.PHONY: all deps build install test unit pgrx-test cluster-tests regress client-tests demo bench fuzz clean
+
+all: build
+
+deps:
+	@bash scripts/bootstrap.sh
+
+build: deps
+	cargo build --release
+
+# Build in release mode and install into the system PostgreSQL 15.
+install: deps
+	cargo pgrx install --release --pg-config $(PG_CONFIG)
+
+# Every test layer; non-zero exit on any failure.
+test: deps unit pgrx-test install cluster-tests
+	@echo "make test: all layers passed"
+
+# 1. Pure normalizer: unit and property tests, no server.
+unit:
+	cargo test -p stage_norm_core --release
+
+# 2. #[pg_test]s through pgrx's own test instance (run as the postgres user; initdb refuses root).
+#    It installs a test build into PostgreSQL, so `install` runs after it.
+pgrx-test:
+	mkdir -p $(PGRX_PGDATA) && chown postgres: $(PGRX_PGDATA)
+	cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_PGDATA)
+
+# 3+4. SQL regression suite and Rust client tests against one throwaway cluster.
+cluster-tests:
+	$(CLUSTER) -- $(MAKE) --no-print-directory regress client-tests
+
+regress:
+	bash scripts/regress.sh $(PGXS_REGRESS)
+
+client-tests:
+	cargo test -p stage_norm_client_tests --release -- --test-threads=1
+
+demo: install
+	$(CLUSTER) -- bash scripts/demo.sh
+
+bench: install
+	$(CLUSTER) -- bash bench/run.sh
+
+clean:
+	cargo clean
+	rm -rf pg_test/results pg_test/regression.diffs pg_test/regression.out

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what stage_norm needs to build and test, and nothing that is already there.
+# Idempotent: a second run only checks. Needs root (Debian 12) and the package registries.
+set -euo pipefail
+
+PG_MAJOR=15
+PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+PGRX_VERSION=0.18.1
+
+say() { printf 'bootstrap: %s\n' "$*"; }
+
+# 1. Debian packages (apt-get update only when something is missing).
+pkgs=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib libclang-dev clang
+      pkg-config sudo postgresql-$PG_MAJOR-plpgsql-check valgrind)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "Debian packages present"
+fi
+
+# 2. cargo-pgrx, pinned (pgrx 0.19 needs a newer rustc than this machine has).
+if [[ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]]; then
+  say "installing cargo-pgrx $PGRX_VERSION (a few minutes)"
+  cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+else
+  say "cargo-pgrx $PGRX_VERSION present"
+fi
+
+# 3. pgrx's config pointing at the system PostgreSQL (offline; no download).
+if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+  say "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
+  cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG" >/dev/null
+else
+  say "pgrx configured for pg$PG_MAJOR"
+fi

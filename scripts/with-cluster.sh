@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs a command against a throwaway PostgreSQL 15 cluster: initdb as the postgres user in a
+# temporary directory, a private port on 127.0.0.1, stopped and removed when the command ends
+# (whatever its outcome). The command sees PGHOST, PGPORT, PGUSER, PGDATABASE, STAGE_NORM_DSN.
+#   scripts/with-cluster.sh [--conf 'name = value']... -- command args...
+set -euo pipefail
+BIN=/usr/lib/postgresql/15/bin
+conf=()
+while [[ $# -gt 0 && "$1" != "--" ]]; do
+  case "$1" in
+    --conf) conf+=("$2"); shift 2 ;;
+    *) echo "with-cluster: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[[ "${1:-}" == "--" ]] && shift
+(($#)) || { echo "usage: with-cluster.sh [--conf 'k = v']... -- command" >&2; exit 2; }
+
+as_pg() { if [[ $(id -un) == postgres ]]; then "$@"; else runuser -u postgres -- "$@"; fi; }
+
+dir=$(mktemp -d /tmp/stage_norm_cluster.XXXXXX)
+chmod 755 "$dir"
+chown postgres: "$dir" 2>/dev/null || true
+port=${STAGE_NORM_PORT:-55432}
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+
+cleanup() {
+  as_pg "$BIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+  if [[ -n "${STAGE_NORM_KEEP_LOG:-}" ]]; then cp "$dir/log" "$STAGE_NORM_KEEP_LOG" 2>/dev/null || true; fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+as_pg "$BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
+{
+  echo "listen_addresses = '127.0.0.1'"
+  echo "port = $port"
+  echo "unix_socket_directories = '$dir'"
+  echo "fsync = off"
+  echo "full_page_writes = off"
+  echo "synchronous_commit = off"
+  echo "shared_buffers = 512MB"
+  echo "max_wal_size = 8GB"
+  echo "checkpoint_timeout = 30min"
+  echo "lc_messages = 'C'"
+  for c in "${conf[@]}"; do echo "$c"; done
+} >> "$dir/data/postgresql.conf"
+as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null || { cat "$dir/log" >&2; exit 1; }
+
+export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+export STAGE_NORM_DSN="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+export STAGE_NORM_CLUSTER_LOG="$dir/log"
+"$@"

@@ -1,0 +1,47 @@
+-- CHECK-constraint helper: proves a column canonical.
+-- A procedure, not a function, because it COMMITs between its two steps: ADD CONSTRAINT ...
+-- NOT VALID takes ACCESS EXCLUSIVE only for an instant, and VALIDATE CONSTRAINT then scans the
+-- table under SHARE UPDATE EXCLUSIVE, which lets reads and writes go on.
+CREATE PROCEDURE stage_norm.add_check(tbl regclass, col name, validate boolean DEFAULT true)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_attnum  int2;
+    v_name    text := col || '_stage_canonical';
+    v_valid   boolean;
+    v_exists  boolean;
+BEGIN
+    IF tbl IS NULL OR col IS NULL OR validate IS NULL THEN
+        RAISE EXCEPTION 'stage_norm.add_check: arguments must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF validate AND stage_norm._in_transaction_block() THEN
+        RAISE EXCEPTION 'stage_norm.add_check(validate => true) cannot run inside a transaction block'
+            USING ERRCODE = 'active_sql_transaction',
+                  DETAIL = 'It commits between adding the constraint NOT VALID and validating it, so that the ACCESS EXCLUSIVE lock is held only for an instant.',
+                  HINT = 'Run it outside BEGIN ... COMMIT, or pass validate => false and run ALTER TABLE ... VALIDATE CONSTRAINT later.';
+    END IF;
+
+    v_attnum := stage_norm._text_column(tbl, col);
+    IF pg_catalog.octet_length(v_name) > 63 THEN
+        v_name := 'stage_canonical_' || v_attnum;
+    END IF;
+
+    SELECT true, c.convalidated INTO v_exists, v_valid
+      FROM pg_catalog.pg_constraint c
+     WHERE c.conrelid = tbl AND c.conname = v_name;
+    IF NOT coalesce(v_exists, false) THEN
+        EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (stage_norm.is_canonical_stage(%I)) NOT VALID',
+                                  tbl, v_name, col);
+        v_valid := false;
+        RAISE NOTICE 'added constraint % on % NOT VALID', v_name, tbl;
+    END IF;
+    IF validate AND NOT v_valid THEN
+        COMMIT;  -- release the ACCESS EXCLUSIVE lock before the scan
+        EXECUTE pg_catalog.format('ALTER TABLE %s VALIDATE CONSTRAINT %I', tbl, v_name);
+        RAISE NOTICE 'validated constraint % on %', v_name, tbl;
+    END IF;
+END
+$$;
+COMMENT ON PROCEDURE stage_norm.add_check(regclass, name, boolean) IS
+    'Adds CHECK (stage_norm.is_canonical_stage(col)) named <col>_stage_canonical: NOT VALID, COMMIT, then VALIDATE';

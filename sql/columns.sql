@@ -1,0 +1,41 @@
+-- Shared by add_check (and the trigger's attach): the attribute number of a text-like column,
+-- or a clear error. Text-like: text, varchar, char(n), citext, or a domain over one of them.
+CREATE FUNCTION stage_norm._text_column(tbl regclass, col name)
+RETURNS int2
+LANGUAGE plpgsql
+STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_attnum int2;
+    v_type   oid;
+    v_base   oid;
+    v_rel    name;
+    v_nsp    name;
+BEGIN
+    SELECT c.relname, n.nspname INTO v_rel, v_nsp
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    SELECT a.attnum, a.atttypid INTO v_attnum, v_type
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
+            USING ERRCODE = 'undefined_column', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
+                  HINT = 'Name an existing text, varchar, char(n) or citext column.';
+    END IF;
+    WITH RECURSIVE chain(oid, base) AS (
+        SELECT t.oid, t.typbasetype FROM pg_type t WHERE t.oid = v_type
+        UNION ALL
+        SELECT t.oid, t.typbasetype FROM pg_type t JOIN chain c ON t.oid = c.base
+    )
+    SELECT c.oid INTO v_base FROM chain c WHERE c.base = 0;
+    IF v_base NOT IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype)
+       AND (SELECT t.typname FROM pg_type t WHERE t.oid = v_base) IS DISTINCT FROM 'citext' THEN
+        RAISE EXCEPTION 'column "%" of relation % is of type %, not a text type', col, tbl, format_type(v_type, NULL)
+            USING ERRCODE = 'datatype_mismatch', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
+                  DETAIL = 'stage_norm governs text, varchar, char(n) and citext columns (or domains over them).',
+                  HINT = 'Convert the column first, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE text.';
+    END IF;
+    RETURN v_attnum;
+END
+$$;

@@ -1,0 +1,45 @@
+//! SQL-callable functions over the pure normalizer. Volatility labels are the contract:
+//! only functions that read `stage_norm.aliases` are STABLE; the rest are IMMUTABLE.
+use pgrx::prelude::*;
+use stage_norm_core::{key_of, BUILTIN};
+
+use crate::aliases;
+
+/// The canonical stage of `label` (built-in rules and DBA-defined aliases), NULL when unknown.
+/// STABLE because it reads `stage_norm.aliases` (through the backend cache).
+#[pg_extern(stable, strict, parallel_safe)]
+fn normalize_stage(label: &str) -> Option<&'static str> {
+    aliases::classify(label).map(|id| BUILTIN.name(id))
+}
+
+/// The canonical stage of `label` by the built-in rules alone (no aliases): IMMUTABLE, for index
+/// expressions, generated columns and distributed UPDATEs.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn normalize_stage_builtin(label: &str) -> Option<&'static str> {
+    aliases::classify_builtin(label).map(|id| BUILTIN.name(id))
+}
+
+/// True exactly for the canonical stage names; for CHECK constraints and indexes.
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn is_canonical_stage(label: &str) -> bool {
+    BUILTIN.is_canonical(label)
+}
+
+/// The canonical stages, in stage order.
+#[pg_extern(immutable, parallel_safe)]
+fn canonical_stages() -> SetOfIterator<'static, &'static str> {
+    SetOfIterator::new(BUILTIN.stages.iter().map(|s| &**s))
+}
+
+/// The matching key of `label` (steps 1-4 of the contract): what aliases are keyed by.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn stage_key(label: &str) -> String {
+    key_of(label)
+}
+
+/// Internal: is the caller inside an explicit transaction block (BEGIN ... )? Procedures that
+/// COMMIT between steps use it to fail fast instead of half-way.
+#[pg_extern(volatile, parallel_restricted, name = "_in_transaction_block")]
+pub fn in_transaction_block() -> bool {
+    unsafe { pg_sys::IsTransactionBlock() }
+}

@@ -1,0 +1,51 @@
+//! stage_norm: canonical investment stages for PostgreSQL.
+//!
+//! One module per concern:
+//! - `stage_norm_core` (crate `core/`): the pure normalizer, the stage set as data. No pgrx.
+//! - [`aliases`]: the backend-local alias cache and its invalidation.
+//! - [`functions`]: the SQL-callable normalizer, check and alias-key functions.
+//! - `sql/*.sql`: SQL that Rust cannot express (tables, PL/pgSQL, procedures, grants).
+use pgrx::prelude::*;
+
+mod aliases;
+mod functions;
+
+::pgrx::pg_module_magic!(name, version);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    aliases::init();
+}
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!(
+    "../sql/aliases.sql",
+    name = "aliases",
+    requires = [
+        functions::stage_key,
+        functions::is_canonical_stage,
+        functions::canonical_stages,
+        aliases::aliases_changed
+    ]
+);
+extension_sql_file!("../sql/columns.sql", name = "columns");
+extension_sql_file!(
+    "../sql/add_check.sql",
+    name = "add_check",
+    requires = ["columns", functions::is_canonical_stage, functions::in_transaction_block]
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
