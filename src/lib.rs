@@ -36,7 +36,6 @@ extension_sql_file!(
 );
 
 #[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
 mod tests;
 
 /// Required by `cargo pgrx test`.

@@ -1,65 +1,70 @@
 //! `#[pg_test]`s of the SQL glue (each runs in a transaction that is rolled back).
 use pgrx::prelude::*;
 
-fn one(sql: &str) -> Option<String> {
-    Spi::get_one::<String>(sql).expect("query failed")
-}
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
 
-#[pg_test]
-fn normalize_stage_examples() {
-    for (input, want) in [
-        ("Series A ", Some("series-a")),
-        ("pre_seed", Some("pre-seed")),
-        ("seriesB", Some("series-b")),
-        ("Series D", Some("series-c+")),
-        ("Series A-2 Round", Some("series-a")),
-        ("Ｓｅｒｉｅｓ　Ａ", Some("series-a")),
-        ("Series C Plus", Some("series-c+")),
-        ("", None),
-        ("angel", None),
-    ] {
-        let got = Spi::get_one_with_args::<String>("SELECT stage_norm.normalize_stage($1)", &[input.into()]).unwrap();
-        assert_eq!(got.as_deref(), want, "{input:?}");
+    fn one(sql: &str) -> Option<String> {
+        Spi::get_one::<String>(sql).expect("query failed")
     }
-    assert_eq!(one("SELECT stage_norm.normalize_stage(NULL)"), None);
-}
 
-#[pg_test]
-fn aliases_are_seen_by_the_next_statement() {
-    assert_eq!(one("SELECT stage_norm.normalize_stage('Angel Round')"), None);
-    assert_eq!(one("SELECT stage_norm.add_alias('angel round', 'pre-seed')").as_deref(), Some("angelround"));
-    assert_eq!(one("SELECT stage_norm.normalize_stage('Angel Round')").as_deref(), Some("pre-seed"));
-    // The immutable variant ignores aliases.
-    assert_eq!(one("SELECT stage_norm.normalize_stage_builtin('Angel Round')"), None);
-    assert_eq!(Spi::get_one::<bool>("SELECT stage_norm.remove_alias('ANGEL-ROUND')").unwrap(), Some(true));
-    assert_eq!(one("SELECT stage_norm.normalize_stage('Angel Round')"), None);
-}
+    #[pg_test]
+    fn normalize_stage_examples() {
+        for (input, want) in [
+            ("Series A ", Some("series-a")),
+            ("pre_seed", Some("pre-seed")),
+            ("seriesB", Some("series-b")),
+            ("Series D", Some("series-c+")),
+            ("Series A-2 Round", Some("series-a")),
+            ("Ｓｅｒｉｅｓ　Ａ", Some("series-a")),
+            ("Series C Plus", Some("series-c+")),
+            ("", None),
+            ("angel", None),
+        ] {
+            let got = Spi::get_one_with_args::<String>("SELECT stage_norm.normalize_stage($1)", &[input.into()]).unwrap();
+            assert_eq!(got.as_deref(), want, "{input:?}");
+        }
+        assert_eq!(one("SELECT stage_norm.normalize_stage(NULL)"), None);
+    }
 
-#[pg_test]
-fn canonical_helpers() {
-    assert_eq!(
-        one("SELECT string_agg(s, ',') FROM stage_norm.canonical_stages() s").as_deref(),
-        Some("pre-seed,seed,series-a,series-b,series-c+")
-    );
-    assert_eq!(Spi::get_one::<bool>("SELECT stage_norm.is_canonical_stage('series-c+')").unwrap(), Some(true));
-    assert_eq!(Spi::get_one::<bool>("SELECT stage_norm.is_canonical_stage('Series C+')").unwrap(), Some(false));
-    assert_eq!(one("SELECT stage_norm.stage_key(' Pre-Seed_Round ')").as_deref(), Some("preseedround"));
-}
+    #[pg_test]
+    fn aliases_are_seen_by_the_next_statement() {
+        assert_eq!(one("SELECT stage_norm.normalize_stage('Angel Round')"), None);
+        assert_eq!(one("SELECT stage_norm.add_alias('angel round', 'pre-seed')").as_deref(), Some("angelround"));
+        assert_eq!(one("SELECT stage_norm.normalize_stage('Angel Round')").as_deref(), Some("pre-seed"));
+        // The immutable variant ignores aliases.
+        assert_eq!(one("SELECT stage_norm.normalize_stage_builtin('Angel Round')"), None);
+        assert_eq!(Spi::get_one::<bool>("SELECT stage_norm.remove_alias('ANGEL-ROUND')").unwrap(), Some(true));
+        assert_eq!(one("SELECT stage_norm.normalize_stage('Angel Round')"), None);
+    }
 
-#[pg_test]
-fn volatility_labels_are_honest() {
-    let got = one(
-        "SELECT string_agg(proname || ':' || provolatile || proparallel || proisstrict::text, ' ' ORDER BY proname)
-           FROM pg_proc WHERE pronamespace = 'stage_norm'::regnamespace
-            AND proname IN ('normalize_stage', 'normalize_stage_builtin', 'is_canonical_stage', 'stage_key')",
-    );
-    assert_eq!(
-        got.as_deref(),
-        Some("is_canonical_stage:istrue normalize_stage:sstrue normalize_stage_builtin:istrue stage_key:istrue")
-    );
-}
+    #[pg_test]
+    fn canonical_helpers() {
+        assert_eq!(
+            one("SELECT string_agg(s, ',') FROM stage_norm.canonical_stages() s").as_deref(),
+            Some("pre-seed,seed,series-a,series-b,series-c+")
+        );
+        assert_eq!(Spi::get_one::<bool>("SELECT stage_norm.is_canonical_stage('series-c+')").unwrap(), Some(true));
+        assert_eq!(Spi::get_one::<bool>("SELECT stage_norm.is_canonical_stage('Series C+')").unwrap(), Some(false));
+        assert_eq!(one("SELECT stage_norm.stage_key(' Pre-Seed_Round ')").as_deref(), Some("preseedround"));
+    }
 
-#[pg_test(error = "stage \"Series A\" is not a canonical stage")]
-fn add_alias_rejects_non_canonical_stage() {
-    Spi::run("SELECT stage_norm.add_alias('angel', 'Series A')").unwrap();
+    #[pg_test]
+    fn volatility_labels_are_honest() {
+        let got = one(
+            "SELECT string_agg(proname || ':' || provolatile::text || proparallel::text || proisstrict::text, ' ' ORDER BY proname)
+               FROM pg_proc WHERE pronamespace = 'stage_norm'::regnamespace
+                AND proname IN ('normalize_stage', 'normalize_stage_builtin', 'is_canonical_stage', 'stage_key')",
+        );
+        assert_eq!(
+            got.as_deref(),
+            Some("is_canonical_stage:istrue normalize_stage:sstrue normalize_stage_builtin:istrue stage_key:istrue")
+        );
+    }
+
+    #[pg_test(error = "stage \"Series A\" is not a canonical stage")]
+    fn add_alias_rejects_non_canonical_stage() {
+        Spi::run("SELECT stage_norm.add_alias('angel', 'Series A')").unwrap();
+    }
 }

@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -23,7 +24,67 @@ use unicode_normalization::UnicodeNormalization;
 pub type StageId = u8;
 
 /// DBA-defined aliases: key (the output of [`make_key`]) to stage.
-pub type Aliases = HashMap<Box<str>, StageId>;
+///
+/// Looked up once per classified label, so the miss (the common case) is made cheap: a bit mask
+/// of the key lengths present rejects most labels before any hashing, and the hash is FNV-1a
+/// (keys are short and chosen by the DBA, not by an attacker who could force collisions).
+#[derive(Clone, Debug, Default)]
+pub struct Aliases {
+    map: HashMap<Box<str>, StageId, BuildHasherDefault<Fnv1a>>,
+    /// Bit `min(len, 63)` is set when some key has that byte length.
+    lengths: u64,
+}
+
+impl Aliases {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, key: Box<str>, stage: StageId) {
+        self.lengths |= 1 << key.len().min(63);
+        self.map.insert(key, stage);
+    }
+
+    #[inline]
+    pub fn get(&self, key: &str) -> Option<StageId> {
+        if self.lengths & (1 << key.len().min(63)) == 0 {
+            return None;
+        }
+        self.map.get(key).copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// FNV-1a, 64-bit.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// One matching rule: a key that matches `pattern` is the stage `stage`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,7 +276,7 @@ impl StageSet {
     /// Steps 5-7 for a key made by [`make_key`].
     pub fn classify_key(&self, key: &str, aliases: Option<&Aliases>) -> Option<StageId> {
         if let Some(stage) = aliases.and_then(|a| a.get(key)) {
-            return Some(*stage);
+            return Some(stage);
         }
         let key = key.strip_suffix(&*self.strip_suffix).unwrap_or(key);
         let key = key.as_bytes();
@@ -386,6 +447,17 @@ mod tests {
         // Aliases match the whole key: the round suffix is not removed for them.
         assert_eq!(BUILTIN.normalize("Growth", Some(&a)), None);
         assert_eq!(BUILTIN.normalize("angel", None), None);
+        assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn long_alias_keys_share_the_last_length_bit() {
+        let mut a = Aliases::new();
+        let long = "x".repeat(100);
+        a.insert(long.clone().into(), 1);
+        assert_eq!(a.get(&long), Some(1));
+        assert_eq!(a.get(&"x".repeat(64)), None);
+        assert_eq!(a.get("x"), None);
     }
 
     #[test]

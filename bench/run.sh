@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# make bench: runs every benchmark suite against the throwaway cluster (scripts/with-cluster.sh)
+# and prints medians and ratios. BENCH_ROUNDS (default 7) rounds per variant, interleaved.
+set -euo pipefail
+cd "$(dirname "$0")"
+rounds=${BENCH_ROUNDS:-7}
+suites=${BENCH_SUITES:-normalize}
+psql -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE bench" >/dev/null
+export PGDATABASE=bench
+psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION stage_norm" -f lib.sql >/dev/null
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(psql -X -At -c 'SHOW server_version') ; rounds=$rounds"
+for s in $suites; do
+  echo "== $s"
+  PGOPTIONS="-c bench.rounds=$rounds" psql -X -q -v ON_ERROR_STOP=1 -f "$s.sql"
+done

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# make demo: a sample portfolio with messy stage labels, and what stage_norm makes of them.
+# Runs inside scripts/with-cluster.sh (a throwaway cluster).
+set -euo pipefail
+psql -X -q -v ON_ERROR_STOP=1 -d postgres 2>&1 <<'SQL'
+\pset footer off
+\echo
+\echo '== stage_norm demo ====================================================='
+CREATE EXTENSION stage_norm;
+CREATE TABLE portfolio (id int PRIMARY KEY, company text, stage text);
+INSERT INTO portfolio (id, company, stage) VALUES
+  (1, 'Acme Robotics',   'Series A '),
+  (2, 'Bolt Energy',     'pre_seed'),
+  (3, 'Cobalt Health',   'seriesB'),
+  (4, 'Delta Freight',   'Series D'),
+  (5, 'Echo Audio',      'Series A-2 Round'),
+  (6, 'Fuji Foods',      'Ｓｅｒｉｅｓ　Ａ'),
+  (7, 'Gamma Labs',      'Series C Plus'),
+  (8, 'Helio Solar',     'Seed Round'),
+  (9, 'Ion Batteries',   'PRE-SEED'),
+  (10, 'Juno Space',     'Series B–1'),
+  (11, 'Kite Finance',   'Angel'),
+  (12, 'Lumen Optics',   'Growth'),
+  (13, 'Mango Retail',   'Series A+'),
+  (14, 'Nova Bio',       ''),
+  (15, 'Orbit Maps',     NULL);
+
+\echo
+\echo 'What normalize_stage makes of each label (NULL = unknown):'
+SELECT id, company, format('%L', stage) AS label, stage_norm.normalize_stage(stage) AS canonical
+  FROM portfolio ORDER BY id;
+
+\echo 'Labels that stay unknown (no guessing):'
+SELECT format('%L', stage) AS unknown_label, count(*) AS rows
+  FROM portfolio WHERE stage IS NOT NULL AND stage_norm.normalize_stage(stage) IS NULL
+ GROUP BY stage ORDER BY 1;
+
+\echo 'A DBA teaches it the fund''s own words with aliases:'
+SELECT stage_norm.add_alias('Angel', 'pre-seed') AS angel_key, stage_norm.add_alias('Growth', 'series-c+') AS growth_key;
+SELECT format('%L', stage) AS label, stage_norm.normalize_stage(stage) AS now_canonical
+  FROM portfolio WHERE stage IN ('Angel', 'Growth');
+
+\echo 'Migrate the column, then prove it canonical with a CHECK constraint:'
+UPDATE portfolio SET stage = coalesce(stage_norm.normalize_stage(stage), stage);
+SELECT format('%L', stage) AS stage, count(*) AS rows FROM portfolio GROUP BY stage
+ ORDER BY stage_norm.is_canonical_stage(stage) DESC NULLS LAST, stage;
+\echo 'Rows still not canonical (unknown labels) go to a human; here we drop them:'
+DELETE FROM portfolio WHERE NOT stage_norm.is_canonical_stage(stage);
+CALL stage_norm.add_check('portfolio', 'stage');
+\echo 'Now a bad label is refused by the constraint:'
+\set ON_ERROR_STOP 0
+INSERT INTO portfolio VALUES (99, 'Zeta', 'Series Z?');
+\set ON_ERROR_STOP 1
+\echo
+\echo '== end of demo (the throwaway cluster is removed) ======================'
+SQL

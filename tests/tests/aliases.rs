@@ -1,0 +1,98 @@
+//! Alias behaviour seen through real client connections.
+use stage_norm_client_tests::*;
+use std::process::Command;
+
+/// A change committed by one session is seen by an already-connected session at its next
+/// statement, whatever that session's isolation level, and never before the commit.
+#[test]
+fn alias_visibility_across_sessions() {
+    let mut admin = fresh_db("sn_alias_vis");
+    let mut reader = connect("sn_alias_vis");
+    // Warm the reader's cache so that what follows exercises invalidation, not a first load.
+    assert_eq!(normalize(&mut reader, "Angel"), None);
+
+    admin.batch_execute("BEGIN; SELECT stage_norm.add_alias('Angel', 'pre-seed');").unwrap();
+    assert_eq!(normalize(&mut reader, "Angel"), None, "uncommitted alias must not be visible");
+    admin.batch_execute("COMMIT").unwrap();
+    assert_eq!(normalize(&mut reader, "Angel").as_deref(), Some("pre-seed"));
+
+    // Inside a REPEATABLE READ transaction that began before the change.
+    reader.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").unwrap();
+    assert_eq!(normalize(&mut reader, "Bridge"), None);
+    admin.batch_execute("SELECT stage_norm.add_alias('Bridge', 'seed')").unwrap();
+    assert_eq!(normalize(&mut reader, "Bridge").as_deref(), Some("seed"));
+    admin.batch_execute("SELECT stage_norm.remove_alias('Angel')").unwrap();
+    assert_eq!(normalize(&mut reader, "Angel"), None);
+    reader.batch_execute("COMMIT").unwrap();
+
+    // A reader that holds a lock on its table already (so takes no new lock per statement).
+    reader.batch_execute("CREATE TABLE labels (l text); INSERT INTO labels VALUES ('Mezzanine')").unwrap();
+    reader.batch_execute("BEGIN").unwrap();
+    let q = "SELECT stage_norm.normalize_stage(l) FROM labels";
+    assert_eq!(reader.query_one(q, &[]).unwrap().get::<_, Option<String>>(0), None);
+    admin.batch_execute("SELECT stage_norm.add_alias('Mezzanine', 'series-c+')").unwrap();
+    assert_eq!(reader.query_one(q, &[]).unwrap().get::<_, Option<String>>(0).as_deref(), Some("series-c+"));
+    reader.batch_execute("COMMIT").unwrap();
+}
+
+/// Many sessions keep their caches coherent while aliases flip.
+#[test]
+fn alias_flips_seen_by_every_session() {
+    let mut admin = fresh_db("sn_alias_flip");
+    let mut readers: Vec<_> = (0..4).map(|_| connect("sn_alias_flip")).collect();
+    for round in 0..20 {
+        let add = round % 2 == 0;
+        if add {
+            admin.batch_execute("SELECT stage_norm.add_alias('Flip', 'series-b')").unwrap();
+        } else {
+            admin.batch_execute("SELECT stage_norm.remove_alias('Flip')").unwrap();
+        }
+        for r in &mut readers {
+            let want = if add { Some("series-b") } else { None };
+            assert_eq!(normalize(r, "flip").as_deref(), want, "round {round}");
+        }
+    }
+}
+
+/// Errors carry a SQLSTATE that a client can branch on.
+#[test]
+fn alias_errors_have_sqlstates() {
+    let mut c = fresh_db("sn_alias_err");
+    let e = c.batch_execute("SELECT stage_norm.add_alias('Bridge', 'Series A')").unwrap_err();
+    let db = e.as_db_error().expect("a database error");
+    assert_eq!(db.code().code(), "22023");
+    assert!(db.detail().unwrap().contains("pre-seed, seed, series-a, series-b, series-c+"));
+    assert!(db.hint().is_some());
+    c.batch_execute("SELECT stage_norm.add_alias('Bridge', 'seed')").unwrap();
+    let e = c.batch_execute("SELECT stage_norm.add_alias('bridge', 'series-a')").unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "23505");
+}
+
+/// Aliases survive pg_dump and pg_restore into a new database.
+#[test]
+fn aliases_survive_dump_and_restore() {
+    let mut c = fresh_db("sn_dump_src");
+    c.batch_execute("SELECT stage_norm.add_alias('Angel Round', 'pre-seed'); SELECT stage_norm.add_alias('Growth', 'series-c+');")
+        .unwrap();
+    let dump = std::env::temp_dir().join(format!("stage_norm_dump_{}.pgdump", std::process::id()));
+    let st = Command::new("pg_dump").args(cli_args()).args(["-Fc", "-f"]).arg(&dump).arg("sn_dump_src").status().unwrap();
+    assert!(st.success(), "pg_dump failed");
+
+    let mut admin = connect("postgres");
+    admin.batch_execute("DROP DATABASE IF EXISTS sn_dump_dst WITH (FORCE)").unwrap();
+    admin.batch_execute("CREATE DATABASE sn_dump_dst").unwrap();
+    let st = Command::new("pg_restore").args(cli_args()).args(["--exit-on-error", "-d", "sn_dump_dst"]).arg(&dump).status().unwrap();
+    assert!(st.success(), "pg_restore failed");
+    let _ = std::fs::remove_file(&dump);
+
+    let mut r = connect("sn_dump_dst");
+    let rows: Vec<(String, String)> = r
+        .query("SELECT alias_key, stage FROM stage_norm.aliases ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(rows, [("angelround".into(), "pre-seed".into()), ("growth".into(), "series-c+".into())]);
+    assert_eq!(normalize(&mut r, "ANGEL-ROUND").as_deref(), Some("pre-seed"));
+    assert_eq!(normalize(&mut r, "growth").as_deref(), Some("series-c+"));
+}
