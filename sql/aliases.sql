@@ -1,7 +1,7 @@
 -- DBA-defined aliases: extra labels that map to a canonical stage.
 -- Readable by everyone; written only through add_alias/remove_alias (SECURITY DEFINER,
 -- EXECUTE revoked from PUBLIC: the DBA grants it). Every write, by those functions or directly by
--- the owner, fires aliases_changed, which invalidates every backend's alias cache at commit.
+-- the owner, fires config_changed, which invalidates every backend's alias cache at commit.
 CREATE TABLE stage_norm.aliases (
     alias      text NOT NULL,
     alias_key  text GENERATED ALWAYS AS (stage_norm.stage_key(alias)) STORED PRIMARY KEY,
@@ -17,7 +17,7 @@ SELECT pg_catalog.pg_extension_config_dump('stage_norm.aliases', '');
 
 CREATE TRIGGER aliases_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stage_norm.aliases
-    FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.aliases_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.config_changed();
 
 CREATE FUNCTION stage_norm.add_alias(alias text, stage text)
 RETURNS text
@@ -89,4 +89,4 @@ COMMENT ON FUNCTION stage_norm.remove_alias(text) IS
 
 REVOKE ALL ON FUNCTION stage_norm.add_alias(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stage_norm.remove_alias(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION stage_norm.aliases_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION stage_norm.config_changed() FROM PUBLIC;

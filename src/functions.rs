@@ -3,12 +3,13 @@
 use pgrx::prelude::*;
 use stage_norm_core::{key_of, BUILTIN};
 
-use crate::aliases;
+use crate::cache as aliases;
 
 /// The canonical stage of `label` (built-in rules and DBA-defined aliases), NULL when unknown.
 /// STABLE because it reads `stage_norm.aliases` (through the backend cache).
 #[pg_extern(stable, strict, parallel_safe)]
 fn normalize_stage(label: &str) -> Option<&'static str> {
+    aliases::refresh();
     aliases::classify(label).map(|id| BUILTIN.name(id))
 }
 
@@ -42,4 +43,35 @@ fn stage_key(label: &str) -> String {
 #[pg_extern(volatile, parallel_restricted, name = "_in_transaction_block")]
 pub fn in_transaction_block() -> bool {
     unsafe { pg_sys::IsTransactionBlock() }
+}
+
+/// Internal: the effective mode of table `tbl` for this session (what the trigger would use now).
+#[pg_extern(stable, strict, parallel_safe, name = "_effective_mode")]
+fn effective_mode(tbl: pg_sys::Oid) -> &'static str {
+    aliases::refresh();
+    crate::trigger::effective_mode(aliases::table_mode(tbl)).name()
+}
+
+/// Internal: this backend's trigger counts by table.
+#[pg_extern(volatile, parallel_restricted, name = "_session_counters")]
+#[allow(clippy::type_complexity)]
+fn session_counters() -> TableIterator<
+    'static,
+    (
+        name!(relid, pg_sys::Oid),
+        name!(passed, i64),
+        name!(normalized, i64),
+        name!(warned, i64),
+        name!(rejected, i64),
+        name!(would_normalize, i64),
+        name!(would_reject, i64),
+        name!(unchanged, i64),
+        name!(nulls, i64),
+    ),
+> {
+    TableIterator::new(
+        crate::trigger::session_counts()
+            .into_iter()
+            .map(|(relid, c)| (relid, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7])),
+    )
 }

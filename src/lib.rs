@@ -2,19 +2,24 @@
 //!
 //! One module per concern:
 //! - `stage_norm_core` (crate `core/`): the pure normalizer, the stage set as data. No pgrx.
-//! - [`aliases`]: the backend-local alias cache and its invalidation.
+//! - [`cache`]: the backend-local configuration cache (aliases, table modes) and its invalidation.
+//! - [`guc`]: the settings.
+//! - [`trigger`]: the write path.
 //! - [`functions`]: the SQL-callable normalizer, check and alias-key functions.
 //! - `sql/*.sql`: SQL that Rust cannot express (tables, PL/pgSQL, procedures, grants).
 use pgrx::prelude::*;
 
-mod aliases;
+mod cache;
 mod functions;
+mod guc;
+mod trigger;
 
 ::pgrx::pg_module_magic!(name, version);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    aliases::init();
+    guc::init();
+    cache::init();
 }
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
@@ -25,10 +30,15 @@ extension_sql_file!(
         functions::stage_key,
         functions::is_canonical_stage,
         functions::canonical_stages,
-        aliases::aliases_changed
+        cache::config_changed
     ]
 );
 extension_sql_file!("../sql/columns.sql", name = "columns");
+extension_sql_file!(
+    "../sql/trigger.sql",
+    name = "trigger",
+    requires = ["columns", "aliases", cache::config_changed, trigger::summary_trigger, functions::effective_mode, functions::session_counters]
+);
 extension_sql_file!(
     "../sql/add_check.sql",
     name = "add_check",

@@ -1,0 +1,175 @@
+-- The write path: the normalizing trigger, per-table modes, attach/detach.
+
+CREATE FUNCTION stage_norm.normalize_trigger() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'normalize_trigger';
+COMMENT ON FUNCTION stage_norm.normalize_trigger() IS
+    'BEFORE INSERT OR UPDATE FOR EACH ROW trigger; its arguments name the governed columns. Create it with stage_norm.attach';
+
+-- Per-table overrides of stage_norm.mode. Readable by everyone. Written through set_table_mode,
+-- or directly: row-level security lets a role write the row of a table only when it may
+-- (the table's owner, a member of the owner role, or a member of stage_norm_admin), so both
+-- routes follow one rule.
+CREATE TABLE stage_norm.table_mode_settings (
+    tbl    regclass PRIMARY KEY,
+    mode   text NOT NULL CHECK (mode IN ('off', 'shadow', 'warn', 'enforce')),
+    set_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    set_by name NOT NULL DEFAULT current_user
+);
+SELECT pg_catalog.pg_extension_config_dump('stage_norm.table_mode_settings', '');
+CREATE TRIGGER table_mode_settings_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stage_norm.table_mode_settings
+    FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.config_changed();
+
+CREATE FUNCTION stage_norm.may_set_table_mode(tbl regclass)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_has_role(current_user, c.relowner, 'USAGE')
+        OR (EXISTS (SELECT FROM pg_roles r WHERE r.rolname = 'stage_norm_admin')
+            AND pg_has_role(current_user, 'stage_norm_admin', 'USAGE'))
+      FROM pg_class c WHERE c.oid = tbl
+$$;
+COMMENT ON FUNCTION stage_norm.may_set_table_mode(regclass) IS
+    'True when the current role may set the stage_norm mode of tbl: its owner (or a member of the owner role) or a member of stage_norm_admin';
+
+ALTER TABLE stage_norm.table_mode_settings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read_all ON stage_norm.table_mode_settings FOR SELECT USING (true);
+CREATE POLICY write_own ON stage_norm.table_mode_settings FOR ALL
+    USING (stage_norm.may_set_table_mode(tbl)) WITH CHECK (stage_norm.may_set_table_mode(tbl));
+GRANT SELECT, INSERT, UPDATE, DELETE ON stage_norm.table_mode_settings TO PUBLIC;
+
+CREATE FUNCTION stage_norm.set_table_mode(tbl regclass, mode text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'stage_norm.set_table_mode: tbl must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF mode IS NOT NULL AND mode NOT IN ('off', 'shadow', 'warn', 'enforce') THEN
+        RAISE EXCEPTION 'invalid stage_norm mode "%"', mode
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The modes are off, shadow, warn and enforce.',
+                  HINT = 'Pass NULL to clear the override and follow stage_norm.mode again.';
+    END IF;
+    IF NOT stage_norm.may_set_table_mode(tbl) THEN
+        RAISE EXCEPTION 'permission denied to set the stage_norm mode of table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the table''s owner and members of stage_norm_admin may set it.',
+                  HINT = 'Ask a DBA: GRANT stage_norm_admin TO <role>; (CREATE ROLE stage_norm_admin NOLOGIN; first, once).';
+    END IF;
+    IF mode IS NULL THEN
+        DELETE FROM stage_norm.table_mode_settings s WHERE s.tbl = set_table_mode.tbl;
+    ELSE
+        INSERT INTO stage_norm.table_mode_settings AS s (tbl, mode) VALUES (set_table_mode.tbl, set_table_mode.mode)
+        ON CONFLICT ON CONSTRAINT table_mode_settings_pkey
+        DO UPDATE SET mode = EXCLUDED.mode, set_at = pg_catalog.now(), set_by = current_user;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION stage_norm.set_table_mode(regclass, text) IS
+    'Sets (or with NULL clears) the stage_norm mode override of a table; seen by every session from its next statement after commit';
+
+CREATE FUNCTION stage_norm.effective_mode(tbl regclass)
+RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$ SELECT stage_norm._effective_mode(tbl::oid) $$;
+COMMENT ON FUNCTION stage_norm.effective_mode(regclass) IS
+    'The mode the stage_norm trigger uses on tbl in this session now: min(override else stage_norm.mode, stage_norm.max_mode)';
+
+-- Every table that has a stage_norm trigger or an override.
+CREATE VIEW stage_norm.table_modes AS
+WITH governed AS (
+    SELECT t.tgrelid AS relid,
+           pg_catalog.array_remove(pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000'), '')::name[] AS columns,
+           t.tgenabled <> 'D' AS trigger_enabled
+      FROM pg_catalog.pg_trigger t
+     WHERE t.tgfoid = 'stage_norm.normalize_trigger()'::pg_catalog.regprocedure AND NOT t.tgisinternal
+)
+SELECT c.oid::regclass AS table_name,
+       g.columns,
+       s.mode AS override_mode,
+       stage_norm.effective_mode(c.oid::regclass) AS effective_mode,
+       coalesce(g.trigger_enabled, false) AS trigger_enabled,
+       s.set_at,
+       s.set_by
+  FROM governed g
+  FULL JOIN stage_norm.table_mode_settings s ON s.tbl = g.relid
+  JOIN pg_catalog.pg_class c ON c.oid = coalesce(g.relid, s.tbl);
+COMMENT ON VIEW stage_norm.table_modes IS
+    'Tables governed by stage_norm or with a mode override, and the mode the trigger uses on each in this session';
+GRANT SELECT ON stage_norm.table_modes TO PUBLIC;
+
+CREATE FUNCTION stage_norm.attach(tbl regclass, VARIADIC cols name[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_col    name;
+    v_attnum int2;
+    v_typmod int4;
+    v_type   oid;
+    v_args   text;
+BEGIN
+    IF tbl IS NULL OR cols IS NULL OR cardinality(cols) = 0 THEN
+        RAISE EXCEPTION 'stage_norm.attach needs a table and at least one column'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'SELECT stage_norm.attach(''portfolio'', ''stage'');';
+    END IF;
+    FOREACH v_col IN ARRAY cols LOOP
+        v_attnum := stage_norm._text_column(tbl, v_col);
+        SELECT a.atttypmod, a.atttypid INTO v_typmod, v_type
+          FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum = v_attnum;
+        IF v_typmod >= 4 AND v_typmod - 4 < 9 THEN
+            RAISE EXCEPTION 'column "%" of relation % is too short to hold every canonical stage', v_col, tbl
+                USING ERRCODE = 'datatype_mismatch', COLUMN = v_col,
+                      DETAIL = format('It is %s; the longest canonical stage, series-c+, has 9 characters.', format_type(v_type, v_typmod)),
+                      HINT = 'Widen it, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(20).';
+        END IF;
+    END LOOP;
+    SELECT string_agg(format('%L', c), ', ' ORDER BY o) INTO v_args
+      FROM unnest(cols) WITH ORDINALITY AS u(c, o);
+    EXECUTE format('CREATE OR REPLACE TRIGGER stage_norm_normalize BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION stage_norm.normalize_trigger(%s)', tbl, v_args);
+    EXECUTE format('CREATE OR REPLACE TRIGGER stage_norm_summary AFTER INSERT OR UPDATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.summary_trigger()', tbl);
+END
+$$;
+COMMENT ON FUNCTION stage_norm.attach(regclass, name[]) IS
+    'Creates (or replaces) the triggers stage_norm_normalize and stage_norm_summary on tbl, governing the named columns';
+
+CREATE FUNCTION stage_norm.detach(tbl regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_had  boolean;
+    v_name name;
+BEGIN
+    v_had := false;
+    FOR v_name IN SELECT t.tgname FROM pg_trigger t
+                   WHERE t.tgrelid = tbl AND t.tgname IN ('stage_norm_normalize', 'stage_norm_summary') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', v_name, tbl);
+        v_had := v_had OR v_name = 'stage_norm_normalize';
+    END LOOP;
+    RETURN v_had;
+END
+$$;
+COMMENT ON FUNCTION stage_norm.detach(regclass) IS
+    'Drops the stage_norm triggers of tbl; true if it had them. A mode override, if any, is kept';
+
+CREATE VIEW stage_norm.session_counters AS
+SELECT relid::regclass AS table_name, passed, normalized, warned, rejected,
+       would_normalize, would_reject, unchanged, nulls
+  FROM stage_norm._session_counters();
+COMMENT ON VIEW stage_norm.session_counters IS
+    'What the stage_norm trigger did in this session, per table and outcome (backend-local; a later release adds cluster-wide counters)';
+GRANT SELECT ON stage_norm.session_counters TO PUBLIC;

@@ -1,0 +1,198 @@
+//! The backend-local configuration cache: aliases and per-table modes.
+//!
+//! Contract: a change to `stage_norm.aliases` or `stage_norm.table_mode_settings` is visible to
+//! every session from its next statement after commit, with no per-row catalog or SPI lookup.
+//!
+//! How:
+//! - Both tables live in backend memory and are (re)loaded together, only when stale.
+//! - Every write to either table fires a statement trigger ([`config_changed`]) that queues a
+//!   relcache invalidation of that table; PostgreSQL delivers it to every backend after commit
+//!   (and to the writer itself at its next command).
+//! - The relcache callback registered in `_PG_init` only marks things stale (no catalog access,
+//!   no errors: it may run anywhere). It also queues relids for the trigger's per-table cache.
+//! - At the first call of each statement the backend accepts pending invalidation messages
+//!   (a cheap flag check when there are none), so even a statement that takes no new lock sees
+//!   a change committed before it started.
+//! - The reload reads with the latest snapshot, so what it sees is never older than the
+//!   invalidation that caused it, whatever the isolation level. In parallel mode no new snapshot
+//!   may be taken: the reload uses the statement's snapshot and is redone at the next statement.
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::CStr;
+
+use pgrx::prelude::*;
+use stage_norm_core::{Aliases, StageId, BUILTIN};
+
+use crate::guc::Mode;
+
+thread_local! {
+    static STALE: Cell<bool> = const { Cell::new(true) };
+    static RELOAD_AT_NEXT_STATEMENT: Cell<bool> = const { Cell::new(false) };
+    static LAST_STATEMENT: Cell<pg_sys::TimestampTz> = const { Cell::new(pg_sys::TimestampTz::MIN) };
+    static ALIASES_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    static MODES_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    /// Bumped by every reload, so that users of the cache can memoize lookups.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+    static ALIASES: RefCell<Aliases> = RefCell::new(Aliases::new());
+    static TABLE_MODES: RefCell<HashMap<pg_sys::Oid, Mode>> = RefCell::new(HashMap::new());
+    static KEY_BUF: RefCell<String> = RefCell::new(String::with_capacity(64));
+}
+
+/// Registers the relcache callback; called once per backend from `_PG_init`.
+pub fn init() {
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0)) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if relid == pg_sys::InvalidOid || relid == ALIASES_OID.get() || relid == MODES_OID.get() {
+        STALE.set(true);
+    }
+    crate::trigger::relation_invalidated(relid);
+}
+
+/// Statement trigger on the configuration tables: any write invalidates every backend's cache.
+#[pg_trigger]
+fn config_changed<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relid()?) };
+    Ok(None)
+}
+
+/// Classifies `input` with the built-in rules and the current aliases. Call [`refresh`] first
+/// (once per call of a SQL function or trigger).
+#[inline]
+pub fn classify(input: &str) -> Option<StageId> {
+    ALIASES.with_borrow(|map| {
+        let aliases = if map.is_empty() { None } else { Some(map) };
+        KEY_BUF.with_borrow_mut(|buf| BUILTIN.classify(input, aliases, buf))
+    })
+}
+
+/// Classifies `input` with the built-in rules only (no aliases, no cache).
+#[inline]
+pub fn classify_builtin(input: &str) -> Option<StageId> {
+    KEY_BUF.with_borrow_mut(|buf| BUILTIN.classify(input, None, buf))
+}
+
+/// The per-table override of `relid`, if any. Call [`refresh`] first.
+#[inline]
+pub fn table_mode(relid: pg_sys::Oid) -> Option<Mode> {
+    TABLE_MODES.with_borrow(|m| if m.is_empty() { None } else { m.get(&relid).copied() })
+}
+
+/// The cache generation: changes whenever the cache is reloaded.
+#[inline]
+pub fn generation() -> u64 {
+    GENERATION.get()
+}
+
+/// Makes the cache current: once per statement, accept invalidations; reload when stale.
+#[inline]
+pub fn refresh() {
+    let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+    if now != LAST_STATEMENT.get() {
+        LAST_STATEMENT.set(now);
+        if RELOAD_AT_NEXT_STATEMENT.get() {
+            STALE.set(true);
+        }
+        unsafe { pg_sys::AcceptInvalidationMessages() };
+    }
+    if STALE.get() {
+        reload();
+    }
+}
+
+/// Marks the cache stale again if the reload does not complete (an error unwinds through it).
+struct StaleUnlessDone(bool);
+impl Drop for StaleUnlessDone {
+    fn drop(&mut self) {
+        if !self.0 {
+            STALE.set(true);
+        }
+    }
+}
+
+#[cold]
+fn reload() {
+    // Cleared first: an invalidation that arrives while we read sets it again.
+    STALE.set(false);
+    let mut guard = StaleUnlessDone(false);
+    let parallel = unsafe { pg_sys::IsInParallelMode() };
+    let (aliases, modes) = unsafe { load(parallel) };
+    RELOAD_AT_NEXT_STATEMENT.set(parallel);
+    ALIASES.set(aliases);
+    TABLE_MODES.set(modes);
+    GENERATION.set(GENERATION.get().wrapping_add(1));
+    guard.0 = true;
+}
+
+unsafe fn relation_oid(name: &CStr) -> pg_sys::Oid {
+    let nsp = pg_sys::get_namespace_oid(c"stage_norm".as_ptr(), true);
+    if nsp == pg_sys::InvalidOid {
+        return pg_sys::InvalidOid;
+    }
+    pg_sys::get_relname_relid(name.as_ptr(), nsp)
+}
+
+/// Runs a read-only query with the latest snapshot (or the active one in parallel mode) and
+/// calls `row` with the text of the first two columns of each row.
+unsafe fn query(sql: &CStr, parallel: bool, mut row: impl FnMut(&CStr, &CStr)) {
+    let plan = pg_sys::SPI_prepare(sql.as_ptr(), 0, std::ptr::null_mut());
+    let snapshot = if parallel { std::ptr::null_mut() } else { pg_sys::GetLatestSnapshot() };
+    let rc = pg_sys::SPI_execute_snapshot(
+        plan,
+        std::ptr::null_mut(),
+        std::ptr::null(),
+        snapshot,
+        std::ptr::null_mut(),
+        true,
+        false,
+        0,
+    );
+    if rc != pg_sys::SPI_OK_SELECT as i32 {
+        pgrx::error!("stage_norm: reading its configuration failed (SPI code {rc})");
+    }
+    let table = pg_sys::SPI_tuptable;
+    for i in 0..pg_sys::SPI_processed as usize {
+        let tuple = *(*table).vals.add(i);
+        let a = pg_sys::SPI_getvalue(tuple, (*table).tupdesc, 1);
+        let b = pg_sys::SPI_getvalue(tuple, (*table).tupdesc, 2);
+        if !a.is_null() && !b.is_null() {
+            row(CStr::from_ptr(a), CStr::from_ptr(b));
+        }
+    }
+}
+
+unsafe fn load(parallel: bool) -> (Aliases, HashMap<pg_sys::Oid, Mode>) {
+    let mut aliases = Aliases::new();
+    let mut modes = HashMap::new();
+    let aliases_oid = relation_oid(c"aliases");
+    let modes_oid = relation_oid(c"table_mode_settings");
+    ALIASES_OID.set(aliases_oid);
+    MODES_OID.set(modes_oid);
+    if aliases_oid == pg_sys::InvalidOid && modes_oid == pg_sys::InvalidOid {
+        return (aliases, modes);
+    }
+    if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
+        pgrx::error!("stage_norm: SPI_connect failed while loading its configuration");
+    }
+    if aliases_oid != pg_sys::InvalidOid {
+        query(c"SELECT alias_key, stage FROM stage_norm.aliases", parallel, |key, stage| {
+            if let Some(id) = BUILTIN.canonical_id(&stage.to_string_lossy()) {
+                aliases.insert(key.to_string_lossy().into(), id);
+            }
+        });
+    }
+    if modes_oid != pg_sys::InvalidOid {
+        query(c"SELECT tbl::oid, mode FROM stage_norm.table_mode_settings", parallel, |oid, mode| {
+            let oid = oid.to_str().ok().and_then(|s| s.parse::<u32>().ok());
+            if let (Some(oid), Some(mode)) = (oid, Mode::parse(&mode.to_string_lossy())) {
+                modes.insert(pg_sys::Oid::from(oid), mode);
+            }
+        });
+    }
+    pg_sys::SPI_finish();
+    (aliases, modes)
+}

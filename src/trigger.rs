@@ -1,0 +1,634 @@
+//! The write path: `stage_norm.normalize_trigger()` (BEFORE INSERT OR UPDATE, FOR EACH ROW) and
+//! `stage_norm.summary_trigger()` (AFTER INSERT OR UPDATE, FOR EACH STATEMENT).
+//!
+//! Per row, for each governed column (the trigger's arguments):
+//! 1. effective mode = min(table override, else `stage_norm.mode`; `stage_norm.max_mode`);
+//!    `off` returns the row untouched;
+//! 2. on UPDATE, a value the statement did not change is left alone (`unchanged`);
+//! 3. NULL is left alone (`nulls`); a canonical value passes (`passed`);
+//! 4. a known variant is rewritten (`normalized`; `would_normalize` in shadow);
+//! 5. an unknown value is stored and reported (`warned`), counted only (`would_reject`, shadow),
+//!    or rejected with SQLSTATE 23514 (`rejected`, enforce, inside the canary percentage).
+//!
+//! Everything per relation (attribute numbers, column types, the primary key, the schema and
+//! table names) is resolved once and kept per trigger until a relcache invalidation of the
+//! table; the override is memoized per cache generation. All rewrites of a row are one
+//! `heap_modify_tuple_by_cols` call with canonical datums built once per backend.
+//!
+//! The rejection is thrown from the raw `extern "C-unwind"` entry point, after the guarded inner
+//! function has returned: pgrx has no API for the SCHEMA/TABLE/COLUMN error fields, and an error
+//! raised inside a guarded frame would lose them.
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::{c_int, CStr, CString};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use stage_norm_core::{Fnv1a, StageId, BUILTIN};
+
+use crate::cache;
+use crate::guc::{self, Mode};
+
+/// What happened to one governed value; the index of its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Outcome {
+    Passed,
+    Normalized,
+    Warned,
+    Rejected,
+    WouldNormalize,
+    WouldReject,
+    Unchanged,
+    Nulls,
+}
+pub const OUTCOMES: usize = 8;
+pub type Counts = [i64; OUTCOMES];
+
+/// Client WARNINGs per statement and table; the rest are summed up by `summary_trigger`.
+pub const WARNINGS_PER_STATEMENT: u64 = 3;
+/// Longest stretch of a rejected value quoted in a message.
+const QUOTE_CHARS: usize = 64;
+
+type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv1a>>;
+
+struct Column {
+    attnum: i16,
+    name: CString,
+    /// char(n): canonical values are blank-padded to n, and values compared without trailing blanks.
+    pad_to: Option<usize>,
+}
+
+struct Entry {
+    relid: pg_sys::Oid,
+    schema: CString,
+    table: CString,
+    columns: Vec<Column>,
+    /// Primary-key columns: (attnum, typlen, typbyval). Empty when the table has none.
+    pk: Vec<(i16, i16, bool)>,
+    mode_generation: u64,
+    override_mode: Option<Mode>,
+    counts: Counts,
+}
+
+#[derive(Default)]
+struct StatementWarnings {
+    statement: (pg_sys::TimestampTz, pg_sys::CommandId),
+    /// relid -> unknown values seen in this statement
+    unknown: FnvMap<pg_sys::Oid, u64>,
+}
+
+thread_local! {
+    static ENTRIES: RefCell<FnvMap<pg_sys::Oid, Entry>> = RefCell::new(FnvMap::default());
+    static PENDING: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
+    static DROP_ALL: Cell<bool> = const { Cell::new(false) };
+    /// Counts of entries that were dropped (invalidated), by relid.
+    static RETIRED: RefCell<FnvMap<pg_sys::Oid, Counts>> = RefCell::new(FnvMap::default());
+    static CANONICAL: RefCell<FnvMap<usize, [pg_sys::Datum; 5]>> = RefCell::new(FnvMap::default());
+    static WARNINGS: RefCell<StatementWarnings> = RefCell::new(StatementWarnings::default());
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Called by the relcache callback: forget what we resolved about `relid`.
+pub fn relation_invalidated(relid: pg_sys::Oid) {
+    if relid == pg_sys::InvalidOid {
+        DROP_ALL.set(true);
+        return;
+    }
+    match PENDING.try_with(|p| p.try_borrow_mut().map(|mut p| p.push(relid))) {
+        Ok(Ok(())) => {}
+        _ => DROP_ALL.set(true),
+    }
+}
+
+fn retire(e: &Entry) {
+    RETIRED.with_borrow_mut(|r| {
+        let c = r.entry(e.relid).or_insert([0; OUTCOMES]);
+        for (a, b) in c.iter_mut().zip(e.counts) {
+            *a += b;
+        }
+    });
+}
+
+fn apply_invalidations(entries: &mut FnvMap<pg_sys::Oid, Entry>) {
+    if DROP_ALL.replace(false) {
+        PENDING.with_borrow_mut(Vec::clear);
+        entries.values().for_each(retire);
+        entries.clear();
+        return;
+    }
+    if PENDING.with_borrow(Vec::is_empty) {
+        return;
+    }
+    let pending = PENDING.take();
+    entries.retain(|_, e| {
+        let keep = !pending.contains(&e.relid);
+        if !keep {
+            retire(e);
+        }
+        keep
+    });
+}
+
+/// This backend's counts by table (live entries plus retired ones).
+pub fn session_counts() -> Vec<(pg_sys::Oid, Counts)> {
+    let mut all: FnvMap<pg_sys::Oid, Counts> = RETIRED.with_borrow(|r| r.clone());
+    ENTRIES.with_borrow(|entries| {
+        for e in entries.values() {
+            let c = all.entry(e.relid).or_insert([0; OUTCOMES]);
+            for (a, b) in c.iter_mut().zip(e.counts) {
+                *a += b;
+            }
+        }
+    });
+    let mut v: Vec<_> = all.into_iter().collect();
+    v.sort_by_key(|(relid, _)| u32::from(*relid));
+    v
+}
+
+/// A WARNING for the client only (PostgreSQL 15's WARNING_CLIENT_ONLY: never in the server
+/// log, which gets sampled LOG lines instead). Returns normally.
+fn client_warning(message: String, detail: String, hint: Option<String>) {
+    unsafe {
+        let edata = error_data(pg_sys::WARNING_CLIENT_ONLY, PgSqlErrorCode::ERRCODE_WARNING, message, detail, hint);
+        pg_sys::ThrowErrorData(edata);
+    }
+}
+
+/// A palloc'd ErrorData for ThrowErrorData.
+unsafe fn error_data(
+    elevel: u32,
+    code: PgSqlErrorCode,
+    message: String,
+    detail: String,
+    hint: Option<String>,
+) -> *mut pg_sys::ErrorData {
+    let pstr = |s: String| pg_sys::pstrdup(CString::new(s.replace('\0', "")).unwrap_or_default().as_ptr());
+    let edata = pg_sys::palloc0(std::mem::size_of::<pg_sys::ErrorData>()).cast::<pg_sys::ErrorData>();
+    (*edata).elevel = elevel as c_int;
+    (*edata).sqlerrcode = code as c_int;
+    (*edata).message = pstr(message);
+    (*edata).detail = pstr(detail);
+    if let Some(h) = hint {
+        (*edata).hint = pstr(h);
+    }
+    (*edata).filename = c"trigger.rs".as_ptr();
+    (*edata).lineno = line!() as c_int;
+    (*edata).funcname = c"normalize_trigger".as_ptr();
+    edata
+}
+
+/// xorshift64*: log sampling only, no need for quality beyond uniformity.
+fn random_unit() -> f64 {
+    let mut x = RNG.get();
+    if x == 0 {
+        x = (unsafe { pg_sys::MyProcPid } as u64) << 32 ^ unsafe { pg_sys::GetCurrentTimestamp() } as u64 | 1;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    RNG.set(x);
+    (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The canonical datums, blank-padded to `pad` characters for char(n) (0: no padding).
+/// Allocated once per backend in TopMemoryContext.
+fn canonical_datum(pad: usize, id: StageId) -> pg_sys::Datum {
+    CANONICAL.with_borrow_mut(|m| {
+        m.entry(pad).or_insert_with(|| unsafe {
+            pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| {
+                std::array::from_fn(|i| {
+                    let s = format!("{:<pad$}", BUILTIN.name(i as StageId));
+                    pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as c_int))
+                })
+            })
+        })[usize::from(id)]
+    })
+}
+
+unsafe fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
+    let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+    let len = pgrx::varlena::varsize_any_exhdr(v);
+    let data = pgrx::varlena::vardata_any(v) as *const u8;
+    std::slice::from_raw_parts(data, len)
+}
+
+fn quote(value: &[u8]) -> String {
+    let s = String::from_utf8_lossy(value);
+    let mut out: String = s.chars().take(QUOTE_CHARS).collect();
+    if s.chars().nth(QUOTE_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+fn stage_list() -> String {
+    BUILTIN.stages.iter().map(|s| &**s).collect::<Vec<_>>().join(", ")
+}
+
+fn unknown_hint(value: &str) -> String {
+    format!(
+        "Use one of: {}; or ask a DBA to add an alias: SELECT stage_norm.add_alias('{}', '<stage>');",
+        stage_list(),
+        value.replace('\'', "''")
+    )
+}
+
+fn text_like_error(e: &Entry, col: &str, msg: String) -> ! {
+    pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH, msg, "normalize_trigger")
+        .set_detail(format!(
+            "stage_norm.normalize_trigger governs column \"{col}\" of table {}.{}.",
+            e.schema.to_string_lossy(),
+            e.table.to_string_lossy()
+        ))
+        .set_hint("Re-run stage_norm.attach(...) with text, varchar(n >= 9), char(n >= 9) or citext columns.")
+        .report(PgLogLevel::ERROR);
+    unreachable!()
+}
+
+/// Resolves everything about the trigger's table once.
+unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
+    let rel = (*td).tg_relation;
+    let trig = (*td).tg_trigger;
+    let tupdesc = (*rel).rd_att;
+    let relid = (*rel).rd_id;
+    let schema = CStr::from_ptr(pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace)).to_owned();
+    let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_owned();
+    let mut e = Entry {
+        relid,
+        schema,
+        table,
+        columns: Vec::new(),
+        pk: Vec::new(),
+        mode_generation: u64::MAX,
+        override_mode: None,
+        counts: [0; OUTCOMES],
+    };
+    let nargs = (*trig).tgnargs as usize;
+    if nargs == 0 {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "trigger \"{}\" on table {}.{} names no column",
+                CStr::from_ptr((*trig).tgname).to_string_lossy(),
+                e.schema.to_string_lossy(),
+                e.table.to_string_lossy()
+            ),
+            "normalize_trigger",
+        )
+        .set_hint("Create it with stage_norm.attach(table, column, ...).")
+        .report(PgLogLevel::ERROR);
+    }
+    let attrs = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize);
+    for i in 0..nargs {
+        let name = CStr::from_ptr(*(*trig).tgargs.add(i));
+        let attnum = pg_sys::SPI_fnumber(tupdesc, name.as_ptr());
+        if attnum <= 0 {
+            pgrx::pg_sys::panic::ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!(
+                    "column \"{}\" governed by stage_norm does not exist in table {}.{}",
+                    name.to_string_lossy(),
+                    e.schema.to_string_lossy(),
+                    e.table.to_string_lossy()
+                ),
+                "normalize_trigger",
+            )
+            .set_detail("The trigger's arguments name the columns it governs; one was renamed or dropped.")
+            .set_hint("Re-run stage_norm.attach(table, column, ...) with the current column names.")
+            .report(PgLogLevel::ERROR);
+        }
+        let attr = &attrs[(attnum - 1) as usize];
+        let mut typmod = attr.atttypmod;
+        let base = pg_sys::getBaseTypeAndTypmod(attr.atttypid, &mut typmod);
+        let col = name.to_string_lossy().into_owned();
+        let text_like = base == pg_sys::TEXTOID
+            || base == pg_sys::VARCHAROID
+            || base == pg_sys::BPCHAROID
+            || (pg_sys::TypeCategory(base) as u8 == b'S' && pg_sys::get_typlen(base) == -1);
+        if !text_like {
+            text_like_error(&e, &col, format!("column \"{col}\" is not of a text type"));
+        }
+        let limit = (typmod >= pg_sys::VARHDRSZ as i32).then(|| (typmod - pg_sys::VARHDRSZ as i32) as usize);
+        let longest = BUILTIN.stages.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        if (base == pg_sys::VARCHAROID || base == pg_sys::BPCHAROID) && limit.is_some_and(|n| n < longest) {
+            text_like_error(&e, &col, format!("column \"{col}\" is too short to hold every canonical stage"));
+        }
+        let pad_to = if base == pg_sys::BPCHAROID { limit } else { None };
+        e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), pad_to });
+    }
+    let pk_index = primary_key_index(rel);
+    if pk_index != pg_sys::InvalidOid {
+        let idx = pg_sys::RelationIdGetRelation(pk_index);
+        if !idx.is_null() {
+            let index = (*idx).rd_index;
+            let n = (*index).indnkeyatts as usize;
+            for &attnum in (*index).indkey.values.as_slice(n) {
+                if attnum > 0 {
+                    let a = &attrs[(attnum - 1) as usize];
+                    e.pk.push((attnum, a.attlen, a.attbyval));
+                }
+            }
+            pg_sys::RelationClose(idx);
+        }
+    }
+    e
+}
+
+#[cfg(not(any(feature = "pg17", feature = "pg18")))]
+unsafe fn primary_key_index(rel: pg_sys::Relation) -> pg_sys::Oid {
+    pg_sys::RelationGetPrimaryKeyIndex(rel)
+}
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+unsafe fn primary_key_index(rel: pg_sys::Relation) -> pg_sys::Oid {
+    pg_sys::RelationGetPrimaryKeyIndex(rel, false)
+}
+
+/// The canary bucket (0..100) of a row: a hash of its primary key, or of the value when the
+/// table has no primary key. Deterministic, so a retried row gets the same answer.
+unsafe fn bucket(e: &Entry, tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, value: &[u8]) -> u64 {
+    let mut h = Fnv1a::default();
+    if e.pk.is_empty() {
+        h.write(value);
+    }
+    for &(attnum, typlen, byval) in &e.pk {
+        let mut isnull = false;
+        let d = pg_sys::heap_getattr(tuple, attnum as i32, tupdesc, &mut isnull);
+        if isnull {
+            h.write(&[0xff]);
+        } else if byval {
+            let n = (typlen as usize).min(8);
+            h.write(&(d.value() as u64).to_le_bytes()[..n]);
+        } else if typlen > 0 {
+            h.write(std::slice::from_raw_parts(d.cast_mut_ptr::<u8>(), typlen as usize));
+        } else if typlen == -1 {
+            h.write(varlena_bytes(d));
+        } else {
+            h.write(CStr::from_ptr(d.cast_mut_ptr()).to_bytes());
+        }
+    }
+    h.finish() % 100
+}
+
+fn statement_id() -> (pg_sys::TimestampTz, pg_sys::CommandId) {
+    unsafe { (pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetCurrentCommandId(false)) }
+}
+
+/// Reports an unknown value that is stored (warn, or enforce outside the canary): a client
+/// WARNING for the first few per statement and table, a sampled server-log line always.
+fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode, stored: bool) {
+    let shown = WARNINGS.with_borrow_mut(|w| {
+        let now = statement_id();
+        if w.statement != now {
+            w.statement = now;
+            w.unknown.clear();
+        }
+        let n = w.unknown.entry(e.relid).or_insert(0);
+        *n += 1;
+        *n
+    });
+    let q = quote(value);
+    let (col_name, schema, table) = (col.name.to_string_lossy(), e.schema.to_string_lossy(), e.table.to_string_lossy());
+    if stored && shown <= WARNINGS_PER_STATEMENT {
+        let detail = if mode == Mode::Enforce {
+            format!("stage_norm enforces on table {schema}.{table}, but this row is outside stage_norm.enforce_percent (canary), so it was stored as it is.")
+        } else {
+            format!("stage_norm mode is warn for table {schema}.{table}: the value was stored as it is.")
+        };
+        client_warning(
+            format!("value \"{q}\" for column \"{col_name}\" of table \"{table}\" is not a known investment stage"),
+            detail,
+            Some(unknown_hint(&q)),
+        );
+    }
+    log_sample(e, col, &q, mode);
+}
+
+fn log_sample(e: &Entry, col: &Column, quoted: &str, mode: Mode) {
+    let rate = guc::LOG_SAMPLE_RATE.get();
+    if rate > 0.0 && (rate >= 1.0 || random_unit() < rate) {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!(
+                "stage_norm: unknown stage \"{quoted}\" in column \"{}\" of table {}.{} (mode {}, sampled at {rate})",
+                col.name.to_string_lossy(),
+                e.schema.to_string_lossy(),
+                e.table.to_string_lossy(),
+                mode.name()
+            ),
+            "normalize_trigger",
+        )
+        .report(PgLogLevel::LOG_SERVER_ONLY);
+    }
+}
+
+/// Builds the 23514 error (palloc'd) that the raw entry point throws.
+unsafe fn rejection(e: &Entry, col: &Column, value: &[u8]) -> *mut pg_sys::ErrorData {
+    let q = quote(value);
+    let (col_name, schema, table) = (col.name.to_string_lossy(), e.schema.to_string_lossy(), e.table.to_string_lossy());
+    let edata = error_data(
+        pg_sys::PGERROR,
+        PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+        format!("value \"{q}\" for column \"{col_name}\" of table \"{table}\" is not a known investment stage"),
+        format!("stage_norm enforces on table {schema}.{table}: the value matches no canonical stage, built-in rule or alias."),
+        Some(unknown_hint(&q)),
+    );
+    (*edata).schema_name = pg_sys::pstrdup(e.schema.as_ptr());
+    (*edata).table_name = pg_sys::pstrdup(e.table.as_ptr());
+    (*edata).column_name = pg_sys::pstrdup(col.name.as_ptr());
+    edata
+}
+
+/// The effective mode of a table for this session: min(override else stage_norm.mode, max_mode).
+pub fn effective_mode(override_mode: Option<Mode>) -> Mode {
+    override_mode.unwrap_or(guc::MODE.get()).min(guc::MAX_MODE.get())
+}
+
+unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo, name: &str) -> *mut pg_sys::TriggerData {
+    let ctx = (*fcinfo).context;
+    if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            format!("stage_norm.{name}() was not called by the trigger manager"),
+            "normalize_trigger",
+        )
+        .set_hint("Attach it with stage_norm.attach(table, column, ...).")
+        .report(PgLogLevel::ERROR);
+    }
+    ctx.cast()
+}
+
+const MAX_BATCH: usize = 8;
+
+/// The guarded part of the trigger: decides, rewrites, and on rejection returns the error for
+/// the caller to throw.
+#[pg_guard]
+unsafe extern "C-unwind" fn normalize_row(
+    fcinfo: pg_sys::FunctionCallInfo,
+    error: *mut *mut pg_sys::ErrorData,
+) -> pg_sys::Datum {
+    let td = trigger_data(fcinfo, "normalize_trigger");
+    let event = (*td).tg_event;
+    let op = event & pg_sys::TRIGGER_EVENT_OPMASK;
+    if event & pg_sys::TRIGGER_EVENT_TIMINGMASK != pg_sys::TRIGGER_EVENT_BEFORE
+        || event & pg_sys::TRIGGER_EVENT_ROW == 0
+        || (op != pg_sys::TRIGGER_EVENT_INSERT && op != pg_sys::TRIGGER_EVENT_UPDATE)
+    {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            "stage_norm.normalize_trigger() must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger",
+            "normalize_trigger",
+        )
+        .set_hint("Attach it with stage_norm.attach(table, column, ...).")
+        .report(PgLogLevel::ERROR);
+    }
+    let is_update = op == pg_sys::TRIGGER_EVENT_UPDATE;
+    let mut tuple = if is_update { (*td).tg_newtuple } else { (*td).tg_trigtuple };
+    if guc::MAX_MODE.get() == Mode::Off {
+        return pg_sys::Datum::from(tuple);
+    }
+    cache::refresh();
+    let rel = (*td).tg_relation;
+    let tupdesc = (*rel).rd_att;
+    let tgoid = (*(*td).tg_trigger).tgoid;
+
+    ENTRIES.with_borrow_mut(|entries| {
+        apply_invalidations(entries);
+        let e = entries.entry(tgoid).or_insert_with(|| build_entry(td));
+        let generation = cache::generation();
+        if e.mode_generation != generation {
+            e.mode_generation = generation;
+            e.override_mode = cache::table_mode(e.relid);
+        }
+        let mode = effective_mode(e.override_mode);
+        if mode == Mode::Off {
+            return pg_sys::Datum::from(tuple);
+        }
+        let mut cols: [c_int; MAX_BATCH] = [0; MAX_BATCH];
+        let mut vals: [pg_sys::Datum; MAX_BATCH] = [pg_sys::Datum::from(0); MAX_BATCH];
+        let mut nulls: [bool; MAX_BATCH] = [false; MAX_BATCH];
+        let mut n = 0usize;
+        for ci in 0..e.columns.len() {
+            let col = &e.columns[ci];
+            let attnum = col.attnum as i32;
+            let mut isnull = false;
+            let datum = pg_sys::heap_getattr(tuple, attnum, tupdesc, &mut isnull);
+            if is_update {
+                let updated = (*td).tg_updatedcols;
+                let targeted = updated.is_null()
+                    || pg_sys::bms_is_member(attnum - pg_sys::FirstLowInvalidHeapAttributeNumber, updated);
+                let same = !targeted || {
+                    let mut old_null = false;
+                    let old = pg_sys::heap_getattr((*td).tg_trigtuple, attnum, tupdesc, &mut old_null);
+                    old_null == isnull && (isnull || varlena_bytes(old) == varlena_bytes(datum))
+                };
+                if same {
+                    e.counts[Outcome::Unchanged as usize] += 1;
+                    continue;
+                }
+            }
+            if isnull {
+                e.counts[Outcome::Nulls as usize] += 1;
+                continue;
+            }
+            let mut bytes = varlena_bytes(datum);
+            if col.pad_to.is_some() {
+                while let [rest @ .., b' '] = bytes {
+                    bytes = rest;
+                }
+            }
+            let stage = std::str::from_utf8(bytes).ok().and_then(cache::classify);
+            let outcome = match (stage, mode) {
+                (Some(id), _) if BUILTIN.name(id).as_bytes() == bytes => Outcome::Passed,
+                (Some(_), Mode::Shadow) => Outcome::WouldNormalize,
+                (Some(id), _) => {
+                    if n == MAX_BATCH {
+                        tuple = pg_sys::heap_modify_tuple_by_cols(tuple, tupdesc, n as c_int, cols.as_mut_ptr(), vals.as_mut_ptr(), nulls.as_mut_ptr());
+                        n = 0;
+                    }
+                    cols[n] = attnum;
+                    vals[n] = canonical_datum(col.pad_to.unwrap_or(0), id);
+                    nulls[n] = false;
+                    n += 1;
+                    Outcome::Normalized
+                }
+                (None, Mode::Shadow) => {
+                    log_sample(e, col, &quote(bytes), mode);
+                    Outcome::WouldReject
+                }
+                (None, Mode::Enforce) => {
+                    let percent = guc::ENFORCE_PERCENT.get();
+                    if percent >= 100 || bucket(e, tuple, tupdesc, bytes) < percent as u64 {
+                        e.counts[Outcome::Rejected as usize] += 1;
+                        log_sample(e, col, &quote(bytes), mode);
+                        *error = rejection(e, col, bytes);
+                        return pg_sys::Datum::from(0);
+                    }
+                    report_unknown(e, col, bytes, mode, true);
+                    Outcome::Warned
+                }
+                (None, _) => {
+                    report_unknown(e, col, bytes, mode, true);
+                    Outcome::Warned
+                }
+            };
+            e.counts[outcome as usize] += 1;
+        }
+        if n > 0 {
+            tuple = pg_sys::heap_modify_tuple_by_cols(tuple, tupdesc, n as c_int, cols.as_mut_ptr(), vals.as_mut_ptr(), nulls.as_mut_ptr());
+        }
+        pg_sys::Datum::from(tuple)
+    })
+}
+
+extern "C-unwind" {
+    /// Declared here, not through pg_sys, so that the longjmp is not caught by pgrx's guard:
+    /// this frame holds nothing with a destructor.
+    #[link_name = "ThrowErrorData"]
+    fn throw_error_data(edata: *mut pg_sys::ErrorData);
+}
+
+/// `stage_norm.normalize_trigger()`: the raw entry point (see the module comment).
+#[no_mangle]
+pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let mut error: *mut pg_sys::ErrorData = std::ptr::null_mut();
+    let result = normalize_row(fcinfo, &mut error);
+    if !error.is_null() {
+        throw_error_data(error);
+    }
+    result
+}
+
+#[no_mangle]
+pub extern "C" fn pg_finfo_normalize_trigger() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// `stage_norm.summary_trigger()`: after each INSERT or UPDATE statement, one WARNING with the
+/// exact number of unknown values that were stored but not shown.
+#[pg_trigger]
+fn summary_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    let relid = trigger.relid()?;
+    let unknown = WARNINGS.with_borrow_mut(|w| {
+        if w.statement != statement_id() {
+            return 0;
+        }
+        w.unknown.remove(&relid).unwrap_or(0)
+    });
+    if unknown > WARNINGS_PER_STATEMENT {
+        let table = trigger.table_name()?;
+        client_warning(
+            format!(
+                "{} more unknown stage values in table \"{table}\" were stored as they are (not shown)",
+                unknown - WARNINGS_PER_STATEMENT
+            ),
+            format!("This statement stored {unknown} unknown values in all; stage_norm shows the first {WARNINGS_PER_STATEMENT}."),
+            Some("SELECT * FROM stage_norm.session_counters; lists this session's totals.".into()),
+        );
+    }
+    Ok(None)
+}
