@@ -11,5 +11,5 @@ psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION stage_norm" -f lib.sql >/dev/
 echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(psql -X -At -c 'SHOW server_version') ; rounds=$rounds"
 for s in $suites; do
   echo "== $s"
-  PGOPTIONS="-c bench.rounds=$rounds" psql -X -q -v ON_ERROR_STOP=1 -f "$s.sql"
+  PGOPTIONS="-c bench.rounds=$rounds -c bench.rows=${BENCH_ROWS:-1000000}" psql -X -q -v ON_ERROR_STOP=1 -f "$s.sql"
 done

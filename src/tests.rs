@@ -67,4 +67,22 @@ mod tests {
     fn add_alias_rejects_non_canonical_stage() {
         Spi::run("SELECT stage_norm.add_alias('angel', 'Series A')").unwrap();
     }
+
+    #[pg_test]
+    fn trigger_rewrites_known_variants() {
+        Spi::run("CREATE TABLE t (id int PRIMARY KEY, stage text)").unwrap();
+        Spi::run("SELECT stage_norm.attach('t', 'stage')").unwrap();
+        Spi::run("SET LOCAL stage_norm.mode = enforce").unwrap();
+        Spi::run("INSERT INTO t VALUES (1, 'Series A-2 Round'), (2, NULL)").unwrap();
+        assert_eq!(one("SELECT string_agg(coalesce(stage, 'NULL'), ',' ORDER BY id) FROM t").as_deref(), Some("series-a,NULL"));
+        assert_eq!(one("SELECT stage_norm.effective_mode('t')").as_deref(), Some("enforce"));
+    }
+
+    #[pg_test(error = "value \"Angel\" for column \"stage\" of table \"t\" is not a known investment stage")]
+    fn trigger_rejects_unknown_in_enforce() {
+        Spi::run("CREATE TABLE t (id int PRIMARY KEY, stage text)").unwrap();
+        Spi::run("SELECT stage_norm.attach('t', 'stage')").unwrap();
+        Spi::run("SET LOCAL stage_norm.mode = enforce").unwrap();
+        Spi::run("INSERT INTO t VALUES (1, 'Angel')").unwrap();
+    }
 }
