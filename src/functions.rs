@@ -49,7 +49,7 @@ pub fn in_transaction_block() -> bool {
 #[pg_extern(stable, strict, parallel_safe, name = "_effective_mode")]
 fn effective_mode(tbl: pg_sys::Oid) -> &'static str {
     aliases::refresh();
-    crate::trigger::effective_mode(aliases::table_mode(tbl)).name()
+    crate::trigger::effective_mode(crate::trigger::override_mode_of(tbl)).name()
 }
 
 /// Internal: this backend's trigger counts by table.

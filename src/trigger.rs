@@ -67,6 +67,8 @@ struct Entry {
     columns: Vec<Column>,
     /// Primary-key columns: (attnum, typlen, typbyval). Empty when the table has none.
     pk: Vec<(i16, i16, bool)>,
+    /// For a partition, its partitioned ancestors, nearest first: their override applies to it.
+    ancestors: Vec<pg_sys::Oid>,
     mode_generation: u64,
     override_mode: Option<Mode>,
     counts: Counts,
@@ -261,6 +263,7 @@ unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         table,
         columns: Vec::new(),
         pk: Vec::new(),
+        ancestors: partition_ancestors(rel),
         mode_generation: u64::MAX,
         override_mode: None,
         counts: [0; OUTCOMES],
@@ -388,9 +391,9 @@ fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode, stored: boo
         *n += 1;
         *n
     });
-    let q = quote(value);
-    let (col_name, schema, table) = (col.name.to_string_lossy(), e.schema.to_string_lossy(), e.table.to_string_lossy());
     if stored && shown <= WARNINGS_PER_STATEMENT {
+        let q = quote(value);
+        let (col_name, schema, table) = (col.name.to_string_lossy(), e.schema.to_string_lossy(), e.table.to_string_lossy());
         let detail = if mode == Mode::Enforce {
             format!("stage_norm enforces on table {schema}.{table}, but this row is outside stage_norm.enforce_percent (canary), so it was stored as it is.")
         } else {
@@ -402,12 +405,14 @@ fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode, stored: boo
             Some(unknown_hint(&q)),
         );
     }
-    log_sample(e, col, &q, mode);
+    log_sample(e, col, value, mode);
 }
 
-fn log_sample(e: &Entry, col: &Column, quoted: &str, mode: Mode) {
+/// A server-log line for an unknown value, with probability `stage_norm.log_sample_rate`.
+fn log_sample(e: &Entry, col: &Column, value: &[u8], mode: Mode) {
     let rate = guc::LOG_SAMPLE_RATE.get();
     if rate > 0.0 && (rate >= 1.0 || random_unit() < rate) {
+        let quoted = quote(value);
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_WARNING,
             format!(
@@ -438,6 +443,45 @@ unsafe fn rejection(e: &Entry, col: &Column, value: &[u8]) -> *mut pg_sys::Error
     (*edata).table_name = pg_sys::pstrdup(e.table.as_ptr());
     (*edata).column_name = pg_sys::pstrdup(col.name.as_ptr());
     edata
+}
+
+/// The partitioned tables `rel` is a partition of, nearest first (empty for other tables).
+unsafe fn partition_ancestors(rel: pg_sys::Relation) -> Vec<pg_sys::Oid> {
+    if !(*(*rel).rd_rel).relispartition {
+        return Vec::new();
+    }
+    let relid = (*rel).rd_id;
+    let list = pg_sys::ffi::pg_guard_ffi_boundary(|| get_partition_ancestors(relid));
+    if list.is_null() {
+        return Vec::new();
+    }
+    let cells = std::slice::from_raw_parts((*list).elements, (*list).length as usize);
+    cells.iter().map(|c| c.oid_value).collect()
+}
+
+extern "C-unwind" {
+    /// PostgreSQL's partition.c (not in pgrx's bindings): an OidList, nearest parent first.
+    /// Called through `pg_guard_ffi_boundary`, which turns an ERROR into a Rust panic.
+    fn get_partition_ancestors(relid: pg_sys::Oid) -> *mut pg_sys::List;
+}
+
+/// The override that applies to `relid`: its own, else its nearest partitioned ancestor's.
+/// Call `cache::refresh()` first.
+pub fn override_mode(relid: pg_sys::Oid, ancestors: &[pg_sys::Oid]) -> Option<Mode> {
+    cache::table_mode(relid).or_else(|| ancestors.iter().find_map(|a| cache::table_mode(*a)))
+}
+
+/// The override of any table (the SQL function `effective_mode`; not on the hot path).
+pub fn override_mode_of(relid: pg_sys::Oid) -> Option<Mode> {
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return cache::table_mode(relid);
+        }
+        let ancestors = partition_ancestors(rel);
+        pg_sys::RelationClose(rel);
+        override_mode(relid, &ancestors)
+    }
 }
 
 /// The effective mode of a table for this session: min(override else stage_norm.mode, max_mode).
@@ -499,7 +543,7 @@ unsafe extern "C-unwind" fn normalize_row(
         let generation = cache::generation();
         if e.mode_generation != generation {
             e.mode_generation = generation;
-            e.override_mode = cache::table_mode(e.relid);
+            e.override_mode = override_mode(e.relid, &e.ancestors);
         }
         let mode = effective_mode(e.override_mode);
         if mode == Mode::Off {
@@ -554,14 +598,14 @@ unsafe extern "C-unwind" fn normalize_row(
                     Outcome::Normalized
                 }
                 (None, Mode::Shadow) => {
-                    log_sample(e, col, &quote(bytes), mode);
+                    log_sample(e, col, bytes, mode);
                     Outcome::WouldReject
                 }
                 (None, Mode::Enforce) => {
                     let percent = guc::ENFORCE_PERCENT.get();
                     if percent >= 100 || bucket(e, tuple, tupdesc, bytes) < percent as u64 {
                         e.counts[Outcome::Rejected as usize] += 1;
-                        log_sample(e, col, &quote(bytes), mode);
+                        log_sample(e, col, bytes, mode);
                         *error = rejection(e, col, bytes);
                         return pg_sys::Datum::from(0);
                     }

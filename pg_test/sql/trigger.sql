@@ -161,6 +161,23 @@ ALTER TABLE types ALTER COLUMN t TYPE int USING NULL;
 INSERT INTO types VALUES ('seed', 'seed', 1);
 SELECT stage_norm.attach('types', 'c', 'v');
 INSERT INTO types VALUES ('seed', 'Series C', 1);
+-- Partitioned tables: attach on the parent governs every partition; the parent's override
+-- applies to its partitions unless a partition has its own.
+CREATE TABLE parted (id int, stage text, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
+CREATE TABLE parted_2 PARTITION OF parted FOR VALUES FROM (100) TO (200);
+SELECT stage_norm.attach('parted', 'stage');
+SET stage_norm.mode = warn;
+SELECT stage_norm.set_table_mode('parted', 'enforce');
+SELECT stage_norm.effective_mode('parted_1') AS inherited, stage_norm.effective_mode('parted_2') AS inherited_too;
+INSERT INTO parted VALUES (1, 'Series A'), (150, 'pre seed');
+INSERT INTO parted VALUES (2, 'Nope');
+SELECT stage_norm.set_table_mode('parted_2', 'shadow');
+INSERT INTO parted VALUES (151, 'Nope');
+SELECT tableoid::regclass, id, stage FROM parted ORDER BY id;
+SELECT stage_norm.set_table_mode('parted', NULL), stage_norm.set_table_mode('parted_2', NULL);
+RESET stage_norm.mode;
+DROP TABLE parted;
 -- Misuse: the trigger function only works as BEFORE ... FOR EACH ROW.
 CREATE TABLE misuse (stage text);
 CREATE TRIGGER wrong AFTER INSERT ON misuse FOR EACH ROW EXECUTE FUNCTION stage_norm.normalize_trigger('stage');
