@@ -121,6 +121,10 @@ DELETE FROM bench.runs WHERE suite LIKE 'trigger%' AND round = 0;  -- warm-up
 SELECT * FROM bench.report('trigger_insert', 'none');
 \echo 'UPDATE t SET n = n + 1 on' :rows 'rows, n not governed (ratio to no trigger):'
 SELECT * FROM bench.report('trigger_update', 'none');
+\echo 'spread over the rounds (ms), to judge the noise:'
+SELECT suite, variant, round(min(ms)::numeric, 1) AS min_ms, round(max(ms)::numeric, 1) AS max_ms,
+       round(((max(ms) - min(ms)) / percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::numeric, 3) AS range_over_median
+  FROM bench.runs WHERE suite LIKE 'trigger_%' GROUP BY suite, variant ORDER BY suite, min(ms);
 
 -- The tables hold the last round's rows: did every variant do its job?
 \echo 'sanity (last round):'
