@@ -16,27 +16,31 @@
 //! - The reload reads with the latest snapshot, so what it sees is never older than the
 //!   invalidation that caused it, whatever the isolation level. In parallel mode no new snapshot
 //!   may be taken: the reload uses the statement's snapshot and is redone at the next statement.
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::CStr;
+use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
 use pgrx::prelude::*;
-use stage_norm_core::{Aliases, StageId, BUILTIN};
+use stage_norm_core::{Aliases, Fnv1a, StageId, BUILTIN};
 
+use crate::backend::{raw, Global};
 use crate::guc::Mode;
 
-thread_local! {
-    static STALE: Cell<bool> = const { Cell::new(true) };
-    static RELOAD_AT_NEXT_STATEMENT: Cell<bool> = const { Cell::new(false) };
-    static LAST_STATEMENT: Cell<pg_sys::TimestampTz> = const { Cell::new(pg_sys::TimestampTz::MIN) };
-    static ALIASES_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
-    static MODES_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
-    /// Bumped by every reload, so that users of the cache can memoize lookups.
-    static GENERATION: Cell<u64> = const { Cell::new(0) };
-    static ALIASES: RefCell<Aliases> = RefCell::new(Aliases::new());
-    static TABLE_MODES: RefCell<HashMap<pg_sys::Oid, Mode>> = RefCell::new(HashMap::new());
-    static KEY_BUF: RefCell<String> = RefCell::new(String::with_capacity(64));
-}
+type TableModes = HashMap<pg_sys::Oid, Mode, BuildHasherDefault<Fnv1a>>;
+
+// Touched by the relcache callback: atomics only.
+static STALE: AtomicBool = AtomicBool::new(true);
+static ALIASES_OID: AtomicU32 = AtomicU32::new(0);
+static MODES_OID: AtomicU32 = AtomicU32::new(0);
+// Touched by the backend's own code paths only.
+static RELOAD_AT_NEXT_STATEMENT: Global<bool> = Global::new(false);
+static LAST_STATEMENT: Global<pg_sys::TimestampTz> = Global::new(pg_sys::TimestampTz::MIN);
+/// Bumped by every reload, so that users of the cache can memoize lookups.
+static GENERATION: Global<u64> = Global::new(0);
+static ALIASES: Global<Option<Aliases>> = Global::new(None);
+static TABLE_MODES: Global<Option<TableModes>> = Global::new(None);
+static KEY_BUF: Global<String> = Global::new(String::new());
 
 /// Registers the relcache callback; called once per backend from `_PG_init`.
 pub fn init() {
@@ -45,8 +49,9 @@ pub fn init() {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    if relid == pg_sys::InvalidOid || relid == ALIASES_OID.get() || relid == MODES_OID.get() {
-        STALE.set(true);
+    let id = u32::from(relid);
+    if id == 0 || id == ALIASES_OID.load(Relaxed) || id == MODES_OID.load(Relaxed) {
+        STALE.store(true, Relaxed);
     }
     crate::trigger::relation_invalidated(relid);
 }
@@ -64,42 +69,49 @@ fn config_changed<'a>(
 /// (once per call of a SQL function or trigger).
 #[inline]
 pub fn classify(input: &str) -> Option<StageId> {
-    ALIASES.with_borrow(|map| {
-        let aliases = if map.is_empty() { None } else { Some(map) };
-        KEY_BUF.with_borrow_mut(|buf| BUILTIN.classify(input, aliases, buf))
-    })
+    // SAFETY: single-threaded; neither global is reachable from inside `classify`.
+    let (aliases, buf) = unsafe { (ALIASES.get().as_ref().filter(|a| !a.is_empty()), KEY_BUF.get()) };
+    BUILTIN.classify(input, aliases, buf)
 }
 
 /// Classifies `input` with the built-in rules only (no aliases, no cache).
 #[inline]
 pub fn classify_builtin(input: &str) -> Option<StageId> {
-    KEY_BUF.with_borrow_mut(|buf| BUILTIN.classify(input, None, buf))
+    // SAFETY: as in `classify`.
+    BUILTIN.classify(input, None, unsafe { KEY_BUF.get() })
 }
 
 /// The per-table override of `relid`, if any. Call [`refresh`] first.
 #[inline]
 pub fn table_mode(relid: pg_sys::Oid) -> Option<Mode> {
-    TABLE_MODES.with_borrow(|m| if m.is_empty() { None } else { m.get(&relid).copied() })
+    // SAFETY: as in `classify`.
+    unsafe { TABLE_MODES.get().as_ref() }.and_then(|m| if m.is_empty() { None } else { m.get(&relid).copied() })
 }
 
 /// The cache generation: changes whenever the cache is reloaded.
 #[inline]
 pub fn generation() -> u64 {
-    GENERATION.get()
+    // SAFETY: as in `classify`.
+    unsafe { *GENERATION.get() }
 }
 
 /// Makes the cache current: once per statement, accept invalidations; reload when stale.
 #[inline]
 pub fn refresh() {
-    let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
-    if now != LAST_STATEMENT.get() {
-        LAST_STATEMENT.set(now);
-        if RELOAD_AT_NEXT_STATEMENT.get() {
-            STALE.set(true);
+    // SAFETY: single-threaded; the callback that may run inside AcceptInvalidationMessages only
+    // touches atomics.
+    unsafe {
+        let now = raw::GetCurrentStatementStartTimestamp();
+        let last = LAST_STATEMENT.get();
+        if now != *last {
+            *last = now;
+            if *RELOAD_AT_NEXT_STATEMENT.get() {
+                STALE.store(true, Relaxed);
+            }
+            pg_sys::AcceptInvalidationMessages();
         }
-        unsafe { pg_sys::AcceptInvalidationMessages() };
     }
-    if STALE.get() {
+    if STALE.load(Relaxed) {
         reload();
     }
 }
@@ -109,7 +121,7 @@ struct StaleUnlessDone(bool);
 impl Drop for StaleUnlessDone {
     fn drop(&mut self) {
         if !self.0 {
-            STALE.set(true);
+            STALE.store(true, Relaxed);
         }
     }
 }
@@ -117,14 +129,18 @@ impl Drop for StaleUnlessDone {
 #[cold]
 fn reload() {
     // Cleared first: an invalidation that arrives while we read sets it again.
-    STALE.set(false);
+    STALE.store(false, Relaxed);
     let mut guard = StaleUnlessDone(false);
     let parallel = unsafe { pg_sys::IsInParallelMode() };
     let (aliases, modes) = unsafe { load(parallel) };
-    RELOAD_AT_NEXT_STATEMENT.set(parallel);
-    ALIASES.set(aliases);
-    TABLE_MODES.set(modes);
-    GENERATION.set(GENERATION.get().wrapping_add(1));
+    // SAFETY: single-threaded; no reference into these globals is live during a reload.
+    unsafe {
+        *RELOAD_AT_NEXT_STATEMENT.get() = parallel;
+        *ALIASES.get() = Some(aliases);
+        *TABLE_MODES.get() = Some(modes);
+        let g = GENERATION.get();
+        *g = g.wrapping_add(1);
+    }
     guard.0 = true;
 }
 
@@ -165,13 +181,13 @@ unsafe fn query(sql: &CStr, parallel: bool, mut row: impl FnMut(&CStr, &CStr)) {
     }
 }
 
-unsafe fn load(parallel: bool) -> (Aliases, HashMap<pg_sys::Oid, Mode>) {
+unsafe fn load(parallel: bool) -> (Aliases, TableModes) {
     let mut aliases = Aliases::new();
-    let mut modes = HashMap::new();
+    let mut modes = TableModes::default();
     let aliases_oid = relation_oid(c"aliases");
     let modes_oid = relation_oid(c"table_mode_settings");
-    ALIASES_OID.set(aliases_oid);
-    MODES_OID.set(modes_oid);
+    ALIASES_OID.store(u32::from(aliases_oid), Relaxed);
+    MODES_OID.store(u32::from(modes_oid), Relaxed);
     if aliases_oid == pg_sys::InvalidOid && modes_oid == pg_sys::InvalidOid {
         return (aliases, modes);
     }

@@ -9,6 +9,7 @@
 //! - `sql/*.sql`: SQL that Rust cannot express (tables, PL/pgSQL, procedures, grants).
 use pgrx::prelude::*;
 
+mod backend;
 mod cache;
 mod functions;
 mod guc;

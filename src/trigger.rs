@@ -18,15 +18,16 @@
 //! The rejection is thrown from the raw `extern "C-unwind"` entry point, after the guarded inner
 //! function has returned: pgrx has no API for the SCHEMA/TABLE/COLUMN error fields, and an error
 //! raised inside a guarded frame would lose them.
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::{c_int, CStr, CString};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use stage_norm_core::{Fnv1a, StageId, BUILTIN};
 
+use crate::backend::{raw, Global};
 use crate::cache;
 use crate::guc::{self, Mode};
 
@@ -58,6 +59,8 @@ struct Column {
     name: CString,
     /// char(n): canonical values are blank-padded to n, and values compared without trailing blanks.
     pad_to: Option<usize>,
+    /// The canonical datums to write into this column (padded for char(n)), by stage.
+    datums: [pg_sys::Datum; 5],
 }
 
 struct Entry {
@@ -81,51 +84,56 @@ struct StatementWarnings {
     unknown: FnvMap<pg_sys::Oid, u64>,
 }
 
-thread_local! {
-    static ENTRIES: RefCell<FnvMap<pg_sys::Oid, Entry>> = RefCell::new(FnvMap::default());
-    static PENDING: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
-    static DROP_ALL: Cell<bool> = const { Cell::new(false) };
-    /// Counts of entries that were dropped (invalidated), by relid.
-    static RETIRED: RefCell<FnvMap<pg_sys::Oid, Counts>> = RefCell::new(FnvMap::default());
-    static CANONICAL: RefCell<FnvMap<usize, [pg_sys::Datum; 5]>> = RefCell::new(FnvMap::default());
-    static WARNINGS: RefCell<StatementWarnings> = RefCell::new(StatementWarnings::default());
-    static RNG: Cell<u64> = const { Cell::new(0) };
-}
+static ENTRIES: Global<Option<FnvMap<pg_sys::Oid, Entry>>> = Global::new(None);
+/// Counts of entries that were dropped (invalidated), by relid.
+static RETIRED: Global<Option<FnvMap<pg_sys::Oid, Counts>>> = Global::new(None);
+static CANONICAL: Global<Option<FnvMap<usize, [pg_sys::Datum; 5]>>> = Global::new(None);
+static WARNINGS: Global<Option<StatementWarnings>> = Global::new(None);
+static RNG: Global<u64> = Global::new(0);
+// Written by the relcache callback: atomics only. Relids to forget, and "forget everything".
+const PENDING_SLOTS: usize = 16;
+static PENDING: [AtomicU32; PENDING_SLOTS] = [const { AtomicU32::new(0) }; PENDING_SLOTS];
+static PENDING_LEN: AtomicUsize = AtomicUsize::new(0);
+static DROP_ALL: AtomicBool = AtomicBool::new(false);
 
 /// Called by the relcache callback: forget what we resolved about `relid`.
 pub fn relation_invalidated(relid: pg_sys::Oid) {
-    if relid == pg_sys::InvalidOid {
-        DROP_ALL.set(true);
-        return;
-    }
-    match PENDING.try_with(|p| p.try_borrow_mut().map(|mut p| p.push(relid))) {
-        Ok(Ok(())) => {}
-        _ => DROP_ALL.set(true),
+    let id = u32::from(relid);
+    let n = PENDING_LEN.load(Relaxed);
+    if id == 0 || n == PENDING_SLOTS {
+        DROP_ALL.store(true, Relaxed);
+    } else {
+        PENDING[n].store(id, Relaxed);
+        PENDING_LEN.store(n + 1, Relaxed);
     }
 }
 
 fn retire(e: &Entry) {
-    RETIRED.with_borrow_mut(|r| {
-        let c = r.entry(e.relid).or_insert([0; OUTCOMES]);
-        for (a, b) in c.iter_mut().zip(e.counts) {
-            *a += b;
-        }
-    });
+    // SAFETY: single-threaded; RETIRED is not reachable from the callers' borrows.
+    let retired = unsafe { RETIRED.get() }.get_or_insert_with(FnvMap::default);
+    let c = retired.entry(e.relid).or_insert([0; OUTCOMES]);
+    for (a, b) in c.iter_mut().zip(e.counts) {
+        *a += b;
+    }
 }
 
+#[inline]
 fn apply_invalidations(entries: &mut FnvMap<pg_sys::Oid, Entry>) {
-    if DROP_ALL.replace(false) {
-        PENDING.with_borrow_mut(Vec::clear);
+    if DROP_ALL.load(Relaxed) {
+        DROP_ALL.store(false, Relaxed);
+        PENDING_LEN.store(0, Relaxed);
         entries.values().for_each(retire);
         entries.clear();
         return;
     }
-    if PENDING.with_borrow(Vec::is_empty) {
+    let n = PENDING_LEN.load(Relaxed);
+    if n == 0 {
         return;
     }
-    let pending = PENDING.take();
+    PENDING_LEN.store(0, Relaxed);
+    let pending: Vec<u32> = PENDING[..n].iter().map(|p| p.load(Relaxed)).collect();
     entries.retain(|_, e| {
-        let keep = !pending.contains(&e.relid);
+        let keep = !pending.contains(&u32::from(e.relid));
         if !keep {
             retire(e);
         }
@@ -135,15 +143,15 @@ fn apply_invalidations(entries: &mut FnvMap<pg_sys::Oid, Entry>) {
 
 /// This backend's counts by table (live entries plus retired ones).
 pub fn session_counts() -> Vec<(pg_sys::Oid, Counts)> {
-    let mut all: FnvMap<pg_sys::Oid, Counts> = RETIRED.with_borrow(|r| r.clone());
-    ENTRIES.with_borrow(|entries| {
-        for e in entries.values() {
-            let c = all.entry(e.relid).or_insert([0; OUTCOMES]);
-            for (a, b) in c.iter_mut().zip(e.counts) {
-                *a += b;
-            }
+    // SAFETY: single-threaded; called from a SQL function, not from inside the trigger.
+    let (retired, entries) = unsafe { (RETIRED.get(), ENTRIES.get()) };
+    let mut all: FnvMap<pg_sys::Oid, Counts> = retired.clone().unwrap_or_default();
+    for e in entries.iter().flat_map(|m| m.values()) {
+        let c = all.entry(e.relid).or_insert([0; OUTCOMES]);
+        for (a, b) in c.iter_mut().zip(e.counts) {
+            *a += b;
         }
-    });
+    }
     let mut v: Vec<_> = all.into_iter().collect();
     v.sort_by_key(|(relid, _)| u32::from(*relid));
     v
@@ -183,34 +191,41 @@ unsafe fn error_data(
 
 /// xorshift64*: log sampling only, no need for quality beyond uniformity.
 fn random_unit() -> f64 {
-    let mut x = RNG.get();
+    // SAFETY: single-threaded, not reentrant.
+    let rng = unsafe { RNG.get() };
+    let mut x = *rng;
     if x == 0 {
         x = (unsafe { pg_sys::MyProcPid } as u64) << 32 ^ unsafe { pg_sys::GetCurrentTimestamp() } as u64 | 1;
     }
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    RNG.set(x);
+    *rng = x;
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The canonical datums, blank-padded to `pad` characters for char(n) (0: no padding).
 /// Allocated once per backend in TopMemoryContext.
-fn canonical_datum(pad: usize, id: StageId) -> pg_sys::Datum {
-    CANONICAL.with_borrow_mut(|m| {
-        m.entry(pad).or_insert_with(|| unsafe {
-            pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| {
-                std::array::from_fn(|i| {
-                    let s = format!("{:<pad$}", BUILTIN.name(i as StageId));
-                    pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as c_int))
-                })
+fn canonical_datums(pad: usize) -> [pg_sys::Datum; 5] {
+    // SAFETY: single-threaded; only called while building an entry.
+    let m = unsafe { CANONICAL.get() }.get_or_insert_with(FnvMap::default);
+    *m.entry(pad).or_insert_with(|| unsafe {
+        pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| {
+            std::array::from_fn(|i| {
+                let s = format!("{:<pad$}", BUILTIN.name(i as StageId));
+                pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as c_int))
             })
-        })[usize::from(id)]
+        })
     })
 }
 
+/// The bytes of a text datum: read in place unless compressed or external (then detoasted).
+#[inline]
 unsafe fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
-    let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+    let mut v = d.cast_mut_ptr::<pg_sys::varlena>();
+    if pgrx::varlena::varatt_is_1b_e(v) || pgrx::varlena::varatt_is_4b_c(v) {
+        v = pg_sys::pg_detoast_datum_packed(v);
+    }
     let len = pgrx::varlena::varsize_any_exhdr(v);
     let data = pgrx::varlena::vardata_any(v) as *const u8;
     std::slice::from_raw_parts(data, len)
@@ -319,7 +334,8 @@ unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
             text_like_error(&e, &col, format!("column \"{col}\" is too short to hold every canonical stage"));
         }
         let pad_to = if base == pg_sys::BPCHAROID { limit } else { None };
-        e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), pad_to });
+        let datums = canonical_datums(pad_to.unwrap_or(0));
+        e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), pad_to, datums });
     }
     let pk_index = primary_key_index(rel);
     if pk_index != pg_sys::InvalidOid {
@@ -381,7 +397,9 @@ fn statement_id() -> (pg_sys::TimestampTz, pg_sys::CommandId) {
 /// Reports an unknown value that is stored (warn, or enforce outside the canary): a client
 /// WARNING for the first few per statement and table, a sampled server-log line always.
 fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode, stored: bool) {
-    let shown = WARNINGS.with_borrow_mut(|w| {
+    let shown = {
+        // SAFETY: single-threaded; WARNINGS is not reachable from the trigger's other borrows.
+        let w = unsafe { WARNINGS.get() }.get_or_insert_with(StatementWarnings::default);
         let now = statement_id();
         if w.statement != now {
             w.statement = now;
@@ -390,7 +408,7 @@ fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode, stored: boo
         let n = w.unknown.entry(e.relid).or_insert(0);
         *n += 1;
         *n
-    });
+    };
     if stored && shown <= WARNINGS_PER_STATEMENT {
         let q = quote(value);
         let (col_name, schema, table) = (col.name.to_string_lossy(), e.schema.to_string_lossy(), e.table.to_string_lossy());
@@ -537,7 +555,10 @@ unsafe extern "C-unwind" fn normalize_row(
     let tupdesc = (*rel).rd_att;
     let tgoid = (*(*td).tg_trigger).tgoid;
 
-    ENTRIES.with_borrow_mut(|entries| {
+    // SAFETY: single-threaded; nothing called below reaches ENTRIES (the relcache callback only
+    // queues relids in atomics).
+    let entries = unsafe { ENTRIES.get() }.get_or_insert_with(FnvMap::default);
+    {
         apply_invalidations(entries);
         let e = entries.entry(tgoid).or_insert_with(|| build_entry(td));
         let generation = cache::generation();
@@ -561,7 +582,7 @@ unsafe extern "C-unwind" fn normalize_row(
             if is_update {
                 let updated = (*td).tg_updatedcols;
                 let targeted = updated.is_null()
-                    || pg_sys::bms_is_member(attnum - pg_sys::FirstLowInvalidHeapAttributeNumber, updated);
+                    || raw::bms_is_member(attnum - pg_sys::FirstLowInvalidHeapAttributeNumber, updated);
                 let same = !targeted || {
                     let mut old_null = false;
                     let old = pg_sys::heap_getattr((*td).tg_trigtuple, attnum, tupdesc, &mut old_null);
@@ -592,7 +613,7 @@ unsafe extern "C-unwind" fn normalize_row(
                         n = 0;
                     }
                     cols[n] = attnum;
-                    vals[n] = canonical_datum(col.pad_to.unwrap_or(0), id);
+                    vals[n] = col.datums[usize::from(id)];
                     nulls[n] = false;
                     n += 1;
                     Outcome::Normalized
@@ -623,7 +644,7 @@ unsafe extern "C-unwind" fn normalize_row(
             tuple = pg_sys::heap_modify_tuple_by_cols(tuple, tupdesc, n as c_int, cols.as_mut_ptr(), vals.as_mut_ptr(), nulls.as_mut_ptr());
         }
         pg_sys::Datum::from(tuple)
-    })
+    }
 }
 
 extern "C-unwind" {
@@ -657,12 +678,11 @@ fn summary_trigger<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let relid = trigger.relid()?;
-    let unknown = WARNINGS.with_borrow_mut(|w| {
-        if w.statement != statement_id() {
-            return 0;
-        }
-        w.unknown.remove(&relid).unwrap_or(0)
-    });
+    // SAFETY: single-threaded; not reentrant.
+    let unknown = match unsafe { WARNINGS.get() } {
+        Some(w) if w.statement == statement_id() => w.unknown.remove(&relid).unwrap_or(0),
+        _ => 0,
+    };
     if unknown > WARNINGS_PER_STATEMENT {
         let table = trigger.table_name()?;
         client_warning(

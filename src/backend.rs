@@ -1,0 +1,41 @@
+//! Backend-global state without thread-local storage.
+//!
+//! A PostgreSQL backend runs extension code on one thread only (pgrx checks this). In a cdylib,
+//! `thread_local!` is general-dynamic TLS: every access is a `__tls_get_addr` call, which showed
+//! up as a double-digit percentage of a trigger that fires a million times. So the state the
+//! write path touches per row lives in plain statics.
+//!
+//! Rules: [`Global::get`] hands out `&mut` and must not be held across a call that could reach
+//! the same global again. What the relcache callback touches (it can run inside almost any
+//! PostgreSQL call) is atomics only, never a [`Global`].
+use std::cell::UnsafeCell;
+
+pub struct Global<T>(UnsafeCell<T>);
+
+// SAFETY: only the backend's main thread runs extension code.
+unsafe impl<T> Sync for Global<T> {}
+
+impl<T> Global<T> {
+    pub const fn new(value: T) -> Self {
+        Global(UnsafeCell::new(value))
+    }
+
+    /// # Safety
+    /// Single-threaded use, and no other live reference to this global (see the module comment).
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn get(&self) -> &mut T {
+        &mut *self.0.get()
+    }
+}
+
+/// Functions that cannot raise an ERROR, declared without pgrx's guard (which costs a
+/// `sigsetjmp` per call) for the per-row path.
+pub mod raw {
+    use pgrx::pg_sys;
+    extern "C" {
+        pub fn GetCurrentStatementStartTimestamp() -> pg_sys::TimestampTz;
+        /// Raises only for a negative member; callers pass attribute offsets, which are positive.
+        pub fn bms_is_member(x: std::ffi::c_int, a: *const pg_sys::Bitmapset) -> bool;
+    }
+}
