@@ -29,13 +29,28 @@ impl<T> Global<T> {
     }
 }
 
-/// Functions that cannot raise an ERROR, declared without pgrx's guard (which costs a
-/// `sigsetjmp` per call) for the per-row path.
+/// PostgreSQL functions declared without pgrx's guard (which costs a `sigsetjmp` per call),
+/// for the per-row path.
 pub mod raw {
     use pgrx::pg_sys;
+    use std::ffi::c_int;
     extern "C" {
+        /// Cannot raise.
         pub fn GetCurrentStatementStartTimestamp() -> pg_sys::TimestampTz;
         /// Raises only for a negative member; callers pass attribute offsets, which are positive.
-        pub fn bms_is_member(x: std::ffi::c_int, a: *const pg_sys::Bitmapset) -> bool;
+        pub fn bms_is_member(x: c_int, a: *const pg_sys::Bitmapset) -> bool;
+    }
+    extern "C-unwind" {
+        /// Can raise (out of memory): call it only from a frame that holds nothing with a
+        /// destructor (the trigger's raw entry point), so that the longjmp skips no Rust cleanup.
+        pub fn heap_modify_tuple_by_cols(
+            tuple: pg_sys::HeapTuple,
+            desc: pg_sys::TupleDesc,
+            n: c_int,
+            cols: *mut c_int,
+            values: *mut pg_sys::Datum,
+            isnull: *mut bool,
+        ) -> pg_sys::HeapTuple;
+        pub fn ThrowErrorData(edata: *mut pg_sys::ErrorData);
     }
 }

@@ -84,7 +84,10 @@ struct StatementWarnings {
     unknown: FnvMap<pg_sys::Oid, u64>,
 }
 
-static ENTRIES: Global<Option<FnvMap<pg_sys::Oid, Entry>>> = Global::new(None);
+static ENTRIES: Global<Option<FnvMap<pg_sys::Oid, Box<Entry>>>> = Global::new(None);
+/// The entry used last (boxed, so the pointer is stable until the entry is dropped, which
+/// clears this).
+static LAST: Global<(pg_sys::Oid, *mut Entry)> = Global::new((pg_sys::InvalidOid, std::ptr::null_mut()));
 /// Counts of entries that were dropped (invalidated), by relid.
 static RETIRED: Global<Option<FnvMap<pg_sys::Oid, Counts>>> = Global::new(None);
 static CANONICAL: Global<Option<FnvMap<usize, [pg_sys::Datum; 5]>>> = Global::new(None);
@@ -118,11 +121,13 @@ fn retire(e: &Entry) {
 }
 
 #[inline]
-fn apply_invalidations(entries: &mut FnvMap<pg_sys::Oid, Entry>) {
+fn apply_invalidations(entries: &mut FnvMap<pg_sys::Oid, Box<Entry>>) {
     if DROP_ALL.load(Relaxed) {
         DROP_ALL.store(false, Relaxed);
         PENDING_LEN.store(0, Relaxed);
-        entries.values().for_each(retire);
+        // SAFETY: single-threaded.
+        unsafe { *LAST.get() = (pg_sys::InvalidOid, std::ptr::null_mut()) };
+        entries.values().for_each(|e| retire(e));
         entries.clear();
         return;
     }
@@ -131,6 +136,8 @@ fn apply_invalidations(entries: &mut FnvMap<pg_sys::Oid, Entry>) {
         return;
     }
     PENDING_LEN.store(0, Relaxed);
+    // SAFETY: single-threaded.
+    unsafe { *LAST.get() = (pg_sys::InvalidOid, std::ptr::null_mut()) };
     let pending: Vec<u32> = PENDING[..n].iter().map(|p| p.load(Relaxed)).collect();
     entries.retain(|_, e| {
         let keep = !pending.contains(&u32::from(e.relid));
@@ -523,13 +530,23 @@ unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo, name: &str) -> *mut pg_
 
 const MAX_BATCH: usize = 8;
 
-/// The guarded part of the trigger: decides, rewrites, and on rejection returns the error for
-/// the caller to throw.
+/// What the guarded part decided for a row, carried out by the raw entry point: plain data, so
+/// that an error raised there skips no Rust destructor.
+#[repr(C)]
+struct Verdict {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+    n: c_int,
+    cols: [c_int; MAX_BATCH],
+    values: [pg_sys::Datum; MAX_BATCH],
+    nulls: [bool; MAX_BATCH],
+    error: *mut pg_sys::ErrorData,
+}
+
+/// The guarded part of the trigger: decides, and leaves the rewrite (or the error) in `v`.
 #[pg_guard]
-unsafe extern "C-unwind" fn normalize_row(
-    fcinfo: pg_sys::FunctionCallInfo,
-    error: *mut *mut pg_sys::ErrorData,
-) -> pg_sys::Datum {
+unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *mut Verdict) {
+    let v = &mut *v;
     let td = trigger_data(fcinfo, "normalize_trigger");
     let event = (*td).tg_event;
     let op = event & pg_sys::TRIGGER_EVENT_OPMASK;
@@ -547,12 +564,14 @@ unsafe extern "C-unwind" fn normalize_row(
     }
     let is_update = op == pg_sys::TRIGGER_EVENT_UPDATE;
     let mut tuple = if is_update { (*td).tg_newtuple } else { (*td).tg_trigtuple };
+    v.tuple = tuple;
     if guc::MAX_MODE.get() == Mode::Off {
-        return pg_sys::Datum::from(tuple);
+        return;
     }
     cache::refresh();
     let rel = (*td).tg_relation;
     let tupdesc = (*rel).rd_att;
+    v.desc = tupdesc;
     let tgoid = (*(*td).tg_trigger).tgoid;
 
     // SAFETY: single-threaded; nothing called below reaches ENTRIES (the relcache callback only
@@ -560,7 +579,14 @@ unsafe extern "C-unwind" fn normalize_row(
     let entries = unsafe { ENTRIES.get() }.get_or_insert_with(FnvMap::default);
     {
         apply_invalidations(entries);
-        let e = entries.entry(tgoid).or_insert_with(|| build_entry(td));
+        let last = LAST.get();
+        let e: &mut Entry = if last.0 == tgoid && !last.1.is_null() {
+            &mut *last.1
+        } else {
+            let e = &mut **entries.entry(tgoid).or_insert_with(|| Box::new(build_entry(td)));
+            *last = (tgoid, e as *mut Entry);
+            e
+        };
         let generation = cache::generation();
         if e.mode_generation != generation {
             e.mode_generation = generation;
@@ -568,11 +594,8 @@ unsafe extern "C-unwind" fn normalize_row(
         }
         let mode = effective_mode(e.override_mode);
         if mode == Mode::Off {
-            return pg_sys::Datum::from(tuple);
+            return;
         }
-        let mut cols: [c_int; MAX_BATCH] = [0; MAX_BATCH];
-        let mut vals: [pg_sys::Datum; MAX_BATCH] = [pg_sys::Datum::from(0); MAX_BATCH];
-        let mut nulls: [bool; MAX_BATCH] = [false; MAX_BATCH];
         let mut n = 0usize;
         for ci in 0..e.columns.len() {
             let col = &e.columns[ci];
@@ -603,18 +626,25 @@ unsafe extern "C-unwind" fn normalize_row(
                     bytes = rest;
                 }
             }
-            let stage = std::str::from_utf8(bytes).ok().and_then(cache::classify);
+            let text = if bytes.is_ascii() {
+                Some(std::str::from_utf8_unchecked(bytes)) // ASCII is UTF-8
+            } else {
+                std::str::from_utf8(bytes).ok()
+            };
+            let stage = text.and_then(cache::classify);
             let outcome = match (stage, mode) {
                 (Some(id), _) if BUILTIN.name(id).as_bytes() == bytes => Outcome::Passed,
                 (Some(_), Mode::Shadow) => Outcome::WouldNormalize,
                 (Some(id), _) => {
                     if n == MAX_BATCH {
-                        tuple = pg_sys::heap_modify_tuple_by_cols(tuple, tupdesc, n as c_int, cols.as_mut_ptr(), vals.as_mut_ptr(), nulls.as_mut_ptr());
+                        // More than MAX_BATCH rewrites in one row: apply them here (guarded).
+                        tuple = pg_sys::heap_modify_tuple_by_cols(tuple, tupdesc, n as c_int, v.cols.as_mut_ptr(), v.values.as_mut_ptr(), v.nulls.as_mut_ptr());
+                        v.tuple = tuple;
                         n = 0;
                     }
-                    cols[n] = attnum;
-                    vals[n] = col.datums[usize::from(id)];
-                    nulls[n] = false;
+                    v.cols[n] = attnum;
+                    v.values[n] = col.datums[usize::from(id)];
+                    v.nulls[n] = false;
                     n += 1;
                     Outcome::Normalized
                 }
@@ -627,8 +657,8 @@ unsafe extern "C-unwind" fn normalize_row(
                     if percent >= 100 || bucket(e, tuple, tupdesc, bytes) < percent as u64 {
                         e.counts[Outcome::Rejected as usize] += 1;
                         log_sample(e, col, bytes, mode);
-                        *error = rejection(e, col, bytes);
-                        return pg_sys::Datum::from(0);
+                        v.error = rejection(e, col, bytes);
+                        return;
                     }
                     report_unknown(e, col, bytes, mode, true);
                     Outcome::Warned
@@ -640,29 +670,32 @@ unsafe extern "C-unwind" fn normalize_row(
             };
             e.counts[outcome as usize] += 1;
         }
-        if n > 0 {
-            tuple = pg_sys::heap_modify_tuple_by_cols(tuple, tupdesc, n as c_int, cols.as_mut_ptr(), vals.as_mut_ptr(), nulls.as_mut_ptr());
-        }
-        pg_sys::Datum::from(tuple)
+        v.n = n as c_int;
     }
 }
 
-extern "C-unwind" {
-    /// Declared here, not through pg_sys, so that the longjmp is not caught by pgrx's guard:
-    /// this frame holds nothing with a destructor.
-    #[link_name = "ThrowErrorData"]
-    fn throw_error_data(edata: *mut pg_sys::ErrorData);
-}
-
-/// `stage_norm.normalize_trigger()`: the raw entry point (see the module comment).
+/// `stage_norm.normalize_trigger()`: the raw entry point (see the module comment). It holds
+/// only plain data, so the two PostgreSQL calls that can longjmp (the error, and the tuple
+/// rewrite, which can run out of memory) are made here, unguarded.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let mut error: *mut pg_sys::ErrorData = std::ptr::null_mut();
-    let result = normalize_row(fcinfo, &mut error);
-    if !error.is_null() {
-        throw_error_data(error);
+    let mut v = Verdict {
+        tuple: std::ptr::null_mut(),
+        desc: std::ptr::null_mut(),
+        n: 0,
+        cols: [0; MAX_BATCH],
+        values: [pg_sys::Datum::from(0); MAX_BATCH],
+        nulls: [false; MAX_BATCH],
+        error: std::ptr::null_mut(),
+    };
+    normalize_row(fcinfo, &mut v);
+    if !v.error.is_null() {
+        raw::ThrowErrorData(v.error);
     }
-    result
+    if v.n > 0 {
+        v.tuple = raw::heap_modify_tuple_by_cols(v.tuple, v.desc, v.n, v.cols.as_mut_ptr(), v.values.as_mut_ptr(), v.nulls.as_mut_ptr());
+    }
+    pg_sys::Datum::from(v.tuple)
 }
 
 #[no_mangle]

@@ -204,15 +204,39 @@ fn is_dash(c: char) -> bool {
 pub fn make_key(input: &str, out: &mut String) {
     out.clear();
     if input.is_ascii() {
-        // NFKC leaves ASCII unchanged; the only ASCII dash is '-', which step 4 removes.
-        for &b in input.as_bytes() {
-            match b {
-                b' ' | b'\t'..=b'\r' | b'-' | b'_' | b'.' => {}
-                _ => out.push(b.to_ascii_lowercase() as char),
-            }
-        }
+        make_key_ascii(input.as_bytes(), out);
     } else {
         make_key_unicode(input, out);
+    }
+}
+
+/// Steps 1-4 for ASCII: byte to key byte, [`REMOVED`] for a byte that step 4 removes. NFKC leaves ASCII
+/// unchanged; the only ASCII dash is '-', which step 4 removes.
+const REMOVED: u8 = 0xff; // never an ASCII byte
+static ASCII_KEY: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = match c {
+            b' ' | b'\t'..=b'\r' | b'-' | b'_' | b'.' => REMOVED,
+            _ => c.to_ascii_lowercase(),
+        };
+        b += 1;
+    }
+    t
+};
+
+#[inline]
+fn make_key_ascii(input: &[u8], out: &mut String) {
+    // SAFETY: only ASCII bytes (table values) are pushed, so the String stays UTF-8.
+    let v = unsafe { out.as_mut_vec() };
+    v.reserve(input.len());
+    for &b in input {
+        let k = ASCII_KEY[usize::from(b & 0x7f)];
+        if k != REMOVED {
+            v.push(k);
+        }
     }
 }
 
@@ -486,7 +510,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         #[test]
-        fn ascii_fast_path_equals_unicode_path(s in "[ -~\t\n\r\u{0b}\u{0c}]{0,40}") {
+        fn ascii_fast_path_equals_unicode_path(s in "[\u{0}-\u{7f}]{0,40}") {
             let mut fast = String::new();
             let mut slow = String::new();
             make_key(&s, &mut fast);
