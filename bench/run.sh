@@ -4,11 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 rounds=${BENCH_ROUNDS:-7}
-suites=${BENCH_SUITES:-normalize}
+suites=${BENCH_SUITES:-normalize trigger}
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE bench" >/dev/null
 export PGDATABASE=bench
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION stage_norm" -f lib.sql >/dev/null
-echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(psql -X -At -c 'SHOW server_version') ; rounds=$rounds"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(psql -X -At -c 'SHOW server_version'); rounds=$rounds; $(psql -X -At -c "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync', 'full_page_writes', 'synchronous_commit', 'shared_buffers')")"
 for s in $suites; do
   echo "== $s"
   PGOPTIONS="-c bench.rounds=$rounds -c bench.rows=${BENCH_ROWS:-1000000}" psql -X -q -v ON_ERROR_STOP=1 -f "$s.sql"

@@ -81,5 +81,13 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    unsafe { pg_sys::MarkGUCPrefixReserved(c"stage_norm".as_ptr()) };
+    // PostgreSQL 15+: reject unknown stage_norm.* names and remove stray placeholders.
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    unsafe {
+        pg_sys::MarkGUCPrefixReserved(c"stage_norm".as_ptr())
+    };
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    unsafe {
+        pg_sys::EmitWarningsOnPlaceholders(c"stage_norm".as_ptr())
+    };
 }

@@ -153,6 +153,13 @@ CREATE TABLE types (c char(12), v varchar(20), t text);
 SELECT stage_norm.attach('types', 'c', 'v', 't');
 INSERT INTO types VALUES ('Series B', 'pre seed', 'SEED'), ('seed', 'series-a', NULL);
 SELECT c, octet_length(c) AS c_bytes, v, t FROM types;
+CREATE EXTENSION citext;
+CREATE TABLE ci (stage citext);
+SELECT stage_norm.attach('ci', 'stage');
+INSERT INTO ci VALUES ('SERIES-A'), ('Seed Round');
+SELECT stage, pg_typeof(stage) FROM ci;
+DROP TABLE ci;
+DROP EXTENSION citext;
 -- Renaming or retyping a governed column is caught at the next write.
 ALTER TABLE types RENAME COLUMN v TO v2;
 INSERT INTO types VALUES ('seed', 'seed', 'seed');
