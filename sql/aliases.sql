@@ -8,7 +8,10 @@ CREATE TABLE stage_norm.aliases (
     stage      text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT aliases_key_not_empty CHECK (alias_key <> ''),
-    CONSTRAINT aliases_stage_canonical CHECK (stage_norm.is_canonical_stage(stage))
+    CONSTRAINT aliases_stage_canonical CHECK (stage_norm.is_canonical_stage(stage)),
+    -- Aliases extend the built-in rules and never redefine them, whoever writes the table.
+    CONSTRAINT aliases_extend_builtin CHECK (stage_norm.normalize_stage_builtin(alias) IS NULL
+                                             OR stage_norm.normalize_stage_builtin(alias) = stage)
 );
 COMMENT ON TABLE stage_norm.aliases IS
     'DBA-defined aliases of stage_norm: alias_key (stage_norm.stage_key(alias)) maps to a canonical stage';

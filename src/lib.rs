@@ -30,6 +30,7 @@ extension_sql_file!(
     requires = [
         functions::stage_key,
         functions::is_canonical_stage,
+        functions::normalize_stage_builtin,
         functions::canonical_stages,
         cache::config_changed
     ]

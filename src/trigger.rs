@@ -626,6 +626,13 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
                     bytes = rest;
                 }
             }
+            // Already canonical (the common case once a table is migrated): no key to build.
+            // Sound because aliases cannot redefine what the built-in rules know (a CHECK on
+            // stage_norm.aliases), and every canonical name is a built-in label of itself.
+            if BUILTIN.stages.iter().any(|c| c.as_bytes() == bytes) {
+                e.counts[Outcome::Passed as usize] += 1;
+                continue;
+            }
             let text = if bytes.is_ascii() {
                 Some(std::str::from_utf8_unchecked(bytes)) // ASCII is UTF-8
             } else {

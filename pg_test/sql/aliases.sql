@@ -45,6 +45,8 @@ SELECT stage_norm.normalize_stage('mezzanine') AS after_rollback;
 -- The owner's direct writes invalidate the cache too (statement trigger).
 INSERT INTO stage_norm.aliases (alias, stage) VALUES ('Friends and Family', 'pre-seed');
 SELECT stage_norm.normalize_stage('friends & family') AS no_match, stage_norm.normalize_stage('Friends-and-Family');
+-- Even a direct write cannot make an alias redefine a built-in label.
+INSERT INTO stage_norm.aliases (alias, stage, created_at) VALUES ('Series A', 'seed', '2026-01-01 00:00+00');
 TRUNCATE stage_norm.aliases;
 SELECT stage_norm.normalize_stage('Friends-and-Family') AS after_truncate;
 -- The table is an extension config table, so pg_dump keeps its rows.
