@@ -3,21 +3,21 @@
 use pgrx::prelude::*;
 use stage_norm_core::{key_of, BUILTIN};
 
-use crate::cache as aliases;
+use crate::cache;
 
 /// The canonical stage of `label` (built-in rules and DBA-defined aliases), NULL when unknown.
 /// STABLE because it reads `stage_norm.aliases` (through the backend cache).
 #[pg_extern(stable, strict, parallel_safe)]
 fn normalize_stage(label: &str) -> Option<&'static str> {
-    aliases::refresh();
-    aliases::classify(label).map(|id| BUILTIN.name(id))
+    cache::refresh();
+    cache::classify(label).map(|id| BUILTIN.name(id))
 }
 
 /// The canonical stage of `label` by the built-in rules alone (no aliases): IMMUTABLE, for index
 /// expressions, generated columns and distributed UPDATEs.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn normalize_stage_builtin(label: &str) -> Option<&'static str> {
-    aliases::classify_builtin(label).map(|id| BUILTIN.name(id))
+    cache::classify_builtin(label).map(|id| BUILTIN.name(id))
 }
 
 /// True exactly for the canonical stage names; for CHECK constraints and indexes.
@@ -48,7 +48,7 @@ pub fn in_transaction_block() -> bool {
 /// Internal: the effective mode of table `tbl` for this session (what the trigger would use now).
 #[pg_extern(stable, strict, parallel_safe, name = "_effective_mode")]
 fn effective_mode(tbl: pg_sys::Oid) -> &'static str {
-    aliases::refresh();
+    cache::refresh();
     crate::trigger::effective_mode(crate::trigger::override_mode_of(tbl)).name()
 }
 
