@@ -74,6 +74,13 @@ fn aliases_survive_dump_and_restore() {
     let mut c = fresh_db("sn_dump_src");
     c.batch_execute("SELECT stage_norm.add_alias('Angel Round', 'pre-seed'); SELECT stage_norm.add_alias('Growth', 'series-c+');")
         .unwrap();
+    // A per-table override and the trigger travel too (the override is a regclass: by name).
+    c.batch_execute(
+        "CREATE TABLE pc (id int PRIMARY KEY, stage text);
+         SELECT stage_norm.attach('pc', 'stage');
+         SELECT stage_norm.set_table_mode('pc', 'enforce');",
+    )
+    .unwrap();
     let dump = std::env::temp_dir().join(format!("stage_norm_dump_{}.pgdump", std::process::id()));
     let st = Command::new("pg_dump").args(cli_args()).args(["-Fc", "-f"]).arg(&dump).arg("sn_dump_src").status().unwrap();
     assert!(st.success(), "pg_dump failed");
@@ -95,4 +102,11 @@ fn aliases_survive_dump_and_restore() {
     assert_eq!(rows, [("angelround".into(), "pre-seed".into()), ("growth".into(), "series-c+".into())]);
     assert_eq!(normalize(&mut r, "ANGEL-ROUND").as_deref(), Some("pre-seed"));
     assert_eq!(normalize(&mut r, "growth").as_deref(), Some("series-c+"));
+    let row = r
+        .query_one("SELECT table_name::text, columns::text, override_mode, effective_mode FROM stage_norm.table_modes", &[])
+        .unwrap();
+    let got: (String, String, String, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(got, ("pc".into(), "{stage}".into(), "enforce".into(), "enforce".into()));
+    let e = r.execute("INSERT INTO pc VALUES (1, 'Nope')", &[]).unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "23514");
 }
