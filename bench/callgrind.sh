@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=$here/results; mkdir -p "$out"
 dir=$(mktemp -d /tmp/stage_norm_cg.XXXXXX); chown postgres: "$dir"
 trap '[[ -n "${KEEP:-}" ]] || rm -rf "$dir"' EXIT
-as_pg() { runuser -u postgres -- "$@"; }
+as_pg() { (cd / && runuser -u postgres -- "$@"); }
 as_pg "$BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
 printf "fsync = off\nsynchronous_commit = off\nshared_buffers = 256MB\nmax_wal_size = 4GB\nautovacuum = off\n" >> "$dir/data/postgresql.conf"
 single() { as_pg "$BIN/postgres" --single -D "$dir/data" -j postgres > "$dir/setup.out" 2>&1; }

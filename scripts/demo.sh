@@ -53,21 +53,22 @@ INSERT INTO portfolio VALUES (99, 'Zeta', 'Series Z?');
 \set ON_ERROR_STOP 1
 \echo
 \echo '== the write path: a trigger that follows stage_norm.mode =============='
-ALTER TABLE portfolio DROP CONSTRAINT stage_stage_canonical;
-SELECT stage_norm.attach('portfolio', 'stage');
-\echo 'warn (the default): known variants are rewritten, unknown ones stored with a WARNING:'
-INSERT INTO portfolio VALUES (20, 'Pine Labs', 'Series B-2 Round'), (21, 'Quartz', 'Mezzanine');
-SELECT id, company, stage FROM portfolio WHERE id >= 20 ORDER BY id;
-\echo 'enforce: unknown values are rejected with SQLSTATE 23514:'
+CREATE TABLE deals (id int PRIMARY KEY, company text, stage text);
+DO $$ BEGIN PERFORM stage_norm.attach('deals', 'stage'); END $$;
+\echo 'stage_norm.attach(''deals'', ''stage'') governs deals.stage. In warn mode (the default),'
+\echo 'known variants are rewritten and unknown ones stored with a WARNING:'
+INSERT INTO deals VALUES (1, 'Pine Labs', 'Series B-2 Round'), (2, 'Quartz', 'Mezzanine');
+SELECT id, company, stage FROM deals ORDER BY id;
+\echo 'In enforce mode, unknown values are rejected with SQLSTATE 23514:'
 SET stage_norm.mode = enforce;
 \set ON_ERROR_STOP 0
-INSERT INTO portfolio VALUES (22, 'Rho', 'Bridge Round');
+INSERT INTO deals VALUES (3, 'Rho', 'Bridge Round');
 \set ON_ERROR_STOP 1
-\echo 'the emergency downgrade is ALTER SYSTEM SET stage_norm.max_mode = warn + pg_reload_conf();'
-\echo 'the mode of each governed table in this session:'
+\echo 'The mode of each governed table in this session, and what the trigger did:'
 SELECT table_name, columns, override_mode, effective_mode FROM stage_norm.table_modes;
-\echo 'what the trigger did in this session:'
 SELECT * FROM stage_norm.session_counters;
+\echo 'Rollback of every table at once (docs/runbook.md): LOAD ''stage_norm''; then'
+\echo '  ALTER SYSTEM SET stage_norm.max_mode = ''warn''; then SELECT pg_reload_conf();'
 \echo
 \echo '== end of demo (the throwaway cluster is removed) ======================'
 SQL

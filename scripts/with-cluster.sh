@@ -15,7 +15,8 @@ done
 [[ "${1:-}" == "--" ]] && shift
 (($#)) || { echo "usage: with-cluster.sh [--conf 'k = v']... -- command" >&2; exit 2; }
 
-as_pg() { if [[ $(id -un) == postgres ]]; then "$@"; else runuser -u postgres -- "$@"; fi; }
+# From /, so that a private working directory (a clone under /root) is no concern of postgres's.
+as_pg() { if [[ $(id -un) == postgres ]]; then "$@"; else (cd / && runuser -u postgres -- "$@"); fi; }
 
 dir=$(mktemp -d /tmp/stage_norm_cluster.XXXXXX)
 chmod 755 "$dir"

@@ -129,6 +129,8 @@ BEGIN
         IF v_typmod >= 4 AND v_typmod - 4 < 9 THEN
             RAISE EXCEPTION 'column "%" of relation % is too short to hold every canonical stage', v_col, tbl
                 USING ERRCODE = 'datatype_mismatch', COLUMN = v_col,
+                      TABLE = (SELECT c.relname FROM pg_class c WHERE c.oid = tbl),
+                      SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
                       DETAIL = format('It is %s; the longest canonical stage, series-c+, has 9 characters.', format_type(v_type, v_typmod)),
                       HINT = 'Widen it, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(20).';
         END IF;

@@ -7,6 +7,14 @@ SELECT stage_norm.attach('pc', 'nope');
 SELECT stage_norm.attach('pc', VARIADIC ARRAY[]::name[]);
 CREATE TABLE short_v (stage varchar(5));
 SELECT stage_norm.attach('short_v', 'stage');
+DO $$
+DECLARE s text; n text; t text; c text;
+BEGIN
+    PERFORM stage_norm.attach('short_v', 'stage');
+EXCEPTION WHEN datatype_mismatch THEN
+    GET STACKED DIAGNOSTICS s = RETURNED_SQLSTATE, n = SCHEMA_NAME, t = TABLE_NAME, c = COLUMN_NAME;
+    RAISE NOTICE 'sqlstate=% schema=% table=% column=%', s, n, t, c;
+END $$;
 SELECT stage_norm.attach('pc', 'stage');
 SELECT tgname, tgtype, pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'pc'::regclass ORDER BY tgname;
 -- attach again replaces (same names, no error).

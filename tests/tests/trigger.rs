@@ -53,13 +53,20 @@ fn mode_changes_reach_connected_sessions() {
     assert!(insert_unknown(&mut app, 1).is_ok(), "the old session keeps its database default (warn)");
     assert_eq!(insert_unknown(&mut app2, 2).unwrap_err().code().unwrap().code(), "23514");
 
-    // The one-command emergency downgrade of every table.
-    admin.batch_execute("ALTER SYSTEM SET stage_norm.max_mode = 'warn'").unwrap();
-    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    // The emergency downgrade of every table, exactly as the runbook says, from a new session.
+    let mut dba = connect("postgres");
+    // PostgreSQL 15 refuses ALTER SYSTEM for a setting whose library this session has not loaded.
+    let e = dba.batch_execute("ALTER SYSTEM SET stage_norm.max_mode = 'warn'").unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "42704", "{e}");
+    dba.batch_execute("LOAD 'stage_norm'").unwrap();
+    dba.batch_execute("ALTER SYSTEM SET stage_norm.max_mode = 'warn'").unwrap();
+    dba.batch_execute("SELECT pg_reload_conf()").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(insert_unknown(&mut app2, 3).is_ok(), "max_mode = warn must stop rejections");
-    admin.batch_execute("ALTER SYSTEM RESET stage_norm.max_mode").unwrap();
-    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let mut dba = connect("postgres");
+    dba.batch_execute("LOAD 'stage_norm'").unwrap();
+    dba.batch_execute("ALTER SYSTEM RESET stage_norm.max_mode").unwrap();
+    dba.batch_execute("SELECT pg_reload_conf()").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(insert_unknown(&mut app2, 4).is_err());
 
