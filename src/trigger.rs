@@ -403,7 +403,7 @@ fn statement_id() -> (pg_sys::TimestampTz, pg_sys::CommandId) {
 
 /// Reports an unknown value that is stored (warn, or enforce outside the canary): a client
 /// WARNING for the first few per statement and table, a sampled server-log line always.
-fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode, stored: bool) {
+fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode) {
     let shown = {
         // SAFETY: single-threaded; WARNINGS is not reachable from the trigger's other borrows.
         let w = unsafe { WARNINGS.get() }.get_or_insert_with(StatementWarnings::default);
@@ -416,7 +416,7 @@ fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode, stored: boo
         *n += 1;
         *n
     };
-    if stored && shown <= WARNINGS_PER_STATEMENT {
+    if shown <= WARNINGS_PER_STATEMENT {
         let q = quote(value);
         let (col_name, schema, table) = (col.name.to_string_lossy(), e.schema.to_string_lossy(), e.table.to_string_lossy());
         let detail = if mode == Mode::Enforce {
@@ -667,11 +667,11 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
                         v.error = rejection(e, col, bytes);
                         return;
                     }
-                    report_unknown(e, col, bytes, mode, true);
+                    report_unknown(e, col, bytes, mode);
                     Outcome::Warned
                 }
                 (None, _) => {
-                    report_unknown(e, col, bytes, mode, true);
+                    report_unknown(e, col, bytes, mode);
                     Outcome::Warned
                 }
             };
