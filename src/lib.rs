@@ -4,7 +4,7 @@
 //! - `stage_norm_core` (crate `core/`): the pure normalizer, the stage set as data. No pgrx.
 //! - [`cache`]: the backend-local configuration cache (aliases, table modes) and its invalidation.
 //! - [`guc`]: the settings.
-//! - [`trigger`]: the write path.
+//! - [`trigger`]: the write path; [`inplace`]: its rewrite inside the row.
 //! - [`functions`]: the SQL-callable normalizer, check and alias-key functions.
 //! - `sql/*.sql`: SQL that Rust cannot express (tables, PL/pgSQL, procedures, grants).
 use pgrx::prelude::*;
@@ -13,6 +13,7 @@ mod backend;
 mod cache;
 mod functions;
 mod guc;
+mod inplace;
 mod trigger;
 
 ::pgrx::pg_module_magic!(name, version);

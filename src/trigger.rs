@@ -30,6 +30,7 @@ use stage_norm_core::{Fnv1a, StageId, BUILTIN};
 use crate::backend::{raw, Global};
 use crate::cache;
 use crate::guc::{self, Mode};
+use crate::inplace;
 
 /// What happened to one governed value; the index of its counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +62,11 @@ struct Column {
     pad_to: Option<usize>,
     /// The canonical datums to write into this column (padded for char(n)), by stage.
     datums: [pg_sys::Datum; 5],
+    /// Their bytes (in TopMemoryContext, like the datums), for an in-place rewrite.
+    payloads: [(*const u8, usize); 5],
+    /// May be rewritten inside the row (see `inplace`): false when the partition constraint
+    /// refers to it.
+    in_place: bool,
 }
 
 struct Entry {
@@ -227,7 +233,7 @@ fn canonical_datums(pad: usize) -> [pg_sys::Datum; 5] {
 }
 
 /// The bytes of a text datum: read in place unless compressed or external (then detoasted).
-#[inline]
+#[inline(always)]
 unsafe fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
     let mut v = d.cast_mut_ptr::<pg_sys::varlena>();
     if pgrx::varlena::varatt_is_1b_e(v) || pgrx::varlena::varatt_is_4b_c(v) {
@@ -306,6 +312,7 @@ unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         .report(PgLogLevel::ERROR);
     }
     let attrs = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize);
+    let partition_columns = partition_qual_columns(rel);
     for i in 0..nargs {
         let name = CStr::from_ptr(*(*trig).tgargs.add(i));
         let attnum = pg_sys::SPI_fnumber(tupdesc, name.as_ptr());
@@ -342,7 +349,12 @@ unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         }
         let pad_to = if base == pg_sys::BPCHAROID { limit } else { None };
         let datums = canonical_datums(pad_to.unwrap_or(0));
-        e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), pad_to, datums });
+        let in_place = !in_partition_qual(partition_columns, attnum as i32);
+        let payloads = datums.map(|d| {
+            let b = varlena_bytes(d);
+            (b.as_ptr(), b.len())
+        });
+        e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), pad_to, datums, payloads, in_place });
     }
     let pk_index = primary_key_index(rel);
     if pk_index != pg_sys::InvalidOid {
@@ -435,7 +447,7 @@ fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode) {
 
 /// A server-log line for an unknown value, with probability `stage_norm.log_sample_rate`.
 fn log_sample(e: &Entry, col: &Column, value: &[u8], mode: Mode) {
-    let rate = guc::LOG_SAMPLE_RATE.get();
+    let rate = guc::read(&guc::LOG_SAMPLE_RATE);
     if rate > 0.0 && (rate >= 1.0 || random_unit() < rate) {
         let quoted = quote(value);
         pgrx::pg_sys::panic::ErrorReport::new(
@@ -484,10 +496,30 @@ unsafe fn partition_ancestors(rel: pg_sys::Relation) -> Vec<pg_sys::Oid> {
     cells.iter().map(|c| c.oid_value).collect()
 }
 
+/// The columns the partition constraint of `rel` refers to (ancestors' keys included), as a
+/// `pull_varattnos` set; null for a table that is not a partition.
+unsafe fn partition_qual_columns(rel: pg_sys::Relation) -> *mut pg_sys::Bitmapset {
+    let mut set: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+    if (*(*rel).rd_rel).relispartition {
+        let qual = pg_sys::ffi::pg_guard_ffi_boundary(|| RelationGetPartitionQual(rel));
+        pg_sys::pull_varattnos(qual.cast(), 1, &mut set);
+    }
+    set
+}
+
+/// Whether `attnum` (or the whole row) appears in a `partition_qual_columns` set.
+unsafe fn in_partition_qual(set: *mut pg_sys::Bitmapset, attnum: i32) -> bool {
+    let member = |a: i32| pg_sys::bms_is_member(a - pg_sys::FirstLowInvalidHeapAttributeNumber, set);
+    !set.is_null() && (member(attnum) || member(0))
+}
+
 extern "C-unwind" {
     /// PostgreSQL's partition.c (not in pgrx's bindings): an OidList, nearest parent first.
     /// Called through `pg_guard_ffi_boundary`, which turns an ERROR into a Rust panic.
     fn get_partition_ancestors(relid: pg_sys::Oid) -> *mut pg_sys::List;
+    /// partcache.c (not in pgrx's bindings): the partition constraint as a list of
+    /// expressions on the partition's own columns (varno 1). Same calling rule.
+    fn RelationGetPartitionQual(rel: pg_sys::Relation) -> *mut pg_sys::List;
 }
 
 /// The override that applies to `relid`: its own, else its nearest partitioned ancestor's.
@@ -511,7 +543,7 @@ pub fn override_mode_of(relid: pg_sys::Oid) -> Option<Mode> {
 
 /// The effective mode of a table for this session: min(override else stage_norm.mode, max_mode).
 pub fn effective_mode(override_mode: Option<Mode>) -> Mode {
-    override_mode.unwrap_or(guc::MODE.get()).min(guc::MAX_MODE.get())
+    override_mode.unwrap_or(guc::read(&guc::MODE)).min(guc::read(&guc::MAX_MODE))
 }
 
 unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo, name: &str) -> *mut pg_sys::TriggerData {
@@ -536,10 +568,17 @@ const MAX_BATCH: usize = 8;
 struct Verdict {
     tuple: pg_sys::HeapTuple,
     desc: pg_sys::TupleDesc,
+    /// The slot that holds `tuple` (tg_trigslot on INSERT, tg_newslot on UPDATE).
+    slot: *mut pg_sys::TupleTableSlot,
     n: c_int,
     cols: [c_int; MAX_BATCH],
     values: [pg_sys::Datum; MAX_BATCH],
     nulls: [bool; MAX_BATCH],
+    /// The old value's bytes inside `tuple`, for an in-place rewrite; null when the column
+    /// may not be rewritten in place.
+    old: [*mut u8; MAX_BATCH],
+    /// The new value's bytes (without the varlena header).
+    payload: [(*const u8, usize); MAX_BATCH],
     error: *mut pg_sys::ErrorData,
 }
 
@@ -565,7 +604,8 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
     let is_update = op == pg_sys::TRIGGER_EVENT_UPDATE;
     let mut tuple = if is_update { (*td).tg_newtuple } else { (*td).tg_trigtuple };
     v.tuple = tuple;
-    if guc::MAX_MODE.get() == Mode::Off {
+    v.slot = if is_update { (*td).tg_newslot } else { (*td).tg_trigslot };
+    if guc::read(&guc::MAX_MODE) == Mode::Off {
         return;
     }
     cache::refresh();
@@ -629,7 +669,7 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
             // Already canonical (the common case once a table is migrated): no key to build.
             // Sound because aliases cannot redefine what the built-in rules know (a CHECK on
             // stage_norm.aliases), and every canonical name is a built-in label of itself.
-            if BUILTIN.stages.iter().any(|c| c.as_bytes() == bytes) {
+            if BUILTIN.canonical_id_bytes(bytes).is_some() {
                 e.counts[Outcome::Passed as usize] += 1;
                 continue;
             }
@@ -652,6 +692,8 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
                     v.cols[n] = attnum;
                     v.values[n] = col.datums[usize::from(id)];
                     v.nulls[n] = false;
+                    v.old[n] = if col.in_place { datum.cast_mut_ptr() } else { std::ptr::null_mut() };
+                    v.payload[n] = col.payloads[usize::from(id)];
                     n += 1;
                     Outcome::Normalized
                 }
@@ -660,7 +702,7 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
                     Outcome::WouldReject
                 }
                 (None, Mode::Enforce) => {
-                    let percent = guc::ENFORCE_PERCENT.get();
+                    let percent = guc::read(&guc::ENFORCE_PERCENT);
                     if percent >= 100 || bucket(e, tuple, tupdesc, bytes) < percent as u64 {
                         e.counts[Outcome::Rejected as usize] += 1;
                         log_sample(e, col, bytes, mode);
@@ -689,20 +731,63 @@ pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallIn
     let mut v = Verdict {
         tuple: std::ptr::null_mut(),
         desc: std::ptr::null_mut(),
+        slot: std::ptr::null_mut(),
         n: 0,
         cols: [0; MAX_BATCH],
         values: [pg_sys::Datum::from(0); MAX_BATCH],
         nulls: [false; MAX_BATCH],
+        old: [std::ptr::null_mut(); MAX_BATCH],
+        payload: [(std::ptr::null(), 0); MAX_BATCH],
         error: std::ptr::null_mut(),
     };
     normalize_row(fcinfo, &mut v);
     if !v.error.is_null() {
         raw::ThrowErrorData(v.error);
     }
+    if v.n > 0 && inplace::slot_owns(v.slot, v.tuple) {
+        rewrite_in_place(&mut v);
+    }
     if v.n > 0 {
         v.tuple = raw::heap_modify_tuple_by_cols(v.tuple, v.desc, v.n, v.cols.as_mut_ptr(), v.values.as_mut_ptr(), v.nulls.as_mut_ptr());
     }
     pg_sys::Datum::from(v.tuple)
+}
+
+#[inline(always)]
+unsafe fn payload(v: &Verdict, i: usize) -> &'static [u8] {
+    std::slice::from_raw_parts(v.payload[i].0, v.payload[i].1)
+}
+
+/// Makes what rewrites it can inside the row itself, right to left (a shrink moves only the
+/// columns after it, so the old-value pointers of the columns before stay valid), and leaves
+/// the others in `v` for `heap_modify_tuple_by_cols`. Cannot raise.
+#[inline]
+unsafe fn rewrite_in_place(v: &mut Verdict) {
+    let n = v.n as usize;
+    let nvalid = (*v.slot).tts_nvalid as i32;
+    if n == 1 {
+        // The common case: one governed column.
+        if inplace::rewrite(v.tuple, v.desc, v.cols[0], v.old[0], payload(v, 0), nvalid) {
+            v.n = 0;
+        }
+        return;
+    }
+    let mut order: [usize; MAX_BATCH] = std::array::from_fn(|i| i);
+    order[..n].sort_unstable_by_key(|&i| std::cmp::Reverse(v.cols[i]));
+    let mut done = [false; MAX_BATCH];
+    for &i in &order[..n] {
+        done[i] = inplace::rewrite(v.tuple, v.desc, v.cols[i], v.old[i], payload(v, i), nvalid);
+    }
+    let mut k = 0;
+    for i in 0..n {
+        if !done[i] {
+            v.cols[k] = v.cols[i];
+            v.values[k] = v.values[i];
+            v.nulls[k] = v.nulls[i];
+            k += 1;
+        }
+    }
+    v.n = k as c_int;
 }
 
 #[no_mangle]

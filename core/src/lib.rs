@@ -286,9 +286,20 @@ impl StageSet {
 
     /// The stage whose canonical name is exactly `s`, if any.
     pub fn canonical_id(&self, s: &str) -> Option<StageId> {
+        self.canonical_id_bytes(s.as_bytes())
+    }
+
+    /// [`Self::canonical_id`] on raw bytes (the trigger's shortcut for values that are already
+    /// canonical, once per row). Length and first byte are compared before the rest: most
+    /// labels differ there, and the rest is a `memcmp` call.
+    #[inline]
+    pub fn canonical_id_bytes(&self, b: &[u8]) -> Option<StageId> {
         self.stages
             .iter()
-            .position(|n| n == s)
+            .position(|n| {
+                let n = n.as_bytes();
+                n.len() == b.len() && n.first() == b.first() && n == b
+            })
             .and_then(|i| StageId::try_from(i).ok())
     }
 
