@@ -26,7 +26,7 @@
 //!
 //! The layout is computed and checked in full before any byte is written; if anything is not
 //! as expected, the tuple is left untouched and the caller falls back. Nothing here can raise
-//! an error. Little-endian only (the varlena header encodings below); on a big-endian build
+//! an error or panic (it runs in the trigger's unguarded entry point). Little-endian only (the varlena header encodings below); on a big-endian build
 //! every rewrite falls back.
 use pgrx::pg_sys;
 
@@ -163,9 +163,6 @@ pub unsafe fn rewrite(
     let has_nulls = (*th).t_infomask as u32 & pg_sys::HEAP_HASNULL != 0;
     let bits = (*th).t_bits.as_ptr();
     let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
-    if natts_t > attrs.len() {
-        return false;
-    }
     let mut moves = [(0usize, 0usize, 0usize); MAX_MOVES];
     let mut n_moves = 0;
     let mut cur_old = off_a + old_sz;
@@ -174,7 +171,7 @@ pub unsafe fn rewrite(
         if has_nulls && *bits.add(i >> 3) & (1 << (i & 7)) == 0 {
             continue; // NULL: no bytes
         }
-        let att = &attrs[i];
+        let Some(att) = attrs.get(i) else { return false };
         let attalign = att.attalign as u8;
         let (old_start, new_start, len);
         if att.attlen > 0 {
