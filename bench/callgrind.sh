@@ -15,7 +15,8 @@ as_pg() { (cd / && runuser -u postgres -- "$@"); }
 as_pg "$BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
 printf "fsync = off\nsynchronous_commit = off\nshared_buffers = 256MB\nmax_wal_size = 4GB\nautovacuum = off\n" >> "$dir/data/postgresql.conf"
 single() { as_pg "$BIN/postgres" --single -D "$dir/data" -j postgres > "$dir/setup.out" 2>&1; }
-cat > "$dir/setup.sql" <<SQL
+{ echo "CREATE SCHEMA bench;"; echo; cat "$here/peers.sql"; echo; } > "$dir/peers.sql"
+cat "$dir/peers.sql" - > "$dir/setup.sql" <<SQL
 CREATE EXTENSION stage_norm;
 CREATE EXTENSION insert_username;
 CREATE EXTENSION lo;
@@ -29,6 +30,11 @@ SELECT stage_norm.attach('t_enforce', 'stage');
 CREATE TABLE t_off (id bigint PRIMARY KEY, stage text);
 SELECT stage_norm.attach('t_off', 'stage');
 SELECT stage_norm.set_table_mode('t_off', 'off');
+CREATE TABLE t_override (id bigint PRIMARY KEY, stage text);
+SELECT stage_norm.attach('t_override', 'stage');
+SELECT stage_norm.set_table_mode('t_override', 'enforce');
+CREATE TABLE t_plpgsql (id bigint PRIMARY KEY, stage text);
+CREATE TRIGGER p BEFORE INSERT OR UPDATE ON t_plpgsql FOR EACH ROW EXECUTE FUNCTION bench.plpgsql_normalize_stage();
 CREATE TABLE t_username (id bigint PRIMARY KEY, stage text);
 CREATE TRIGGER u BEFORE INSERT OR UPDATE ON t_username FOR EACH ROW EXECUTE FUNCTION insert_username(stage);
 CREATE TABLE t_lo (id bigint PRIMARY KEY, stage text);
@@ -45,10 +51,15 @@ CHECKPOINT;
 SQL
 single < "$dir/setup.sql"
 declare -A ir
-for v in none lo off username enforce canonical u_none u_lo u_enforce; do
-  # A fresh backend per variant; it also pays its start-up, the same for every variant.
+for v in startup none lo off username enforce canonical override plpgsql u_none u_lo u_enforce; do
+  # A fresh backend per variant; it also pays its start-up, the same for every variant (the
+  # startup variant measures it alone, to be subtracted).
   from=src; [[ $v == canonical ]] && from=src_canonical
-  if [[ $v == u_* ]]; then
+  if [[ $v == startup ]]; then
+    printf "SELECT 1;\n" > "$dir/$v.sql"
+  elif [[ $v == override ]]; then
+    printf "SET stage_norm.mode = warn;\nSET stage_norm.enforce_percent = 10;\nTRUNCATE t_%s;\nINSERT INTO t_%s SELECT * FROM %s;\nTRUNCATE t_%s;\n" "$v" "$v" "$from" "$v" > "$dir/$v.sql"
+  elif [[ $v == u_* ]]; then
     # UPDATE of a column that is not governed, rolled back: every variant updates the same state.
     printf "SET stage_norm.mode = enforce;\nBEGIN;\nUPDATE %s SET n = n + 1;\nROLLBACK;\n" "$v" > "$dir/$v.sql"
   else
@@ -63,7 +74,7 @@ done
 cp "$dir/cg.enforce" "$out/callgrind.enforce"
 base=${ir[none]}
 echo "instructions per row over no trigger ($rows rows, one INSERT ... SELECT, single-user backend):"
-for v in lo off username enforce canonical; do
+for v in lo off username enforce canonical override plpgsql; do
   awk -v v="$v" -v a="${ir[$v]}" -v b="$base" -v n="$rows" -v lo="${ir[lo]}" \
     'BEGIN { printf "  %-9s %8.0f  (vs lo_manage %+.0f)\n", v, (a-b)/n, (a-lo)/n }'
 done
@@ -72,13 +83,16 @@ echo "UPDATE t SET n = n + 1 ($rows rows, n not governed), per row over no trigg
 for v in u_lo u_enforce; do
   awk -v v="$v" -v a="${ir[$v]}" -v b="${ir[u_none]}" -v n="$rows" 'BEGIN { printf "  %-9s %8.0f\n", v, (a-b)/n }'
 done
-echo "ratios of total instructions (whole backend run, start-up included):"
-awk -v e="${ir[enforce]}" -v c="${ir[canonical]}" -v b="${ir[none]}" -v l="${ir[lo]}" -v o="${ir[off]}" -v u="${ir[username]}" \
+echo "checks of the issue by instructions per row (start-up subtracted: (variant - startup) / (baseline - startup)):"
+awk -v S="${ir[startup]}" -v e="${ir[enforce]}" -v c="${ir[canonical]}" -v b="${ir[none]}" -v l="${ir[lo]}" -v o="${ir[off]}" \
+    -v u="${ir[username]}" -v p="${ir[plpgsql]}" -v ov="${ir[override]}" \
     -v ue="${ir[u_enforce]}" -v ul="${ir[u_lo]}" -v un="${ir[u_none]}" 'BEGIN {
-  printf "  INSERT enforce / none      %.3f\n", e / b
-  printf "  INSERT enforce / username  %.3f\n", e / u
-  printf "  INSERT canonical / none    %.3f\n", c / b
-  printf "  INSERT off / lo_manage     %.3f\n", o / l
-  printf "  UPDATE enforce / lo_manage %.3f   (lo_manage / none %.3f)\n", ue / ul, ul / un
+  printf "  1 INSERT enforce / none                        %.3f  (ceiling 1.10)\n", (e-S) / (b-S)
+  printf "  2 INSERT enforce / insert_username             %.3f  (ceiling < 1)\n", (e-S) / (u-S)
+  printf "  3 INSERT (enforce - none) / (plpgsql - none)   %.3f  (ceiling 0.05)\n", (e-b) / (p-b)
+  printf "  4 INSERT off / lo_manage                       %.3f  (ceiling 1.05)\n", (o-S) / (l-S)
+  printf "  5 INSERT override + enforce_percent 10 / enforce %.3f  (ceiling 1.02)\n", (ov-S) / (e-S)
+  printf "  6 UPDATE enforce / lo_manage                   %.3f  (ceiling 1.05)\n", (ue-S) / (ul-S)
+  printf "    INSERT enforce on canonical values / none    %.3f\n", (c-S) / (b-S)
 }'
-echo "total instructions, no trigger: $base ($(awk -v b="$base" -v n="$rows" 'BEGIN{printf "%.0f", b/n}') per row incl. startup)"
+echo "start-up alone: ${ir[startup]} instructions; INSERT with no trigger: $(awk -v b="${ir[none]}" -v S="${ir[startup]}" -v n="$rows" 'BEGIN{printf "%.0f", (b-S)/n}') per row"

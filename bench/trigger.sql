@@ -112,6 +112,15 @@ BEGIN
     END LOOP;
 END $$;
 
+-- A check's value from timings keyed 'suite/variant': 'a:b' is a/b; 'excess' is enforce's time
+-- over no trigger as a share of the PL/pgSQL trigger's.
+CREATE OR REPLACE FUNCTION bench.check_value(j jsonb, f text) RETURNS float8 LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN f = 'excess' THEN
+                ((j->>'trigger_insert/enforce')::float8 - (j->>'trigger_insert/none')::float8)
+                / nullif((j->>'trigger_insert/plpgsql')::float8 - (j->>'trigger_insert/none')::float8, 0)
+           ELSE (j->>split_part(f, ':', 1))::float8 / nullif((j->>split_part(f, ':', 2))::float8, 0) END
+$$;
+
 DELETE FROM bench.runs WHERE suite LIKE 'trigger%';
 SET stage_norm.max_mode = enforce;
 SELECT stmt FROM bench.trigger_plan(current_setting('bench.rounds')::int) ORDER BY seq \gexec
@@ -148,29 +157,30 @@ SELECT (SELECT count(*) FROM bench.src) AS rows,
 RESET stage_norm.mode;
 RESET stage_norm.enforce_percent;
 
-\echo 'checks (ceilings from the issue; medians of the rounds above):'
+\echo 'checks (ceilings from the issue). "medians": ratio of the variants'' medians; "paired": median over'
+\echo 'the rounds of the ratio within each round (the variants of a round run back to back, so a slow'
+\echo 'stretch of this shared machine weighs on both sides of a paired ratio):'
 WITH m AS (
     SELECT suite || '/' || variant AS v, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS med
       FROM bench.runs WHERE suite LIKE 'trigger_%' GROUP BY suite, variant),
 x AS (SELECT jsonb_object_agg(v, med) AS j FROM m),
-c (n, label, op, ceiling, measured) AS (
-    SELECT n, label, op, ceiling, measured FROM x, LATERAL (VALUES
-      (1, 'insert: enforce / none', '<=', 1.10,
-          (j->>'trigger_insert/enforce')::float8 / (j->>'trigger_insert/none')::float8),
-      (2, 'insert: enforce / insert_username', '<', 1.00,
-          (j->>'trigger_insert/enforce')::float8 / (j->>'trigger_insert/insert_username')::float8),
-      (3, 'insert: (enforce - none) / (plpgsql - none)', '<=', 0.05,
-          ((j->>'trigger_insert/enforce')::float8 - (j->>'trigger_insert/none')::float8)
-          / ((j->>'trigger_insert/plpgsql')::float8 - (j->>'trigger_insert/none')::float8)),
-      (4, 'insert: off / lo_manage', '<=', 1.05,
-          (j->>'trigger_insert/off')::float8 / (j->>'trigger_insert/lo_manage')::float8),
-      (5, 'insert: override enforce + enforce_percent 10 / enforce', '<=', 1.02,
-          (j->>'trigger_insert/enforce_override_p10')::float8 / (j->>'trigger_insert/enforce')::float8),
-      (6, 'update non-governed column: enforce / lo_manage', '<=', 1.05,
-          (j->>'trigger_update/enforce')::float8 / (j->>'trigger_update/lo_manage')::float8)
-    ) AS v (n, label, op, ceiling, measured))
-SELECT n AS "#", label AS "check", op || ' ' || ceiling AS ceiling, round(measured::numeric, 3) AS measured,
-       CASE WHEN measured IS NULL THEN '?'
-            WHEN (op = '<' AND measured < ceiling) OR (op = '<=' AND measured <= ceiling) THEN 'pass'
-            ELSE 'FAIL' END AS result
+r AS (SELECT round, jsonb_object_agg(suite || '/' || variant, ms) AS j
+        FROM bench.runs WHERE suite LIKE 'trigger_%' GROUP BY round),
+def (n, label, op, ceiling, f) AS (VALUES
+      (1, 'insert: enforce / none', '<=', 1.10, 'trigger_insert/enforce:trigger_insert/none'),
+      (2, 'insert: enforce / insert_username', '<', 1.00, 'trigger_insert/enforce:trigger_insert/insert_username'),
+      (3, 'insert: (enforce - none) / (plpgsql - none)', '<=', 0.05, 'excess'),
+      (4, 'insert: off / lo_manage', '<=', 1.05, 'trigger_insert/off:trigger_insert/lo_manage'),
+      (5, 'insert: override enforce + enforce_percent 10 / enforce', '<=', 1.02, 'trigger_insert/enforce_override_p10:trigger_insert/enforce'),
+      (6, 'update non-governed column: enforce / lo_manage', '<=', 1.05, 'trigger_update/enforce:trigger_update/lo_manage')),
+c AS (
+    SELECT d.n, d.label, d.op, d.ceiling,
+           bench.check_value(x.j, d.f) AS medians,
+           (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY bench.check_value(r.j, d.f)) FROM r) AS paired
+      FROM def d, x)
+SELECT n AS "#", label AS "check", op || ' ' || ceiling AS ceiling,
+       round(medians::numeric, 3) AS medians, round(paired::numeric, 3) AS paired,
+       CASE WHEN paired IS NULL THEN '?'
+            WHEN (op = '<' AND paired < ceiling) OR (op = '<=' AND paired <= ceiling) THEN 'pass'
+            ELSE 'FAIL' END AS "result (paired)"
   FROM c ORDER BY n;

@@ -27,6 +27,12 @@ INSERT INTO ip_two VALUES (1, 'Seed Round', 'Series A Round', 'SERIES B', 'Pre S
                           (2, 'series  b', NULL, 'seed', 'SEED', 'end2');
 SELECT id, a, b, '[' || c::text || ']' AS c, octet_length(c) AS c_bytes, d, z FROM ip_two ORDER BY id;
 
+-- More rewrites in one row than the trigger collects at once (4): applied in batches.
+CREATE TABLE ip_six (id int PRIMARY KEY, s1 text, s2 text, s3 text, s4 text, s5 text, s6 text, z int);
+SELECT stage_norm.attach('ip_six', 's1', 's2', 's3', 's4', 's5', 's6');
+INSERT INTO ip_six VALUES (1, 'Seed Round', 'PRE_SEED', 'seriesB', 'Series A Round', 'SERIES C', 'seed', 42);
+SELECT * FROM ip_six;
+
 -- A partition key column is never rewritten in place: PostgreSQL's check that a BEFORE trigger
 -- does not move a row to another partition still applies.
 CREATE TABLE ip_list (id int, stage text) PARTITION BY LIST (stage);
@@ -56,7 +62,7 @@ SELECT * FROM ip_chain ORDER BY id;
 INSERT INTO ip_chain VALUES (3, 'Series B Round', NULL) RETURNING *;
 
 SELECT c.relname, v.* FROM pg_class c, LATERAL verify_heapam(c.oid) v
- WHERE c.relname IN ('ip_wide', 'ip_two', 'ip_list_seed', 'ip_list_other', 'ip_range_1', 'ip_chain');
+ WHERE c.relname IN ('ip_wide', 'ip_two', 'ip_six', 'ip_list_seed', 'ip_list_other', 'ip_range_1', 'ip_chain');
 RESET stage_norm.mode;
-DROP TABLE ip_wide, ip_two, ip_list, ip_range, ip_chain;
+DROP TABLE ip_wide, ip_two, ip_six, ip_list, ip_range, ip_chain;
 DROP FUNCTION ip_chain_seen();
