@@ -18,8 +18,6 @@ single() { as_pg "$BIN/postgres" --single -D "$dir/data" -j postgres > "$dir/set
 { echo "CREATE SCHEMA bench;"; echo; cat "$here/peers.sql"; echo; } > "$dir/peers.sql"
 cat "$dir/peers.sql" - > "$dir/setup.sql" <<SQL
 CREATE EXTENSION stage_norm;
-CREATE EXTENSION insert_username;
-CREATE EXTENSION lo;
 CREATE TABLE src AS SELECT i::bigint AS id, (ARRAY['Series A ','pre_seed','seriesB','Series D','Seed Round','seed','series-a','PRE-SEED','Series C Plus','series b2','Series A-2 Round','series-c+','Series E','seed round','Pre Seed','SERIES B','series a','Series C+','pre-seed','series-b'])[1 + i % 20] AS stage FROM generate_series(1, $rows) i;
 CREATE TABLE src_canonical AS SELECT id, stage_norm.normalize_stage_builtin(stage) AS stage FROM src;
 CREATE TABLE t_none (id bigint PRIMARY KEY, stage text);
@@ -50,6 +48,7 @@ INSERT INTO u_enforce SELECT * FROM src;
 CHECKPOINT;
 SQL
 single < "$dir/setup.sql"
+if grep -q "ERROR" "$dir/setup.out"; then grep -m3 "ERROR" "$dir/setup.out" >&2; echo "callgrind: setup failed" >&2; exit 1; fi
 declare -A ir
 for v in startup none lo off username enforce canonical override plpgsql u_none u_lo u_enforce; do
   # A fresh backend per variant; it also pays its start-up, the same for every variant (the
