@@ -12,8 +12,10 @@
 //!
 //! Everything per relation (attribute numbers, column types, the primary key, the schema and
 //! table names) is resolved once and kept per trigger until a relcache invalidation of the
-//! table; the override is memoized per cache generation. All rewrites of a row are one
-//! `heap_modify_tuple_by_cols` call with canonical datums built once per backend.
+//! table; the override is memoized per cache generation. Labels are classified through the
+//! cache's memo of recent labels. Rewrites are made inside the row when it is the slot's own
+//! copy and the value keeps its size or shrinks (see `inplace`); the others are one
+//! `heap_modify_tuple_by_cols` call, with canonical datums built once per backend.
 //!
 //! The rejection is thrown from the raw `extern "C-unwind"` entry point, after the guarded inner
 //! function has returned: pgrx has no API for the SCHEMA/TABLE/COLUMN error fields, and an error
@@ -674,12 +676,7 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
                 e.counts[Outcome::Passed as usize] += 1;
                 continue;
             }
-            let text = if bytes.is_ascii() {
-                Some(std::str::from_utf8_unchecked(bytes)) // ASCII is UTF-8
-            } else {
-                std::str::from_utf8(bytes).ok()
-            };
-            let stage = text.and_then(cache::classify);
+            let stage = cache::classify_bytes(bytes);
             let outcome = match (stage, mode) {
                 (Some(_), Mode::Shadow) => Outcome::WouldNormalize,
                 (Some(id), _) => {
