@@ -54,15 +54,16 @@ for v in startup none lo off username enforce canonical override plpgsql u_none 
   # A fresh backend per variant; it also pays its start-up, the same for every variant (the
   # startup variant measures it alone, to be subtracted).
   from=src; [[ $v == canonical ]] && from=src_canonical
+  # override: the table's own enforce override under a session in warn, with the canary at 10%.
+  sets="SET stage_norm.mode = enforce;"
+  [[ $v == override ]] && sets="SET stage_norm.mode = warn; SET stage_norm.enforce_percent = 10;"
   if [[ $v == startup ]]; then
     printf "SELECT 1;\n" > "$dir/$v.sql"
-  elif [[ $v == override ]]; then
-    printf "SET stage_norm.mode = warn;\nSET stage_norm.enforce_percent = 10;\nTRUNCATE t_%s;\nINSERT INTO t_%s SELECT * FROM %s;\nTRUNCATE t_%s;\n" "$v" "$v" "$from" "$v" > "$dir/$v.sql"
   elif [[ $v == u_* ]]; then
     # UPDATE of a column that is not governed, rolled back: every variant updates the same state.
-    printf "SET stage_norm.mode = enforce;\nBEGIN;\nUPDATE %s SET n = n + 1;\nROLLBACK;\n" "$v" > "$dir/$v.sql"
+    printf "%s\nBEGIN;\nUPDATE %s SET n = n + 1;\nROLLBACK;\n" "$sets" "$v" > "$dir/$v.sql"
   else
-    printf "SET stage_norm.mode = enforce;\nTRUNCATE t_%s;\nINSERT INTO t_%s SELECT * FROM %s;\nTRUNCATE t_%s;\n" "$v" "$v" "$from" "$v" > "$dir/$v.sql"
+    printf "%s\nTRUNCATE t_%s;\nINSERT INTO t_%s SELECT * FROM %s;\nTRUNCATE t_%s;\n" "$sets" "$v" "$v" "$from" "$v" > "$dir/$v.sql"
   fi
   cp "$dir/$v.sql" "$dir/$v.run"; chown postgres: "$dir/$v.run"
   as_pg valgrind --tool=callgrind --callgrind-out-file="$dir/cg.$v" \
