@@ -17,6 +17,7 @@ build: deps
 # Build in release mode and install into the system PostgreSQL 15.
 install: deps
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
+	install -m 644 sql/stage_norm--0.1.0.sql $(shell $(PG_CONFIG) --sharedir)/extension/
 
 # Every test layer; non-zero exit on any failure.
 test: deps unit pgrx-test install cluster-tests

@@ -37,8 +37,6 @@ pub mod raw {
     extern "C" {
         /// Cannot raise.
         pub fn GetCurrentStatementStartTimestamp() -> pg_sys::TimestampTz;
-        /// Raises only for a negative member; callers pass attribute offsets, which are positive.
-        pub fn bms_is_member(x: c_int, a: *const pg_sys::Bitmapset) -> bool;
     }
     extern "C-unwind" {
         /// Can raise (out of memory): call it only from a frame that holds nothing with a

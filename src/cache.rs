@@ -110,7 +110,20 @@ pub fn classify_bytes(bytes: &[u8]) -> Option<StageId> {
 
 /// Registers the relcache callback; called once per backend from `_PG_init`.
 pub fn init() {
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0)) };
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
+        // A domain's constraints decide which canonical values the trigger may write into a
+        // domain-typed column (resolved per table): any change of pg_constraint or pg_type
+        // (ALTER DOMAIN) makes the trigger resolve its tables again. Rare, and cheap to redo.
+        for cache in [pg_sys::SysCacheIdentifier::CONSTROID, pg_sys::SysCacheIdentifier::TYPEOID] {
+            pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(syscache_callback), pg_sys::Datum::from(0));
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn syscache_callback(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    crate::trigger::relation_invalidated(pg_sys::InvalidOid);
 }
 
 #[pg_guard]

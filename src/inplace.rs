@@ -84,17 +84,20 @@ mod varlena {
     /// cannot occur in a stored row.
     ///
     /// # Safety
-    /// `p` points at a varlena header with at least 4 readable bytes behind it when it is not
-    /// a short one.
-    pub unsafe fn size_any(p: *const u8) -> Option<usize> {
+    /// `p` points at a varlena header with `avail` readable bytes from `p` on (`avail >= 1`).
+    /// Nothing past them is read: the bound is checked before each read.
+    pub unsafe fn size_any(p: *const u8, avail: usize) -> Option<usize> {
         let b0 = *p;
         if b0 == 0x01 {
             // External pointer: 2 header bytes + the pointer for its tag. Only on-disk TOAST
             // pointers (tag 18, struct varatt_external of 16 bytes) are stored in rows.
-            return (*p.add(1) == 18).then_some(2 + 16);
+            return (avail >= 2 && *p.add(1) == 18).then_some(2 + 16);
         }
         if is_1b(b0) {
             return Some((b0 >> 1) as usize);
+        }
+        if avail < 4 {
+            return None;
         }
         let h = u32::from_le_bytes(std::ptr::read_unaligned(p.cast::<[u8; 4]>()));
         Some(((h >> 2) & 0x3FFF_FFFF) as usize)
@@ -136,8 +139,8 @@ pub unsafe fn rewrite(
     let b0 = *old;
     let (hdr, old_sz) = if varlena::is_short_inline(b0) {
         (1, (b0 >> 1) as usize)
-    } else if varlena::is_4b_u(b0) && data_len - off_a >= 4 {
-        match varlena::size_any(old) {
+    } else if varlena::is_4b_u(b0) {
+        match varlena::size_any(old, data_len - off_a) {
             Some(s) => (4, s),
             None => return false,
         }
@@ -185,11 +188,11 @@ pub unsafe fn rewrite(
             // att_align_pointer: a non-zero byte here starts a short varlena (unaligned);
             // a zero byte is padding before an aligned 4-byte-header value.
             old_start = if *data.add(cur_old) != 0 { cur_old } else { align(cur_old, attalign) };
-            if old_start >= data_len || (!varlena::is_1b(*data.add(old_start)) && data_len - old_start < 4) {
+            if old_start >= data_len {
                 return false;
             }
             let p = data.add(old_start);
-            len = match varlena::size_any(p) {
+            len = match varlena::size_any(p, data_len - old_start) {
                 Some(s) if s > 0 => s,
                 _ => return false,
             };

@@ -4,13 +4,15 @@
 //! - `stage_norm_core` (crate `core/`): the pure normalizer, the stage set as data. No pgrx.
 //! - [`cache`]: the backend-local configuration cache (aliases, table modes) and its invalidation.
 //! - [`guc`]: the settings.
-//! - [`trigger`]: the write path; [`inplace`]: its rewrite inside the row.
+//! - [`trigger`]: the write path; [`inplace`]: its rewrite inside the row; [`ddl`]: keeping the
+//!   trigger in step with DDL on the columns it governs.
 //! - [`functions`]: the SQL-callable normalizer, check and alias-key functions.
 //! - `sql/*.sql`: SQL that Rust cannot express (tables, PL/pgSQL, procedures, grants).
 use pgrx::prelude::*;
 
 mod backend;
 mod cache;
+mod ddl;
 mod functions;
 mod guc;
 mod inplace;
@@ -40,7 +42,15 @@ extension_sql_file!("../sql/columns.sql", name = "columns");
 extension_sql_file!(
     "../sql/trigger.sql",
     name = "trigger",
-    requires = ["columns", "aliases", cache::config_changed, trigger::summary_trigger, functions::effective_mode, functions::session_counters]
+    requires = [
+        "columns",
+        "aliases",
+        cache::config_changed,
+        trigger::summary_trigger,
+        functions::effective_mode,
+        functions::session_counters,
+        ddl::sync_trigger
+    ]
 );
 extension_sql_file!(
     "../sql/add_check.sql",

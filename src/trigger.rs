@@ -67,14 +67,37 @@ struct Column {
     /// Their bytes (in TopMemoryContext, like the datums), for an in-place rewrite.
     payloads: [(*const u8, usize); 5],
     /// May be rewritten inside the row (see `inplace`): false when the partition constraint
-    /// refers to it.
+    /// refers to it, or the table is not a heap (a foreign table, another access method).
     in_place: bool,
+    /// For a column of a domain type: whether the domain accepts each canonical datum. A
+    /// domain's CHECK runs before BEFORE triggers, so a rewrite must not store what the domain
+    /// refuses: such a value is handled as an unknown one ([`Why::DomainRefuses`]).
+    domain: Option<(pg_sys::Oid, [bool; 5])>,
+}
+
+/// Why a value is not rewritten or passed: it is unknown, or it is a known variant that may not
+/// be rewritten here. The mode then treats it as an unknown value (stored and reported,
+/// counted, or rejected).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Unknown,
+    /// It arrived through a foreign key's referential action (ON UPDATE CASCADE, SET DEFAULT):
+    /// rewriting it would make the row reference a value that no referenced row holds.
+    ForeignKeyAction(StageId),
+    /// The column's domain does not accept the canonical value it would be rewritten to.
+    DomainRefuses(StageId),
 }
 
 struct Entry {
     relid: pg_sys::Oid,
     schema: CString,
     table: CString,
+    /// The table `attach` was run on: this one, or for a partition governed through its
+    /// parent's trigger, that parent (the root of the trigger's clones). Messages name it, and
+    /// the per-statement bound on warnings counts per attached table.
+    attached: pg_sys::Oid,
+    /// Its name and schema-qualified name, when it is not this table.
+    attached_name: Option<(String, String)>,
     columns: Vec<Column>,
     /// Primary-key columns: (attnum, typlen, typbyval). Empty when the table has none.
     pk: Vec<(i16, i16, bool)>,
@@ -246,6 +269,21 @@ unsafe fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
     std::slice::from_raw_parts(data, len)
 }
 
+/// Do two values of a column hold the same bytes? The stored forms first (an unchanged value is
+/// normally copied as it is, TOAST pointer included), then the detoasted contents.
+#[inline(always)]
+unsafe fn same_value(a: pg_sys::Datum, b: pg_sys::Datum) -> bool {
+    if a == b {
+        return true;
+    }
+    let (pa, pb) = (a.cast_mut_ptr::<pg_sys::varlena>(), b.cast_mut_ptr::<pg_sys::varlena>());
+    let (na, nb) = (pgrx::varlena::varsize_any(pa), pgrx::varlena::varsize_any(pb));
+    if na == nb && std::slice::from_raw_parts(pa.cast::<u8>(), na) == std::slice::from_raw_parts(pb.cast::<u8>(), nb) {
+        return true;
+    }
+    varlena_bytes(a) == varlena_bytes(b)
+}
+
 fn quote(value: &[u8]) -> String {
     let s = String::from_utf8_lossy(value);
     let mut out: String = s.chars().take(QUOTE_CHARS).collect();
@@ -259,12 +297,65 @@ fn stage_list() -> String {
     BUILTIN.stages.iter().map(|s| &**s).collect::<Vec<_>>().join(", ")
 }
 
-fn unknown_hint(value: &str) -> String {
-    format!(
-        "Use one of: {}; or ask a DBA to add an alias: SELECT stage_norm.add_alias('{}', '<stage>');",
-        stage_list(),
-        value.replace('\'', "''")
-    )
+fn unknown_hint(value: &[u8], why: Why) -> String {
+    match why {
+        Why::Unknown if std::str::from_utf8(value).is_err() => format!(
+            "The value is not valid UTF-8 (its invalid bytes are shown as U+FFFD): fix its encoding. The stages are: {}.",
+            stage_list()
+        ),
+        Why::Unknown => format!(
+            "Use one of: {}; or ask a DBA to add an alias: SELECT stage_norm.add_alias('{}', '<stage>');",
+            stage_list(),
+            quote(value).replace('\'', "''")
+        ),
+        Why::ForeignKeyAction(_) => "Govern the referenced column too (stage_norm.attach on the referenced table), so that \
+             the values a foreign-key action copies are canonical already; see docs/write-path.md."
+            .into(),
+        Why::DomainRefuses(_) => "Let the domain accept the canonical stages (ALTER DOMAIN ... DROP CONSTRAINT, then ADD \
+             CONSTRAINT with them), or write values the domain and the stages agree on."
+            .into(),
+    }
+}
+
+/// The message of an unknown (or not rewritable) value, naming the attached table and, for a
+/// partition, the partition.
+fn value_message(e: &Entry, col: &Column, value: &[u8], why: Why) -> String {
+    let q = quote(value);
+    let col_name = col.name.to_string_lossy();
+    let table = match &e.attached_name {
+        Some((parent, _)) => format!("\"{parent}\" (partition \"{}\")", e.table.to_string_lossy()),
+        None => format!("\"{}\"", e.table.to_string_lossy()),
+    };
+    match why {
+        Why::Unknown => format!("value \"{q}\" for column \"{col_name}\" of table {table} is not a known investment stage"),
+        Why::ForeignKeyAction(id) => format!(
+            "value \"{q}\" for column \"{col_name}\" of table {table} came through a foreign-key action and is not canonical (\"{}\")",
+            BUILTIN.name(id)
+        ),
+        Why::DomainRefuses(id) => format!(
+            "value \"{q}\" for column \"{col_name}\" of table {table} would be rewritten to \"{}\", which its domain does not accept",
+            BUILTIN.name(id)
+        ),
+    }
+}
+
+/// The table for a DETAIL: `schema.table`, or for a partition governed through its parent,
+/// `schema.parent (partition schema.partition)`.
+fn qualified_table(e: &Entry) -> String {
+    let own = format!("{}.{}", e.schema.to_string_lossy(), e.table.to_string_lossy());
+    match &e.attached_name {
+        Some((_, parent)) => format!("{parent} (partition {own})"),
+        None => own,
+    }
+}
+
+/// What the DETAIL says about why the value was not rewritten (empty for an unknown value).
+fn why_detail(why: Why) -> &'static str {
+    match why {
+        Why::Unknown => "",
+        Why::ForeignKeyAction(_) => " stage_norm never rewrites a value written by a referential action (ON UPDATE CASCADE, SET DEFAULT): the rewritten value would reference no row, and PostgreSQL would not check it.",
+        Why::DomainRefuses(_) => " A domain's CHECK runs before triggers, so stage_norm stores only canonical values the domain accepts.",
+    }
 }
 
 fn text_like_error(e: &Entry, col: &str, msg: String) -> ! {
@@ -287,10 +378,13 @@ unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
     let relid = (*rel).rd_id;
     let schema = CStr::from_ptr(pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace)).to_owned();
     let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_owned();
+    let (attached, attached_name) = attached_table(rel, trig);
     let mut e = Entry {
         relid,
         schema,
         table,
+        attached,
+        attached_name,
         columns: Vec::new(),
         pk: Vec::new(),
         ancestors: partition_ancestors(rel),
@@ -315,6 +409,9 @@ unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
     }
     let attrs = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize);
     let partition_columns = partition_qual_columns(rel);
+    // In-row rewrites only for heap tables: a foreign table's slot is a heap slot too, but its
+    // FDW may keep its own pointer to the tuple; other access methods fall back as well.
+    let heap = (*(*rel).rd_rel).relam == pg_sys::HEAP_TABLE_AM_OID;
     for i in 0..nargs {
         let name = CStr::from_ptr(*(*trig).tgargs.add(i));
         let attnum = pg_sys::SPI_fnumber(tupdesc, name.as_ptr());
@@ -351,12 +448,13 @@ unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         }
         let pad_to = if base == pg_sys::BPCHAROID { limit } else { None };
         let datums = canonical_datums(pad_to.unwrap_or(0));
-        let in_place = !in_partition_qual(partition_columns, attnum as i32);
+        let in_place = heap && !in_partition_qual(partition_columns, attnum as i32);
         let payloads = datums.map(|d| {
             let b = varlena_bytes(d);
             (b.as_ptr(), b.len())
         });
-        e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), pad_to, datums, payloads, in_place });
+        let domain = (base != attr.atttypid).then(|| (attr.atttypid, datums.map(|d| domain_accepts(attr.atttypid, d))));
+        e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), pad_to, datums, payloads, in_place, domain });
     }
     let pk_index = primary_key_index(rel);
     if pk_index != pg_sys::InvalidOid {
@@ -374,6 +472,66 @@ unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         }
     }
     e
+}
+
+/// The table the trigger was attached to: for a clone (a partition governed through its
+/// parent's trigger), the nearest ancestor whose same-named trigger is not itself a clone;
+/// otherwise `rel` itself (then no name is returned).
+unsafe fn attached_table(rel: pg_sys::Relation, trig: *const pg_sys::Trigger) -> (pg_sys::Oid, Option<(String, String)>) {
+    let relid = (*rel).rd_id;
+    if !(*trig).tgisclone {
+        return (relid, None);
+    }
+    let name = CStr::from_ptr((*trig).tgname);
+    for anc in partition_ancestors(rel) {
+        let arel = pg_sys::RelationIdGetRelation(anc);
+        if arel.is_null() {
+            break;
+        }
+        let td = (*arel).trigdesc;
+        let found = if td.is_null() {
+            None
+        } else {
+            let trigs = std::slice::from_raw_parts((*td).triggers, (*td).numtriggers as usize);
+            trigs.iter().find(|t| CStr::from_ptr(t.tgname) == name).map(|t| t.tgisclone)
+        };
+        let name = CStr::from_ptr((*(*arel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
+        let qualified = format!(
+            "{}.{name}",
+            CStr::from_ptr(pg_sys::get_namespace_name((*(*arel).rd_rel).relnamespace)).to_string_lossy(),
+        );
+        pg_sys::RelationClose(arel);
+        match found {
+            Some(false) => return (anc, Some((name, qualified))),
+            Some(true) => continue,
+            None => break,
+        }
+    }
+    (relid, None)
+}
+
+/// Does domain `domain` accept `value`? Evaluated once per column and canonical stage when the
+/// trigger resolves its table, in a subtransaction (a domain CHECK may call any function), the
+/// way PL/pgSQL runs an exception block.
+unsafe fn domain_accepts(domain: pg_sys::Oid, value: pg_sys::Datum) -> bool {
+    let cxt = pg_sys::CurrentMemoryContext;
+    let owner = pg_sys::CurrentResourceOwner;
+    pg_sys::BeginInternalSubTransaction(std::ptr::null());
+    pg_sys::MemoryContextSwitchTo(cxt);
+    let ok = PgTryBuilder::new(|| {
+        pg_sys::domain_check(value, false, domain, std::ptr::null_mut(), std::ptr::null_mut());
+        true
+    })
+    .catch_others(|_| false)
+    .execute();
+    if ok {
+        pg_sys::ReleaseCurrentSubTransaction();
+    } else {
+        pg_sys::RollbackAndReleaseCurrentSubTransaction();
+    }
+    pg_sys::MemoryContextSwitchTo(cxt);
+    pg_sys::CurrentResourceOwner = owner;
+    ok
 }
 
 #[cfg(not(any(feature = "pg17", feature = "pg18")))]
@@ -417,7 +575,7 @@ fn statement_id() -> (pg_sys::TimestampTz, pg_sys::CommandId) {
 
 /// Reports an unknown value that is stored (warn, or enforce outside the canary): a client
 /// WARNING for the first few per statement and table, a sampled server-log line always.
-fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode) {
+fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode, why: Why) {
     let shown = {
         // SAFETY: single-threaded; WARNINGS is not reachable from the trigger's other borrows.
         let w = unsafe { WARNINGS.get() }.get_or_insert_with(StatementWarnings::default);
@@ -426,23 +584,18 @@ fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode) {
             w.statement = now;
             w.unknown.clear();
         }
-        let n = w.unknown.entry(e.relid).or_insert(0);
+        let n = w.unknown.entry(e.attached).or_insert(0);
         *n += 1;
         *n
     };
     if shown <= WARNINGS_PER_STATEMENT {
-        let q = quote(value);
-        let (col_name, schema, table) = (col.name.to_string_lossy(), e.schema.to_string_lossy(), e.table.to_string_lossy());
+        let table = qualified_table(e);
         let detail = if mode == Mode::Enforce {
-            format!("stage_norm enforces on table {schema}.{table}, but this row is outside stage_norm.enforce_percent (canary), so it was stored as it is.")
+            format!("stage_norm enforces on table {table}, but this row is outside stage_norm.enforce_percent (canary), so it was stored as it is.{}", why_detail(why))
         } else {
-            format!("stage_norm mode is warn for table {schema}.{table}: the value was stored as it is.")
+            format!("stage_norm mode is warn for table {table}: the value was stored as it is.{}", why_detail(why))
         };
-        client_warning(
-            format!("value \"{q}\" for column \"{col_name}\" of table \"{table}\" is not a known investment stage"),
-            detail,
-            Some(unknown_hint(&q)),
-        );
+        client_warning(value_message(e, col, value, why), detail, Some(unknown_hint(value, why)));
     }
     log_sample(e, col, value, mode);
 }
@@ -468,15 +621,18 @@ fn log_sample(e: &Entry, col: &Column, value: &[u8], mode: Mode) {
 }
 
 /// Builds the 23514 error (palloc'd) that the raw entry point throws.
-unsafe fn rejection(e: &Entry, col: &Column, value: &[u8]) -> *mut pg_sys::ErrorData {
-    let q = quote(value);
-    let (col_name, schema, table) = (col.name.to_string_lossy(), e.schema.to_string_lossy(), e.table.to_string_lossy());
+unsafe fn rejection(e: &Entry, col: &Column, value: &[u8], why: Why) -> *mut pg_sys::ErrorData {
+    let table = qualified_table(e);
+    let detail = match why {
+        Why::Unknown => format!("stage_norm enforces on table {table}: the value matches no canonical stage, built-in rule or alias."),
+        _ => format!("stage_norm enforces on table {table}.{}", why_detail(why)),
+    };
     let edata = error_data(
         pg_sys::PGERROR,
         PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-        format!("value \"{q}\" for column \"{col_name}\" of table \"{table}\" is not a known investment stage"),
-        format!("stage_norm enforces on table {schema}.{table}: the value matches no canonical stage, built-in rule or alias."),
-        Some(unknown_hint(&q)),
+        value_message(e, col, value, why),
+        detail,
+        Some(unknown_hint(value, why)),
     );
     (*edata).schema_name = pg_sys::pstrdup(e.schema.as_ptr());
     (*edata).table_name = pg_sys::pstrdup(e.table.as_ptr());
@@ -581,6 +737,8 @@ struct Verdict {
     old: [*mut u8; MAX_BATCH],
     /// The new value's bytes (without the varlena header).
     payload: [(*const u8, usize); MAX_BATCH],
+    /// The row was already replaced by a batch flush: no in-row rewrite for this row.
+    replaced: bool,
     error: *mut pg_sys::ErrorData,
 }
 
@@ -645,15 +803,12 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
             let mut isnull = false;
             let datum = pg_sys::heap_getattr(tuple, attnum, tupdesc, &mut isnull);
             if is_update {
-                let updated = (*td).tg_updatedcols;
-                let targeted = updated.is_null()
-                    || raw::bms_is_member(attnum - pg_sys::FirstLowInvalidHeapAttributeNumber, updated);
-                let same = !targeted || {
-                    let mut old_null = false;
-                    let old = pg_sys::heap_getattr((*td).tg_trigtuple, attnum, tupdesc, &mut old_null);
-                    old_null == isnull && (isnull || varlena_bytes(old) == varlena_bytes(datum))
-                };
-                if same {
+                // Unchanged means equal to the old row's value, whatever the SET list says: a
+                // BEFORE trigger that fires earlier may have changed a column the statement did
+                // not target (tg_updatedcols does not show that).
+                let mut old_null = false;
+                let old = pg_sys::heap_getattr((*td).tg_trigtuple, attnum, tupdesc, &mut old_null);
+                if old_null == isnull && (isnull || same_value(old, datum)) {
                     e.counts[Outcome::Unchanged as usize] += 1;
                     continue;
                 }
@@ -675,41 +830,59 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
                 e.counts[Outcome::Passed as usize] += 1;
                 continue;
             }
-            let stage = cache::classify_bytes(bytes);
-            let outcome = match (stage, mode) {
-                (Some(_), Mode::Shadow) => Outcome::WouldNormalize,
-                (Some(id), _) => {
+            let why = match cache::classify_bytes(bytes) {
+                None => Why::Unknown,
+                // Not rewritable here: handled as the mode handles unknown values.
+                Some(id) if col.domain.is_some_and(|(_, ok)| !ok[usize::from(id)]) => Why::DomainRefuses(id),
+                Some(id) if is_update && pg_sys::InNoForceRLSOperation() => {
+                    // Only ri_triggers.c sets SECURITY_NOFORCE_RLS: this UPDATE is a foreign
+                    // key's referential action (checked only for a rewrite, which is rare).
+                    Why::ForeignKeyAction(id)
+                }
+                Some(id) => {
+                    if mode == Mode::Shadow {
+                        e.counts[Outcome::WouldNormalize as usize] += 1;
+                        continue;
+                    }
                     if n == MAX_BATCH {
                         // More than MAX_BATCH rewrites in one row: apply them here (guarded).
+                        // The row is then a new tuple that no slot owns: no in-row rewrite
+                        // for the rest, by design (`v.replaced`), and no stale old pointers.
                         let mut no_nulls = [false; MAX_BATCH];
                         tuple = pg_sys::heap_modify_tuple_by_cols(tuple, tupdesc, n as c_int, v.cols.as_mut_ptr(), v.values.as_mut_ptr(), no_nulls.as_mut_ptr());
                         v.tuple = tuple;
+                        v.replaced = true;
+                        v.old = [std::ptr::null_mut(); MAX_BATCH];
                         n = 0;
                     }
                     v.cols[n] = attnum;
                     v.values[n] = col.datums[usize::from(id)];
-                    v.old[n] = if col.in_place { datum.cast_mut_ptr() } else { std::ptr::null_mut() };
+                    v.old[n] = if col.in_place && !v.replaced { datum.cast_mut_ptr() } else { std::ptr::null_mut() };
                     v.payload[n] = col.payloads[usize::from(id)];
                     n += 1;
-                    Outcome::Normalized
+                    e.counts[Outcome::Normalized as usize] += 1;
+                    continue;
                 }
-                (None, Mode::Shadow) => {
+            };
+            // Unknown, or a known variant that may not be rewritten here.
+            let outcome = match mode {
+                Mode::Shadow => {
                     log_sample(e, col, bytes, mode);
                     Outcome::WouldReject
                 }
-                (None, Mode::Enforce) => {
+                Mode::Enforce => {
                     let percent = guc::read(&guc::ENFORCE_PERCENT);
                     if percent >= 100 || bucket(e, tuple, tupdesc, bytes) < percent as u64 {
                         e.counts[Outcome::Rejected as usize] += 1;
                         log_sample(e, col, bytes, mode);
-                        v.error = rejection(e, col, bytes);
+                        v.error = rejection(e, col, bytes, why);
                         return;
                     }
-                    report_unknown(e, col, bytes, mode);
+                    report_unknown(e, col, bytes, mode, why);
                     Outcome::Warned
                 }
-                (None, _) => {
-                    report_unknown(e, col, bytes, mode);
+                _ => {
+                    report_unknown(e, col, bytes, mode, why);
                     Outcome::Warned
                 }
             };
@@ -733,13 +906,14 @@ pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallIn
         values: [pg_sys::Datum::from(0); MAX_BATCH],
         old: [std::ptr::null_mut(); MAX_BATCH],
         payload: [(std::ptr::null(), 0); MAX_BATCH],
+        replaced: false,
         error: std::ptr::null_mut(),
     };
     normalize_row(fcinfo, &mut v);
     if !v.error.is_null() {
         raw::ThrowErrorData(v.error);
     }
-    if v.n > 0 && inplace::slot_owns(v.slot, v.tuple) {
+    if v.n > 0 && !v.replaced && inplace::slot_owns(v.slot, v.tuple) {
         rewrite_in_place(&mut v);
     }
     if v.n > 0 {
@@ -787,6 +961,20 @@ unsafe fn rewrite_in_place(v: &mut Verdict) {
     v.n = k as c_int;
 }
 
+/// The key under which `report_unknown` counted a statement's unknown values for `rel`.
+unsafe fn statement_key(rel: pg_sys::Relation) -> (pg_sys::Oid, Option<(String, String)>) {
+    let relid = (*rel).rd_id;
+    let td = (*rel).trigdesc;
+    if !(*(*rel).rd_rel).relispartition || td.is_null() {
+        return (relid, None);
+    }
+    let trigs = std::slice::from_raw_parts((*td).triggers, (*td).numtriggers as usize);
+    match trigs.iter().find(|t| CStr::from_ptr(t.tgname) == c"stage_norm_normalize") {
+        Some(t) => attached_table(rel, t),
+        None => (relid, None),
+    }
+}
+
 #[no_mangle]
 pub extern "C" fn pg_finfo_normalize_trigger() -> &'static pg_sys::Pg_finfo_record {
     const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
@@ -799,17 +987,22 @@ pub extern "C" fn pg_finfo_normalize_trigger() -> &'static pg_sys::Pg_finfo_reco
 fn summary_trigger<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    let relid = trigger.relid()?;
+    // Unknown values are counted per attached table: for a partition governed through its
+    // parent's trigger (a statement that writes into the partition directly), that parent.
+    let (relid, attached_name) = unsafe { statement_key(trigger.relation()?.as_ptr()) };
     // SAFETY: single-threaded; not reentrant.
     let unknown = match unsafe { WARNINGS.get() } {
         Some(w) if w.statement == statement_id() => w.unknown.remove(&relid).unwrap_or(0),
         _ => 0,
     };
     if unknown > WARNINGS_PER_STATEMENT {
-        let table = trigger.table_name()?;
+        let table = match attached_name {
+            Some((parent, _)) => format!("\"{parent}\" (partition \"{}\")", trigger.table_name()?),
+            None => format!("\"{}\"", trigger.table_name()?),
+        };
         client_warning(
             format!(
-                "{} more unknown stage values in table \"{table}\" were stored as they are (not shown)",
+                "{} more unknown stage values in table {table} were stored as they are (not shown)",
                 unknown - WARNINGS_PER_STATEMENT
             ),
             format!("This statement stored {unknown} unknown values in all; stage_norm shows the first {WARNINGS_PER_STATEMENT}."),

@@ -328,10 +328,35 @@ impl StageSet {
         self.classify_key(buf, aliases)
     }
 
+    /// The whole contract on raw bytes, as they come out of a PostgreSQL text datum. Bytes that
+    /// are not valid UTF-8 (possible in a `SQL_ASCII` database, or through a binary-coercible
+    /// cast or a C function in any database) are an unknown label: `None`, never a panic.
+    pub fn classify_bytes(&self, input: &[u8], aliases: Option<&Aliases>, buf: &mut String) -> Option<StageId> {
+        let text = as_utf8(input)?;
+        self.classify(text, aliases, buf)
+    }
+
+    /// [`Self::is_canonical`] on raw bytes: false for bytes that are not UTF-8 (no canonical
+    /// name is).
+    pub fn is_canonical_bytes(&self, b: &[u8]) -> bool {
+        self.canonical_id_bytes(b).is_some()
+    }
+
     /// Convenience for tests and tools: `input` to a canonical name.
     pub fn normalize(&self, input: &str, aliases: Option<&Aliases>) -> Option<&str> {
         let mut buf = String::new();
         self.classify(input, aliases, &mut buf).map(|id| self.name(id))
+    }
+}
+
+/// `b` as `&str` when it is valid UTF-8 (ASCII, the common case, is checked by the faster test).
+#[inline]
+pub fn as_utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
     }
 }
 
@@ -549,6 +574,33 @@ mod tests {
                 if upper[k % upper.len()] { messy.extend(c.to_uppercase()) } else { messy.push(c) }
             }
             prop_assert_eq!(n(&messy), Some(canonical));
+        }
+
+        /// Any bytes at all (not only valid strings): never a panic; invalid UTF-8 is unknown;
+        /// valid UTF-8 gives what the `&str` path gives.
+        #[test]
+        fn arbitrary_bytes_are_classified_or_unknown(b in proptest::collection::vec(any::<u8>(), 0..48)) {
+            let mut buf = String::new();
+            let got = BUILTIN.classify_bytes(&b, None, &mut buf);
+            match std::str::from_utf8(&b) {
+                Ok(s) => prop_assert_eq!(got, BUILTIN.classify(s, None, &mut buf)),
+                Err(_) => {
+                    prop_assert_eq!(got, None);
+                    prop_assert!(!BUILTIN.is_canonical_bytes(&b));
+                }
+            }
+        }
+
+        /// Valid stage spellings with one byte corrupted into an invalid sequence are unknown.
+        #[test]
+        fn corrupted_spellings_are_unknown(i in 0usize..5, at in 0usize..16, bad in prop_oneof![Just(0xc3u8), Just(0x80u8), Just(0xffu8), Just(0xedu8)]) {
+            let mut b = BUILTIN.stages[i].as_bytes().to_vec();
+            let at = at % (b.len() + 1);
+            b.insert(at, bad);
+            let mut buf = String::new();
+            if std::str::from_utf8(&b).is_err() {
+                prop_assert_eq!(BUILTIN.classify_bytes(&b, None, &mut buf), None);
+            }
         }
 
         #[test]

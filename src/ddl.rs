@@ -1,0 +1,87 @@
+//! Keeping the trigger in step with DDL on the columns it governs, the way PostgreSQL keeps a
+//! trigger's `UPDATE OF` columns:
+//! - every governed column gets a dependency (`pg_depend`, DEPENDENCY_NORMAL) from the
+//!   `stage_norm_normalize` trigger, recorded by `attach` and, for triggers created any other
+//!   way (a restore, a hand-written CREATE TRIGGER), by the event trigger `stage_norm_ddl`.
+//!   So `DROP COLUMN` is refused unless CASCADE (which drops the trigger), and
+//!   `ALTER COLUMN ... TYPE` is refused ("cannot alter type of a column used in a trigger
+//!   definition"), exactly as for a column named in `UPDATE OF`;
+//! - `RENAME COLUMN` keeps the column governed: the event trigger finds the one argument that
+//!   names no column and the one dependent column that no argument names, and re-creates the
+//!   trigger with the new name (`attach`).
+use std::ffi::CStr;
+
+use pgrx::prelude::*;
+
+/// Internal: records the column dependencies of a `stage_norm_normalize` trigger that is not a
+/// clone, and returns its column list as it should be when an argument names a column that was
+/// renamed (NULL when the arguments are current). Only records facts: anyone may call it.
+#[pg_extern(volatile, strict, parallel_unsafe, name = "_sync_trigger")]
+fn sync_trigger(tgoid: pg_sys::Oid) -> Option<Vec<String>> {
+    let relid = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT tgrelid FROM pg_catalog.pg_trigger WHERE oid = $1 AND tgparentid = 0 \
+           AND tgfoid = 'stage_norm.normalize_trigger()'::pg_catalog.regprocedure",
+        &[tgoid.into()],
+    )
+    .ok()
+    .flatten()?;
+    // The columns the trigger depends on now (before this call records anything).
+    let depended: Vec<i16> = Spi::connect(|c| {
+        c.select(
+            "SELECT refobjsubid::int2 FROM pg_catalog.pg_depend WHERE classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass \
+               AND objid = $1 AND refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND refobjid = $2 AND refobjsubid > 0",
+            None,
+            &[tgoid.into(), relid.into()],
+        )
+        .map(|rows| rows.filter_map(|r| r.get::<i16>(1).ok().flatten()).collect())
+        .unwrap_or_default()
+    });
+    // The trigger's arguments, resolved against the table's current columns.
+    let (args, attnums, names) = unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return None;
+        }
+        let desc = (*rel).rd_att;
+        let mut args = Vec::new();
+        let td = (*rel).trigdesc;
+        if !td.is_null() {
+            let trigs = std::slice::from_raw_parts((*td).triggers, (*td).numtriggers as usize);
+            if let Some(t) = trigs.iter().find(|t| t.tgoid == tgoid) {
+                for i in 0..t.tgnargs as usize {
+                    args.push(CStr::from_ptr(*t.tgargs.add(i)).to_owned());
+                }
+            }
+        }
+        let attnums: Vec<i16> = args.iter().map(|a| pg_sys::SPI_fnumber(desc, a.as_ptr()) as i16).collect();
+        let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
+        let names: Vec<(i16, String)> = attrs
+            .iter()
+            .filter(|a| !a.attisdropped)
+            .map(|a| (a.attnum, CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned()))
+            .collect();
+        pg_sys::RelationClose(rel);
+        (args, attnums, names)
+    };
+    for &attnum in attnums.iter().filter(|&&a| a > 0) {
+        if !depended.contains(&attnum) {
+            unsafe {
+                let depender = pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: tgoid, objectSubId: 0 };
+                let referenced =
+                    pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: relid, objectSubId: attnum as i32 };
+                pg_sys::recordDependencyOn(&depender, &referenced, pg_sys::DependencyType::DEPENDENCY_NORMAL);
+            }
+        }
+    }
+    // A rename: exactly one argument names no column, and exactly one column the trigger
+    // depends on is named by no argument (one ALTER TABLE renames one column at a time).
+    let missing: Vec<usize> = (0..args.len()).filter(|&i| attnums[i] <= 0).collect();
+    let unnamed: Vec<i16> = depended.iter().copied().filter(|d| !attnums.contains(d)).collect();
+    if missing.len() != 1 || unnamed.len() != 1 {
+        return None;
+    }
+    let new_name = names.iter().find(|(n, _)| *n == unnamed[0])?.1.clone();
+    let mut cols: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    cols[missing[0]] = new_name;
+    Some(cols)
+}
