@@ -20,6 +20,8 @@ UPDATE e SET stage = stage WHERE id = 2;
 TABLE e ORDER BY id;
 SELECT passed, normalized, rejected, unchanged FROM stage_norm.session_counters WHERE table_name = 'e'::regclass;
 RESET stage_norm.mode;
+DROP TABLE e;
+DROP FUNCTION e_copy();
 
 -- 3. Foreign keys. A value that arrives through a referential action is never rewritten (the
 -- rewritten value would reference no row, and PostgreSQL checks a cascaded row only when its
