@@ -176,12 +176,20 @@ AS $$
 DECLARE
     v_had  boolean;
     v_name name;
+    v_part regclass;
 BEGIN
     v_had := false;
     FOR v_name IN SELECT t.tgname FROM pg_trigger t
                    WHERE t.tgrelid = tbl AND t.tgname IN ('stage_norm_normalize', 'stage_norm_summary') LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', v_name, tbl);
         v_had := v_had OR v_name = 'stage_norm_normalize';
+    END LOOP;
+    -- Partitions that were governed through tbl's trigger lose the summary trigger attach gave them.
+    FOR v_part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p
+                   WHERE p.relid <> tbl
+                     AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = p.relid AND t.tgname = 'stage_norm_summary')
+                     AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = p.relid AND t.tgname = 'stage_norm_normalize') LOOP
+        EXECUTE format('DROP TRIGGER stage_norm_summary ON %s', v_part);
     END LOOP;
     RETURN v_had;
 END
@@ -236,32 +244,36 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_tbls oid[];
     v_tbl  oid;
     v_trig oid;
     v_cols name[];
 BEGIN
-    FOR v_tbl IN
-        SELECT DISTINCT CASE WHEN c.classid = 'pg_trigger'::regclass
-                             THEN (SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid = c.objid)
-                             ELSE c.objid END
-          FROM pg_catalog.pg_event_trigger_ddl_commands() c
-         WHERE c.classid IN ('pg_class'::regclass, 'pg_trigger'::regclass)
+    SELECT array_agg(DISTINCT CASE WHEN c.classid = 'pg_trigger'::regclass
+                                   THEN (SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid = c.objid)
+                                   ELSE c.objid END)
+      INTO v_tbls
+      FROM pg_catalog.pg_event_trigger_ddl_commands() c
+     WHERE c.classid IN ('pg_class'::regclass, 'pg_trigger'::regclass);
+    -- The stage_norm triggers (not clones) of the tables the command touched, and any that
+    -- has no column dependency yet (a partition detached by this command becomes one).
+    FOR v_trig, v_tbl IN
+        SELECT t.oid, t.tgrelid FROM pg_catalog.pg_trigger t
+         WHERE t.tgfoid = 'stage_norm.normalize_trigger()'::regprocedure AND t.tgparentid = 0
+           AND (t.tgrelid = ANY (v_tbls)
+                OR NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                                WHERE d.classid = 'pg_trigger'::regclass AND d.objid = t.oid AND d.refobjsubid > 0))
     LOOP
-        CONTINUE WHEN v_tbl IS NULL
-                   OR NOT EXISTS (SELECT FROM pg_catalog.pg_class r WHERE r.oid = v_tbl AND r.relkind IN ('r', 'p', 'f'));
-        FOR v_trig IN SELECT t.oid FROM pg_catalog.pg_trigger t
-                       WHERE t.tgrelid = v_tbl AND t.tgparentid = 0
-                         AND t.tgfoid = 'stage_norm.normalize_trigger()'::regprocedure LOOP
-            v_cols := stage_norm._sync_trigger(v_trig);
-            IF v_cols IS NOT NULL THEN
-                RAISE NOTICE 'stage_norm: % now governs columns %', v_tbl::regclass, array_to_string(v_cols, ', ')
-                    USING DETAIL = 'A governed column was renamed; its trigger follows the new name.';
-                PERFORM stage_norm.attach(v_tbl::regclass, VARIADIC v_cols);
-            END IF;
-        END LOOP;
-        PERFORM stage_norm._summarize_partitions(v_tbl::regclass)
-          FROM pg_catalog.pg_class r WHERE r.oid = v_tbl AND (r.relispartition OR r.relkind = 'p');
+        v_cols := stage_norm._sync_trigger(v_trig);
+        IF v_cols IS NOT NULL THEN
+            RAISE NOTICE 'stage_norm: % now governs columns %', v_tbl::regclass, array_to_string(v_cols, ', ')
+                USING DETAIL = 'A governed column was renamed; its trigger follows the new name.';
+            PERFORM stage_norm.attach(v_tbl::regclass, VARIADIC v_cols);
+        END IF;
     END LOOP;
+    PERFORM stage_norm._summarize_partitions(r.oid::regclass)
+       FROM pg_catalog.pg_class r
+      WHERE r.oid = ANY (v_tbls) AND (r.relispartition OR r.relkind = 'p');
 END
 $$;
 COMMENT ON FUNCTION stage_norm._ddl_command_end() IS

@@ -37,6 +37,8 @@ pub mod raw {
     extern "C" {
         /// Cannot raise.
         pub fn GetCurrentStatementStartTimestamp() -> pg_sys::TimestampTz;
+        /// Cannot raise: true inside a query run by ri_triggers.c (SECURITY_NOFORCE_RLS).
+        pub fn InNoForceRLSOperation() -> bool;
     }
     extern "C-unwind" {
         /// Can raise (out of memory): call it only from a frame that holds nothing with a

@@ -834,7 +834,7 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
                 None => Why::Unknown,
                 // Not rewritable here: handled as the mode handles unknown values.
                 Some(id) if col.domain.is_some_and(|(_, ok)| !ok[usize::from(id)]) => Why::DomainRefuses(id),
-                Some(id) if is_update && pg_sys::InNoForceRLSOperation() => {
+                Some(id) if is_update && raw::InNoForceRLSOperation() => {
                     // Only ri_triggers.c sets SECURITY_NOFORCE_RLS: this UPDATE is a foreign
                     // key's referential action (checked only for a rewrite, which is rare).
                     Why::ForeignKeyAction(id)

@@ -61,6 +61,24 @@ SELECT * FROM ip_chain ORDER BY id;
 -- RETURNING sees the stored row.
 INSERT INTO ip_chain VALUES (3, 'Series B Round', NULL) RETURNING *;
 
+-- A foreign table: its slot is a heap slot too, but the in-row rewrite is for heap tables only
+-- (an FDW may keep its own pointer to the tuple); the rewrite goes the usual way.
+CREATE EXTENSION postgres_fdw;
+DO $$ BEGIN
+    EXECUTE format('CREATE SERVER ip_loop FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host %L, port %L, dbname %L)',
+                   '127.0.0.1', current_setting('port'), current_database());
+END $$;
+CREATE USER MAPPING FOR CURRENT_USER SERVER ip_loop;
+CREATE TABLE ip_remote (id int PRIMARY KEY, stage text, tail text);
+CREATE FOREIGN TABLE ip_foreign (id int, stage text, tail text) SERVER ip_loop OPTIONS (table_name 'ip_remote');
+SELECT stage_norm.attach('ip_foreign', 'stage');
+INSERT INTO ip_foreign VALUES (1, 'Seed', 'same size'), (2, 'Series A Round', 'shrinks'), (3, 'seriesB', 'grows');
+UPDATE ip_foreign SET stage = 'PRE_SEED' WHERE id = 1;
+SELECT * FROM ip_remote ORDER BY id;
+DROP FOREIGN TABLE ip_foreign;
+DROP TABLE ip_remote;
+DROP EXTENSION postgres_fdw CASCADE;
+
 SELECT c.relname, v.* FROM pg_class c, LATERAL verify_heapam(c.oid) v
  WHERE c.relname IN ('ip_wide', 'ip_two', 'ip_six', 'ip_list_seed', 'ip_list_other', 'ip_range_1', 'ip_chain');
 RESET stage_norm.mode;

@@ -43,4 +43,13 @@ SELECT stage_norm.detach('lone');
 ALTER TABLE pt ATTACH PARTITION lone FOR VALUES FROM (9000) TO (9100);
 INSERT INTO lone VALUES (9001, 'Series A') RETURNING *;
 SELECT tgname, tgparentid <> 0 AS clone FROM pg_trigger WHERE tgrelid = 'lone'::regclass ORDER BY 1;
-DROP TABLE pt;
+-- DETACH PARTITION: PostgreSQL drops the clone; the former partition keeps only its summary
+-- trigger, which does nothing without rows counted.
+ALTER TABLE pt DETACH PARTITION pt_19;
+SELECT tgname, tgparentid <> 0 AS clone FROM pg_trigger WHERE tgrelid = 'pt_19'::regclass ORDER BY 1;
+INSERT INTO pt_19 VALUES (1950, 'free text') RETURNING *;
+-- detach on the parent removes the triggers attach gave its partitions.
+SELECT stage_norm.detach('pt');
+SELECT count(*) AS stage_norm_triggers_left FROM pg_trigger
+ WHERE tgname LIKE 'stage_norm%' AND tgrelid IN (SELECT relid FROM pg_partition_tree('pt'));
+DROP TABLE pt, pt_19;
