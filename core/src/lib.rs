@@ -20,6 +20,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use unicode_normalization::UnicodeNormalization;
 
+pub mod config;
+pub use config::{SetError, MAX_NAME_LEN, MAX_STAGES};
+
 /// Index of a stage in its [`StageSet`] (`0` is the first canonical stage).
 pub type StageId = u8;
 
@@ -98,12 +101,12 @@ pub struct Rule {
 pub enum Pattern {
     /// The key is exactly this string.
     Exact(Cow<'static, str>),
-    /// `prefix`, then one ASCII letter in `first..=last`, then zero or more ASCII digits (a
-    /// tranche, `seriesa1`), then, only when `plus` is true, an optional `+` or `plus`.
+    /// `prefix`, then one ASCII letter `a`..`z` whose bit is set in `letters` (bit 0 is `a`),
+    /// then zero or more ASCII digits (a tranche, `seriesa1`), then, only when `plus` is true,
+    /// an optional `+` or `plus`.
     Lettered {
         prefix: Cow<'static, str>,
-        first: u8,
-        last: u8,
+        letters: u32,
         plus: bool,
     },
 }
@@ -126,12 +129,22 @@ const fn exact(key: &'static str, stage: StageId) -> Rule {
     }
 }
 
+/// The bit mask of the letters `first..=last`.
+const fn letter_range(first: u8, last: u8) -> u32 {
+    let mut mask = 0u32;
+    let mut c = first;
+    while c <= last {
+        mask |= 1 << (c - b'a');
+        c += 1;
+    }
+    mask
+}
+
 const fn lettered(first: u8, last: u8, plus: bool, stage: StageId) -> Rule {
     Rule {
         pattern: Pattern::Lettered {
             prefix: Cow::Borrowed("series"),
-            first,
-            last,
+            letters: letter_range(first, last),
             plus,
         },
         stage,
@@ -256,19 +269,14 @@ fn make_key_unicode(input: &str, out: &mut String) {
 fn matches(pattern: &Pattern, key: &[u8]) -> bool {
     match pattern {
         Pattern::Exact(s) => key == s.as_bytes(),
-        Pattern::Lettered {
-            prefix,
-            first,
-            last,
-            plus,
-        } => {
+        Pattern::Lettered { prefix, letters, plus } => {
             let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
                 return false;
             };
             let Some((&letter, rest)) = rest.split_first() else {
                 return false;
             };
-            if !(*first..=*last).contains(&letter) {
+            if !letter.is_ascii_lowercase() || letters & (1 << (letter - b'a')) == 0 {
                 return false;
             }
             let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
