@@ -9,9 +9,10 @@ CREATE TABLE stage_norm.aliases (
     created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     CONSTRAINT aliases_key_not_empty CHECK (alias_key <> ''),
     CONSTRAINT aliases_stage_canonical CHECK (stage_norm.is_canonical_stage(stage)),
-    -- Aliases extend the built-in rules and never redefine them, whoever writes the table.
-    CONSTRAINT aliases_extend_builtin CHECK (stage_norm.normalize_stage_builtin(alias) IS NULL
-                                             OR stage_norm.normalize_stage_builtin(alias) = stage)
+    -- Aliases extend the rules of the stage set and never redefine them, whoever writes the
+    -- table (re-checked by every change of the set).
+    CONSTRAINT aliases_extend_builtin CHECK (stage_norm._normalize_stage_rules(alias) IS NULL
+                                             OR stage_norm._normalize_stage_rules(alias) = stage)
 );
 COMMENT ON TABLE stage_norm.aliases IS
     'DBA-defined aliases of stage_norm: alias_key (stage_norm.stage_key(alias)) maps to a canonical stage';
@@ -31,7 +32,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_key      text := stage_norm.stage_key(add_alias.alias);
-    v_builtin  text := stage_norm.normalize_stage_builtin(add_alias.alias);
+    v_builtin  text := stage_norm._normalize_stage_rules(add_alias.alias);
     v_existing stage_norm.aliases%ROWTYPE;
 BEGIN
     IF NOT stage_norm.is_canonical_stage(stage) THEN
@@ -40,7 +41,8 @@ BEGIN
                   DETAIL = format('The canonical stages are: %s.',
                                   (SELECT string_agg(s, ', ') FROM stage_norm.canonical_stages() AS s)),
                   HINT = format('Use the canonical spelling, e.g. stage_norm.add_alias(%L, %L).',
-                                alias, coalesce(stage_norm.normalize_stage_builtin(stage), 'seed'));
+                                alias, coalesce(stage_norm._normalize_stage_rules(stage),
+                                                (SELECT s FROM stage_norm.canonical_stages() AS s LIMIT 1)));
     END IF;
     IF v_key = '' THEN
         RAISE EXCEPTION 'alias "%" has an empty key', alias

@@ -12,10 +12,14 @@ DECLARE
     v_base   oid;
     v_rel    name;
     v_nsp    name;
+    v_width  int;
+    v_typmod int;
+    v_longest     text;
+    v_longest_len int;
 BEGIN
     SELECT c.relname, n.nspname INTO v_rel, v_nsp
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
-    SELECT a.attnum, a.atttypid INTO v_attnum, v_type
+    SELECT a.attnum, a.atttypid, a.atttypmod INTO v_attnum, v_type, v_typmod
       FROM pg_attribute a
      WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
     IF NOT FOUND THEN
@@ -35,6 +39,18 @@ BEGIN
             USING ERRCODE = 'datatype_mismatch', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
                   DETAIL = 'stage_norm governs text, varchar, char(n) and citext columns (or domains over them).',
                   HINT = 'Convert the column first, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE text.';
+    END IF;
+    -- It must hold every canonical stage of the current set (through domains: a domain over
+    -- varchar(5) is as short as varchar(5)).
+    SELECT s, length(s) INTO v_longest, v_longest_len
+      FROM stage_norm.canonical_stages() AS s ORDER BY length(s) DESC LIMIT 1;
+    v_width := stage_norm._column_width(tbl, v_attnum);
+    IF v_width < v_longest_len THEN
+        RAISE EXCEPTION 'column "%" of relation % is too short to hold every canonical stage', col, tbl
+            USING ERRCODE = 'datatype_mismatch', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
+                  DETAIL = format('It is %s, %s characters wide; the longest canonical stage, %s, has %s characters.',
+                                  format_type(v_type, v_typmod), v_width, v_longest, v_longest_len),
+                  HINT = 'Widen it, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(32).';
     END IF;
     RETURN v_attnum;
 END

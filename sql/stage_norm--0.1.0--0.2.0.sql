@@ -14,66 +14,6 @@ CREATE FUNCTION stage_norm._sync_trigger(tgoid oid) RETURNS text[]
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'sync_trigger_wrapper';
 
-CREATE OR REPLACE FUNCTION stage_norm.attach(tbl regclass, VARIADIC cols name[])
-RETURNS void
-LANGUAGE plpgsql
-VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_col    name;
-    v_attnum int2;
-    v_typmod int4;
-    v_type   oid;
-    v_args   text;
-    v_longest     text;
-    v_longest_len int4;
-    v_part        regclass;
-BEGIN
-    IF tbl IS NULL OR cols IS NULL OR cardinality(cols) = 0 THEN
-        RAISE EXCEPTION 'stage_norm.attach needs a table and at least one column'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'SELECT stage_norm.attach(''portfolio'', ''stage'');';
-    END IF;
-    -- The widest canonical stage, from the stage set itself (not a literal).
-    SELECT s, length(s) INTO v_longest, v_longest_len
-      FROM stage_norm.canonical_stages() AS s ORDER BY length(s) DESC LIMIT 1;
-    FOREACH v_col IN ARRAY cols LOOP
-        v_attnum := stage_norm._text_column(tbl, v_col);
-        SELECT a.atttypmod, a.atttypid INTO v_typmod, v_type
-          FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum = v_attnum;
-        IF v_typmod >= 4 AND v_typmod - 4 < v_longest_len THEN
-            RAISE EXCEPTION 'column "%" of relation % is too short to hold every canonical stage', v_col, tbl
-                USING ERRCODE = 'datatype_mismatch', COLUMN = v_col,
-                      TABLE = (SELECT c.relname FROM pg_class c WHERE c.oid = tbl),
-                      SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
-                      DETAIL = format('It is %s; the longest canonical stage, %s, has %s characters.', format_type(v_type, v_typmod), v_longest, v_longest_len),
-                      HINT = 'Widen it, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(20).';
-        END IF;
-    END LOOP;
-    SELECT string_agg(format('%L', c), ', ' ORDER BY o) INTO v_args
-      FROM unnest(cols) WITH ORDINALITY AS u(c, o);
-    -- A partitioned table's trigger is cloned onto every partition; a partition's own
-    -- stage_norm trigger (attached before) gives way to the clone, which governs the
-    -- columns the parent names.
-    FOR v_part IN SELECT t.tgrelid::regclass FROM pg_catalog.pg_partition_tree(tbl) p
-                    JOIN pg_catalog.pg_trigger t ON t.tgrelid = p.relid
-                   WHERE p.relid <> tbl AND t.tgname = 'stage_norm_normalize' AND t.tgparentid = 0 LOOP
-        EXECUTE format('DROP TRIGGER stage_norm_normalize ON %s', v_part);
-        RAISE NOTICE 'partition % now follows the stage_norm trigger of %', v_part, tbl
-            USING DETAIL = 'Its own stage_norm_normalize trigger was dropped; the one cloned from the parent governs the parent''s columns.';
-    END LOOP;
-    EXECUTE format('CREATE OR REPLACE TRIGGER stage_norm_normalize BEFORE INSERT OR UPDATE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION stage_norm.normalize_trigger(%s)', tbl, v_args);
-    EXECUTE format('CREATE OR REPLACE TRIGGER stage_norm_summary AFTER INSERT OR UPDATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.summary_trigger()', tbl);
-    -- Record the governed columns as dependencies of the trigger (DROP COLUMN, ALTER TYPE).
-    PERFORM stage_norm._sync_trigger(t.oid) FROM pg_catalog.pg_trigger t
-      WHERE t.tgrelid = tbl AND t.tgname = 'stage_norm_normalize';
-    -- Partitions get the summary trigger too, for statements that write into them directly.
-    PERFORM stage_norm._summarize_partitions(tbl);
-END
-$$;
 CREATE OR REPLACE FUNCTION stage_norm.detach(tbl regclass)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -178,8 +118,397 @@ CREATE EVENT TRIGGER stage_norm_ddl ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TRIGGER')
     EXECUTE FUNCTION stage_norm._ddl_command_end();
 
--- Triggers attached under 0.1.0: record their column dependencies, and give partitions
--- governed through a parent the summary trigger.
+-- ---------------------------------------------------------------------------------------------
+-- #14 the fund's own stage set.
+CREATE FUNCTION stage_norm.stage_rank(stage text) RETURNS int
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'stage_rank_wrapper';
+CREATE FUNCTION stage_norm._normalize_stage_rules(label text) RETURNS text
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'normalize_stage_rules_wrapper';
+CREATE FUNCTION stage_norm._stage_forms() RETURNS TABLE ("position" int, stage text, forms text[])
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'stage_forms_wrapper';
+CREATE FUNCTION stage_norm._check_stage_set(stages text[]) RETURNS bool
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'check_stage_set_wrapper';
+CREATE FUNCTION stage_norm._default_stages() RETURNS text[]
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'default_stages_wrapper';
+-- canonical_stages() now lists the configured set.
+ALTER FUNCTION stage_norm.canonical_stages() STABLE;
+
+-- Aliases extend the rules of the configured set (was: the built-in rules).
+ALTER TABLE stage_norm.aliases DROP CONSTRAINT aliases_extend_builtin;
+ALTER TABLE stage_norm.aliases ADD CONSTRAINT aliases_extend_builtin
+    CHECK (stage_norm._normalize_stage_rules(alias) IS NULL OR stage_norm._normalize_stage_rules(alias) = stage);
+CREATE OR REPLACE FUNCTION stage_norm.add_alias(alias text, stage text)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE STRICT PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_key      text := stage_norm.stage_key(add_alias.alias);
+    v_builtin  text := stage_norm._normalize_stage_rules(add_alias.alias);
+    v_existing stage_norm.aliases%ROWTYPE;
+BEGIN
+    IF NOT stage_norm.is_canonical_stage(stage) THEN
+        RAISE EXCEPTION 'stage "%" is not a canonical stage', stage
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The canonical stages are: %s.',
+                                  (SELECT string_agg(s, ', ') FROM stage_norm.canonical_stages() AS s)),
+                  HINT = format('Use the canonical spelling, e.g. stage_norm.add_alias(%L, %L).',
+                                alias, coalesce(stage_norm._normalize_stage_rules(stage),
+                                                (SELECT s FROM stage_norm.canonical_stages() AS s LIMIT 1)));
+    END IF;
+    IF v_key = '' THEN
+        RAISE EXCEPTION 'alias "%" has an empty key', alias
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Aliases are matched by key: the label after NFKC, dash folding, lowercasing and removal of white space, zero-width characters and the separators "-", "_", ".".',
+                  HINT = 'An alias needs at least one other character.';
+    END IF;
+    IF v_builtin IS NOT NULL AND v_builtin <> stage THEN
+        RAISE EXCEPTION 'alias "%" conflicts with the built-in rules', alias
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The built-in rules already map %L to %L.', alias, v_builtin),
+                  HINT = 'Aliases extend the built-in rules; they cannot redefine them.';
+    END IF;
+
+    SELECT * INTO v_existing FROM stage_norm.aliases a WHERE a.alias_key = v_key FOR UPDATE;
+    IF FOUND THEN
+        IF v_existing.stage = stage THEN
+            RETURN v_key;  -- already there: adding it again is a no-op
+        END IF;
+        RAISE EXCEPTION 'alias "%" already maps to "%"', alias, v_existing.stage
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('Key %L is taken by the alias %L.', v_key, v_existing.alias),
+                  HINT = format('To re-point it: SELECT stage_norm.remove_alias(%L); then add it again.', alias);
+    END IF;
+
+    INSERT INTO stage_norm.aliases (alias, stage) VALUES (alias, stage);
+    RETURN v_key;
+END
+$$;
+
+CREATE TABLE stage_norm.stage_set (
+    position int  PRIMARY KEY CHECK (position > 0),
+    stage    text NOT NULL UNIQUE,
+    set_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    set_by   name NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE stage_norm.stage_set IS
+    'The configured canonical stages of stage_norm, in order; empty means the default set. Write it with stage_norm.set_stages';
+GRANT SELECT ON stage_norm.stage_set TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('stage_norm.stage_set', '');
+CREATE TRIGGER stage_set_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stage_norm.stage_set
+    FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.config_changed();
+
+-- Every stage of the current set: its position, the built-in forms it takes, its aliases.
+CREATE VIEW stage_norm.stages AS
+SELECT f.position, f.stage, f.forms,
+       coalesce((SELECT pg_catalog.array_agg(a.alias ORDER BY a.alias) FROM stage_norm.aliases a WHERE a.stage = f.stage),
+                '{}') AS aliases
+  FROM stage_norm._stage_forms() f;
+COMMENT ON VIEW stage_norm.stages IS
+    'The canonical stages of stage_norm in order, with the built-in forms each takes and its aliases';
+GRANT SELECT ON stage_norm.stages TO PUBLIC;
+
+-- The width a text-like column can hold, in characters (NULL: unbounded), through domains.
+CREATE FUNCTION stage_norm._column_width(tbl regclass, attnum int2)
+RETURNS int
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE chain(typ, typmod, depth) AS (
+        SELECT a.atttypid, a.atttypmod, 0 FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum = _column_width.attnum
+        UNION ALL
+        SELECT t.typbasetype, CASE WHEN c.typmod >= 0 THEN c.typmod ELSE t.typtypmod END, c.depth + 1
+          FROM chain c JOIN pg_type t ON t.oid = c.typ WHERE t.typbasetype <> 0
+    )
+    SELECT CASE WHEN c.typ IN ('varchar'::regtype, 'bpchar'::regtype) AND c.typmod >= 4 THEN c.typmod - 4 END
+      FROM chain c ORDER BY c.depth DESC LIMIT 1
+$$;
+
+-- Changes the set (the common part of set_stages, rename_stage, reset_stages). Refused, with
+-- nothing changed, when:
+--   the names do not form a valid set (22023);
+--   an index, generated column, materialized view or domain depends on is_canonical_stage, whose
+--   answers a change alters (2BP01; drop it first);
+--   an alias points at a stage that would go (2BP01; remove_alias, or rename the stage instead);
+--   a governed varchar(n)/char(n) column is too short for a new stage (42804);
+--   a CHECK that depends on is_canonical_stage or the rules (add_check's, the aliases') would no
+--   longer hold for some row (23514, with the tables and values).
+CREATE FUNCTION stage_norm._change_stages(stages text[], rename_from text, rename_to text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_old      text[] := ARRAY(SELECT s FROM stage_norm.canonical_stages() AS s);
+    v_default  text[] := stage_norm._default_stages();
+    v_longest  int;
+    v_fns      oid[] := ARRAY['stage_norm.is_canonical_stage(text)'::regprocedure::oid,
+                              'stage_norm._normalize_stage_rules(text)'::regprocedure::oid];
+    v_list     text;
+    v_con      record;
+    v_bad      text;
+    v_problems text[] := '{}'::text[];
+BEGIN
+    PERFORM stage_norm._check_stage_set(stages);
+    IF stages = v_old THEN
+        RETURN;  -- the same set: nothing to do
+    END IF;
+
+    -- Objects that store or index is_canonical_stage's answers would go stale.
+    SELECT string_agg(pg_describe_object(d.classid, d.objid, d.objsubid), '; ') INTO v_list
+      FROM pg_depend d
+     WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid = ANY (v_fns)
+       AND (d.classid = 'pg_class'::regclass                                     -- index, matview
+            OR d.classid = 'pg_attrdef'::regclass                                -- generated column
+            OR (d.classid = 'pg_constraint'::regclass
+                AND EXISTS (SELECT FROM pg_constraint c WHERE c.oid = d.objid AND c.contypid <> 0)));  -- domain
+    IF v_list IS NOT NULL THEN
+        RAISE EXCEPTION 'the stage set cannot change while objects store answers of stage_norm.is_canonical_stage'
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = format('Depending on it: %s.', v_list),
+                  HINT = 'Drop them, change the set, then create them again (PostgreSQL does not recompute an index or a generated column when a function''s answers change).';
+    END IF;
+
+    -- Aliases of stages that go.
+    SELECT string_agg(format('%L -> %L', a.alias, a.stage), ', ' ORDER BY a.alias) INTO v_list
+      FROM stage_norm.aliases a
+     WHERE a.stage <> ALL (stages) AND a.stage IS DISTINCT FROM rename_from;
+    IF v_list IS NOT NULL THEN
+        RAISE EXCEPTION 'the stage set cannot drop stages that aliases point at'
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = format('Aliases: %s.', v_list),
+                  HINT = 'Remove them with stage_norm.remove_alias(...), or rename the stage with stage_norm.rename_stage(old, new) (its aliases follow).';
+    END IF;
+
+    -- Governed columns too short for the new stages.
+    SELECT max(length(s)) INTO v_longest FROM unnest(stages) AS s;
+    SELECT string_agg(format('%s.%I (%s characters)', d.refobjid::regclass, a.attname, stage_norm._column_width(d.refobjid::regclass, a.attnum)), ', ')
+      INTO v_list
+      FROM pg_depend d
+      JOIN pg_trigger t ON t.oid = d.objid
+      JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+     WHERE d.classid = 'pg_trigger'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+       AND t.tgfoid = 'stage_norm.normalize_trigger()'::regprocedure
+       AND stage_norm._column_width(d.refobjid::regclass, a.attnum) < v_longest;
+    IF v_list IS NOT NULL THEN
+        RAISE EXCEPTION 'governed columns are too short for the new stage set'
+            USING ERRCODE = 'datatype_mismatch',
+                  DETAIL = format('The longest new stage has %s characters; too short: %s.', v_longest, v_list),
+                  HINT = 'Widen them first, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(32) (detach, alter, attach).';
+    END IF;
+
+    -- Write the set (no rows for the default set), and let aliases follow a rename.
+    DELETE FROM stage_norm.stage_set;
+    IF stages IS DISTINCT FROM v_default THEN
+        INSERT INTO stage_norm.stage_set (position, stage)
+        SELECT o, s FROM unnest(stages) WITH ORDINALITY AS u(s, o);
+    END IF;
+    IF rename_from IS NOT NULL THEN
+        UPDATE stage_norm.aliases a SET stage = rename_to WHERE a.stage = rename_from;
+    END IF;
+
+    -- From here on this transaction classifies with the new set. Every CHECK that depends on
+    -- it must still hold for every row; else the whole change is refused.
+    FOR v_con IN
+        SELECT DISTINCT c.conrelid::regclass AS tbl, c.conname,
+               pg_get_expr(c.conbin, c.conrelid) AS expr,
+               CASE WHEN cardinality(c.conkey) = 1
+                    THEN (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]) END AS col
+          FROM pg_depend d JOIN pg_constraint c ON c.oid = d.objid
+         WHERE d.classid = 'pg_constraint'::regclass AND d.refclassid = 'pg_proc'::regclass
+           AND d.refobjid = ANY (v_fns) AND c.contype = 'c' AND c.conrelid <> 0 AND c.convalidated
+         ORDER BY 1, 2
+    LOOP
+        IF v_con.col IS NOT NULL THEN   -- the values that would fail (at most 5 shown)
+            EXECUTE format('SELECT string_agg(v, '', '') FROM (SELECT DISTINCT quote_nullable(left(%I::text, 64)) AS v '
+                           'FROM %s WHERE NOT (%s) LIMIT 5) s', v_con.col, v_con.tbl, v_con.expr)
+               INTO v_bad;
+        ELSE
+            EXECUTE format('SELECT count(*) || '' rows'' FROM %s WHERE NOT (%s) HAVING count(*) > 0', v_con.tbl, v_con.expr)
+               INTO v_bad;
+        END IF;
+        IF v_bad IS NOT NULL THEN
+            v_problems := v_problems || format('%s (constraint %I): %s', v_con.tbl, v_con.conname, v_bad);
+        END IF;
+    END LOOP;
+    IF cardinality(v_problems) > 0 THEN
+        RAISE EXCEPTION 'the new stage set would break CHECK constraints'
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('Rows that would no longer pass: %s.', array_to_string(v_problems, '; ')),
+                  HINT = 'Move those rows to stages of the new set first (rename_stage moves aliases, not rows; see docs/normalization.md), then change the set.';
+    END IF;
+    -- Cached plans may have folded is_canonical_stage of a constant: replan them.
+    ALTER FUNCTION stage_norm.is_canonical_stage(text) IMMUTABLE;
+END
+$$;
+
+CREATE FUNCTION stage_norm.set_stages(VARIADIC stages text[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE STRICT PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM stage_norm._change_stages(stages, NULL, NULL);
+END
+$$;
+COMMENT ON FUNCTION stage_norm.set_stages(text[]) IS
+    'Defines the canonical stages, in order; refused (nothing changed) when a CHECK, an alias, an index or a governed column would not follow';
+
+CREATE FUNCTION stage_norm.rename_stage(old_name text, new_name text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE STRICT PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_stages text[] := ARRAY(SELECT s FROM stage_norm.canonical_stages() AS s);
+BEGIN
+    IF old_name <> ALL (v_stages) THEN
+        RAISE EXCEPTION 'stage "%" is not a canonical stage', old_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The canonical stages are: %s.', array_to_string(v_stages, ', '));
+    END IF;
+    PERFORM stage_norm._change_stages(array_replace(v_stages, old_name, new_name), old_name, new_name);
+END
+$$;
+COMMENT ON FUNCTION stage_norm.rename_stage(text, text) IS
+    'Renames a canonical stage in place (same position); its aliases follow. Rows are not moved: see docs/normalization.md';
+
+CREATE FUNCTION stage_norm.reset_stages()
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM stage_norm._change_stages(stage_norm._default_stages(), NULL, NULL);
+END
+$$;
+COMMENT ON FUNCTION stage_norm.reset_stages() IS
+    'Goes back to the default stage set (pre-seed, seed, series-a, series-b, series-c+), with the checks of set_stages';
+
+REVOKE ALL ON FUNCTION stage_norm.set_stages(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stage_norm.rename_stage(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stage_norm.reset_stages() FROM PUBLIC;
+REVOKE ALL ON FUNCTION stage_norm._change_stages(text[], text, text) FROM PUBLIC;
+
+-- _text_column checks the width through domains; attach relies on it.
+CREATE OR REPLACE FUNCTION stage_norm._text_column(tbl regclass, col name)
+RETURNS int2
+LANGUAGE plpgsql
+STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_attnum int2;
+    v_type   oid;
+    v_base   oid;
+    v_rel    name;
+    v_nsp    name;
+    v_width  int;
+    v_typmod int;
+    v_longest     text;
+    v_longest_len int;
+BEGIN
+    SELECT c.relname, n.nspname INTO v_rel, v_nsp
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    SELECT a.attnum, a.atttypid, a.atttypmod INTO v_attnum, v_type, v_typmod
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', col, tbl
+            USING ERRCODE = 'undefined_column', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
+                  HINT = 'Name an existing text, varchar, char(n) or citext column.';
+    END IF;
+    WITH RECURSIVE chain(oid, base) AS (
+        SELECT t.oid, t.typbasetype FROM pg_type t WHERE t.oid = v_type
+        UNION ALL
+        SELECT t.oid, t.typbasetype FROM pg_type t JOIN chain c ON t.oid = c.base
+    )
+    SELECT c.oid INTO v_base FROM chain c WHERE c.base = 0;
+    IF v_base NOT IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype)
+       AND (SELECT t.typname FROM pg_type t WHERE t.oid = v_base) IS DISTINCT FROM 'citext' THEN
+        RAISE EXCEPTION 'column "%" of relation % is of type %, not a text type', col, tbl, format_type(v_type, NULL)
+            USING ERRCODE = 'datatype_mismatch', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
+                  DETAIL = 'stage_norm governs text, varchar, char(n) and citext columns (or domains over them).',
+                  HINT = 'Convert the column first, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE text.';
+    END IF;
+    -- It must hold every canonical stage of the current set (through domains: a domain over
+    -- varchar(5) is as short as varchar(5)).
+    SELECT s, length(s) INTO v_longest, v_longest_len
+      FROM stage_norm.canonical_stages() AS s ORDER BY length(s) DESC LIMIT 1;
+    v_width := stage_norm._column_width(tbl, v_attnum);
+    IF v_width < v_longest_len THEN
+        RAISE EXCEPTION 'column "%" of relation % is too short to hold every canonical stage', col, tbl
+            USING ERRCODE = 'datatype_mismatch', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
+                  DETAIL = format('It is %s, %s characters wide; the longest canonical stage, %s, has %s characters.',
+                                  format_type(v_type, v_typmod), v_width, v_longest, v_longest_len),
+                  HINT = 'Widen it, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(32).';
+    END IF;
+    RETURN v_attnum;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION stage_norm.attach(tbl regclass, VARIADIC cols name[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_col    name;
+    v_args   text;
+    v_part   regclass;
+BEGIN
+    IF tbl IS NULL OR cols IS NULL OR cardinality(cols) = 0 THEN
+        RAISE EXCEPTION 'stage_norm.attach needs a table and at least one column'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'SELECT stage_norm.attach(''portfolio'', ''stage'');';
+    END IF;
+    -- Each column: text-like, and wide enough for every canonical stage of the current set.
+    FOREACH v_col IN ARRAY cols LOOP
+        PERFORM stage_norm._text_column(tbl, v_col);
+    END LOOP;
+    SELECT string_agg(format('%L', c), ', ' ORDER BY o) INTO v_args
+      FROM unnest(cols) WITH ORDINALITY AS u(c, o);
+    -- A partitioned table's trigger is cloned onto every partition; a partition's own
+    -- stage_norm trigger (attached before) gives way to the clone, which governs the
+    -- columns the parent names.
+    FOR v_part IN SELECT t.tgrelid::regclass FROM pg_catalog.pg_partition_tree(tbl) p
+                    JOIN pg_catalog.pg_trigger t ON t.tgrelid = p.relid
+                   WHERE p.relid <> tbl AND t.tgname = 'stage_norm_normalize' AND t.tgparentid = 0 LOOP
+        EXECUTE format('DROP TRIGGER stage_norm_normalize ON %s', v_part);
+        RAISE NOTICE 'partition % now follows the stage_norm trigger of %', v_part, tbl
+            USING DETAIL = 'Its own stage_norm_normalize trigger was dropped; the one cloned from the parent governs the parent''s columns.';
+    END LOOP;
+    EXECUTE format('CREATE OR REPLACE TRIGGER stage_norm_normalize BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION stage_norm.normalize_trigger(%s)', tbl, v_args);
+    EXECUTE format('CREATE OR REPLACE TRIGGER stage_norm_summary AFTER INSERT OR UPDATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.summary_trigger()', tbl);
+    -- Record the governed columns as dependencies of the trigger (DROP COLUMN, ALTER TYPE).
+    PERFORM stage_norm._sync_trigger(t.oid) FROM pg_catalog.pg_trigger t
+      WHERE t.tgrelid = tbl AND t.tgname = 'stage_norm_normalize';
+    -- Partitions get the summary trigger too, for statements that write into them directly.
+    PERFORM stage_norm._summarize_partitions(tbl);
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Last: triggers attached under 0.1.0 record their column dependencies, and partitions governed
+-- through a parent get the summary trigger.
 SELECT stage_norm._sync_trigger(t.oid)
   FROM pg_catalog.pg_trigger t
  WHERE t.tgparentid = 0 AND t.tgfoid = 'stage_norm.normalize_trigger()'::pg_catalog.regprocedure;
@@ -187,3 +516,7 @@ SELECT stage_norm._summarize_partitions(c.oid::regclass)
   FROM pg_catalog.pg_class c
  WHERE c.relkind = 'p' AND NOT c.relispartition
    AND EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'stage_norm_normalize');
+-- Every configuration table registered again for pg_dump (an upgrade keeps the registrations,
+-- but saying so here makes the script the whole story).
+SELECT pg_catalog.pg_extension_config_dump('stage_norm.aliases', '');
+SELECT pg_catalog.pg_extension_config_dump('stage_norm.table_mode_settings', '');

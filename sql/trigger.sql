@@ -112,34 +112,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_col    name;
-    v_attnum int2;
-    v_typmod int4;
-    v_type   oid;
     v_args   text;
-    v_longest     text;
-    v_longest_len int4;
-    v_part        regclass;
+    v_part   regclass;
 BEGIN
     IF tbl IS NULL OR cols IS NULL OR cardinality(cols) = 0 THEN
         RAISE EXCEPTION 'stage_norm.attach needs a table and at least one column'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'SELECT stage_norm.attach(''portfolio'', ''stage'');';
     END IF;
-    -- The widest canonical stage, from the stage set itself (not a literal).
-    SELECT s, length(s) INTO v_longest, v_longest_len
-      FROM stage_norm.canonical_stages() AS s ORDER BY length(s) DESC LIMIT 1;
+    -- Each column: text-like, and wide enough for every canonical stage of the current set.
     FOREACH v_col IN ARRAY cols LOOP
-        v_attnum := stage_norm._text_column(tbl, v_col);
-        SELECT a.atttypmod, a.atttypid INTO v_typmod, v_type
-          FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum = v_attnum;
-        IF v_typmod >= 4 AND v_typmod - 4 < v_longest_len THEN
-            RAISE EXCEPTION 'column "%" of relation % is too short to hold every canonical stage', v_col, tbl
-                USING ERRCODE = 'datatype_mismatch', COLUMN = v_col,
-                      TABLE = (SELECT c.relname FROM pg_class c WHERE c.oid = tbl),
-                      SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
-                      DETAIL = format('It is %s; the longest canonical stage, %s, has %s characters.', format_type(v_type, v_typmod), v_longest, v_longest_len),
-                      HINT = 'Widen it, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(20).';
-        END IF;
+        PERFORM stage_norm._text_column(tbl, v_col);
     END LOOP;
     SELECT string_agg(format('%L', c), ', ' ORDER BY o) INTO v_args
       FROM unnest(cols) WITH ORDINALITY AS u(c, o);

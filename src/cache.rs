@@ -1,7 +1,9 @@
-//! The backend-local configuration cache: aliases and per-table modes.
+//! The backend-local configuration cache: the stage set, aliases and per-table modes.
 //!
-//! Contract: a change to `stage_norm.aliases` or `stage_norm.table_mode_settings` is visible to
-//! every session from its next statement after commit, with no per-row catalog or SPI lookup.
+//! Contract: a change to `stage_norm.stage_set`, `stage_norm.aliases` or
+//! `stage_norm.table_mode_settings` is visible to every session from its next statement after
+//! commit (and to the writing session from its next command), with no per-row catalog or SPI
+//! lookup.
 //!
 //! How:
 //! - Both tables live in backend memory and are (re)loaded together, only when stale.
@@ -22,7 +24,7 @@ use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
 use pgrx::prelude::*;
-use stage_norm_core::{Aliases, Fnv1a, StageId, BUILTIN};
+use stage_norm_core::{Aliases, Fnv1a, StageId, StageSet, BUILTIN};
 
 use crate::backend::{raw, Global};
 use crate::guc::Mode;
@@ -32,6 +34,7 @@ type TableModes = HashMap<pg_sys::Oid, Mode, BuildHasherDefault<Fnv1a>>;
 // Touched by the relcache callback: atomics only.
 static STALE: AtomicBool = AtomicBool::new(true);
 static ALIASES_OID: AtomicU32 = AtomicU32::new(0);
+static SET_OID: AtomicU32 = AtomicU32::new(0);
 static MODES_OID: AtomicU32 = AtomicU32::new(0);
 // Touched by the backend's own code paths only.
 static RELOAD_AT_NEXT_STATEMENT: Global<bool> = Global::new(false);
@@ -39,6 +42,11 @@ static LAST_STATEMENT: Global<pg_sys::TimestampTz> = Global::new(pg_sys::Timesta
 /// Bumped by every reload, so that users of the cache can memoize lookups.
 static GENERATION: Global<u64> = Global::new(0);
 static ALIASES: Global<Option<Aliases>> = Global::new(None);
+/// The configured stage set; None is the default set ([`BUILTIN`]).
+static SET: Global<Option<StageSet>> = Global::new(None);
+/// Bumped when the stage set itself changes (not on every reload), so that the trigger
+/// rebuilds its canonical datums only then.
+static SET_GENERATION: Global<u64> = Global::new(0);
 static TABLE_MODES: Global<Option<TableModes>> = Global::new(None);
 static KEY_BUF: Global<String> = Global::new(String::new());
 static MEMO: Global<[MemoEntry; MEMO_SLOTS]> = Global::new([MemoEntry::EMPTY; MEMO_SLOTS]);
@@ -129,7 +137,7 @@ unsafe extern "C-unwind" fn syscache_callback(_arg: pg_sys::Datum, _cache: i32, 
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let id = u32::from(relid);
-    if id == 0 || id == ALIASES_OID.load(Relaxed) || id == MODES_OID.load(Relaxed) {
+    if id == 0 || id == ALIASES_OID.load(Relaxed) || id == MODES_OID.load(Relaxed) || id == SET_OID.load(Relaxed) {
         STALE.store(true, Relaxed);
     }
     crate::trigger::relation_invalidated(relid);
@@ -150,7 +158,23 @@ fn config_changed<'a>(
 pub fn classify(input: &str) -> Option<StageId> {
     // SAFETY: single-threaded; neither global is reachable from inside `classify`.
     let (aliases, buf) = unsafe { (ALIASES.get().as_ref().filter(|a| !a.is_empty()), KEY_BUF.get()) };
-    BUILTIN.classify(input, aliases, buf)
+    set().classify(input, aliases, buf)
+}
+
+/// The current stage set. Call [`refresh`] first; the reference is valid until the next
+/// [`refresh`] (a reload replaces the set), so hold it only within one call.
+#[inline(always)]
+pub fn set() -> &'static StageSet {
+    // SAFETY: single-threaded; replaced only by `reload`, which callers do not reach while
+    // they hold the reference (see above).
+    unsafe { SET.get().as_ref().unwrap_or(&BUILTIN) }
+}
+
+/// Changes whenever the stage set changes. Call [`refresh`] first.
+#[inline(always)]
+pub fn set_generation() -> u64 {
+    // SAFETY: as in `set`.
+    unsafe { *SET_GENERATION.get() }
 }
 
 /// Classifies `input` with the built-in rules only (no aliases, no cache).
@@ -211,10 +235,17 @@ fn reload() {
     STALE.store(false, Relaxed);
     let mut guard = StaleUnlessDone(false);
     let parallel = unsafe { pg_sys::IsInParallelMode() };
-    let (aliases, modes) = unsafe { load(parallel) };
+    let (set, aliases, modes) = unsafe { load(parallel) };
     // SAFETY: single-threaded; no reference into these globals is live during a reload.
     unsafe {
         *RELOAD_AT_NEXT_STATEMENT.get() = parallel;
+        if *SET.get() != set {
+            *SET.get() = set;
+            let g = SET_GENERATION.get();
+            *g = g.wrapping_add(1);
+            // The trigger resolves its tables again: canonical datums, widths, domains.
+            crate::trigger::relation_invalidated(pg_sys::InvalidOid);
+        }
         *ALIASES.get() = Some(aliases);
         *MEMO.get() = [MemoEntry::EMPTY; MEMO_SLOTS];
         *TABLE_MODES.get() = Some(modes);
@@ -261,22 +292,49 @@ unsafe fn query(sql: &CStr, parallel: bool, mut row: impl FnMut(&CStr, &CStr)) {
     }
 }
 
-unsafe fn load(parallel: bool) -> (Aliases, TableModes) {
+unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
     let mut aliases = Aliases::new();
     let mut modes = TableModes::default();
     let aliases_oid = relation_oid(c"aliases");
     let modes_oid = relation_oid(c"table_mode_settings");
+    let set_oid = relation_oid(c"stage_set");
     ALIASES_OID.store(u32::from(aliases_oid), Relaxed);
     MODES_OID.store(u32::from(modes_oid), Relaxed);
-    if aliases_oid == pg_sys::InvalidOid && modes_oid == pg_sys::InvalidOid {
-        return (aliases, modes);
+    SET_OID.store(u32::from(set_oid), Relaxed);
+    if aliases_oid == pg_sys::InvalidOid && modes_oid == pg_sys::InvalidOid && set_oid == pg_sys::InvalidOid {
+        return (None, aliases, modes);
     }
     if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
         pgrx::error!("stage_norm: SPI_connect failed while loading its configuration");
     }
+    // The stage set: no rows is the default set. The rows were validated by set_stages; rows
+    // written around it that do not form a valid set are refused loudly, never half-used.
+    let mut set: Option<StageSet> = None;
+    if set_oid != pg_sys::InvalidOid {
+        let mut names: Vec<String> = Vec::new();
+        query(c"SELECT stage, stage FROM stage_norm.stage_set ORDER BY position", parallel, |name, _| {
+            names.push(name.to_string_lossy().into_owned());
+        });
+        if !names.is_empty() {
+            match StageSet::from_names(&names) {
+                Ok(s) => set = (s != BUILTIN).then_some(s),
+                Err(e) => {
+                    pg_sys::SPI_finish();
+                    pgrx::pg_sys::panic::ErrorReport::new(
+                        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                        format!("stage_norm.stage_set does not hold a valid stage set: {e}"),
+                        "stage_norm",
+                    )
+                    .set_hint("Define the set with stage_norm.set_stages(...), or go back to the default with stage_norm.reset_stages().")
+                    .report(PgLogLevel::ERROR);
+                }
+            }
+        }
+    }
+    let current = set.as_ref().unwrap_or(&BUILTIN);
     if aliases_oid != pg_sys::InvalidOid {
         query(c"SELECT alias_key, stage FROM stage_norm.aliases", parallel, |key, stage| {
-            if let Some(id) = BUILTIN.canonical_id(&stage.to_string_lossy()) {
+            if let Some(id) = current.canonical_id(&stage.to_string_lossy()) {
                 aliases.insert(key.to_string_lossy().into(), id);
             }
         });
@@ -290,5 +348,5 @@ unsafe fn load(parallel: bool) -> (Aliases, TableModes) {
         });
     }
     pg_sys::SPI_finish();
-    (aliases, modes)
+    (set, aliases, modes)
 }

@@ -1,5 +1,10 @@
-//! SQL-callable functions over the pure normalizer. Volatility labels are the contract:
-//! only functions that read `stage_norm.aliases` are STABLE; the rest are IMMUTABLE.
+//! SQL-callable functions over the pure normalizer. Volatility labels are the contract
+//! (docs/normalization.md, "Honesty"): `normalize_stage_builtin` and `stage_key` know only the
+//! default set and built-in rules, and are truly IMMUTABLE; `is_canonical_stage` follows the
+//! configured set and is IMMUTABLE because a change of the set is refused while an index, a
+//! generated column, a materialized view or a domain depends on it, re-checks every CHECK that
+//! does, and invalidates cached plans; the functions that read aliases or list the set are
+//! STABLE.
 //!
 //! Text arguments are read as bytes ([`Label`]), never as `&str`: a text datum is not always
 //! valid UTF-8 (a `SQL_ASCII` database, a binary-coercible cast from bytea, a C function), and
@@ -8,7 +13,7 @@
 //! must return a key, refuses them with SQLSTATE 22021.
 use pgrx::callconv::{Arg, ArgAbi};
 use pgrx::prelude::*;
-use stage_norm_core::{as_utf8, key_of, BUILTIN};
+use stage_norm_core::{as_utf8, key_of, StageSet, BUILTIN};
 
 use crate::cache;
 
@@ -31,7 +36,7 @@ unsafe impl<'fcx> ArgAbi<'fcx> for Label<'fcx> {
 #[pg_extern(stable, strict, parallel_safe)]
 fn normalize_stage(label: Label) -> Option<&'static str> {
     cache::refresh();
-    cache::classify(as_utf8(label.0)?).map(|id| BUILTIN.name(id))
+    cache::classify(as_utf8(label.0)?).map(|id| cache::set().name(id))
 }
 
 /// The canonical stage of `label` by the built-in rules alone (no aliases): IMMUTABLE, for index
@@ -41,16 +46,64 @@ fn normalize_stage_builtin(label: Label) -> Option<&'static str> {
     cache::classify_builtin(as_utf8(label.0)?).map(|id| BUILTIN.name(id))
 }
 
-/// True exactly for the canonical stage names; for CHECK constraints and indexes.
+/// True exactly for the canonical stage names of the configured set; for CHECK constraints and
+/// indexes (see the module comment for why IMMUTABLE is true).
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn is_canonical_stage(label: Label) -> bool {
-    BUILTIN.is_canonical_bytes(label.0)
+    cache::refresh();
+    cache::set().is_canonical_bytes(label.0)
 }
 
-/// The canonical stages, in stage order.
-#[pg_extern(immutable, parallel_safe)]
-fn canonical_stages() -> SetOfIterator<'static, &'static str> {
-    SetOfIterator::new(BUILTIN.stages.iter().map(|s| &**s))
+/// The canonical stages of the configured set, in stage order.
+#[pg_extern(stable, parallel_safe)]
+fn canonical_stages() -> SetOfIterator<'static, String> {
+    cache::refresh();
+    SetOfIterator::new(cache::set().stages.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+}
+
+/// The position (1 = the first stage) of a canonical stage in the configured set; NULL for
+/// anything else. `ORDER BY stage_rank(stage)`, `WHERE stage_rank(stage) >= stage_rank('series-b')`.
+#[pg_extern(stable, strict, parallel_safe)]
+fn stage_rank(stage: Label) -> Option<i32> {
+    cache::refresh();
+    cache::set().canonical_id_bytes(stage.0).map(|id| i32::from(id) + 1)
+}
+
+/// Internal: the canonical stage of `label` by the configured set's rules, without aliases
+/// (what aliases may not redefine).
+#[pg_extern(stable, strict, parallel_safe, name = "_normalize_stage_rules")]
+fn normalize_stage_rules(label: Label) -> Option<&'static str> {
+    cache::refresh();
+    let set = cache::set();
+    set.classify_bytes(label.0, None, &mut String::new()).map(|id| set.name(id))
+}
+
+/// Internal: the configured set, each stage with its position and the built-in forms it takes.
+#[pg_extern(stable, parallel_safe, name = "_stage_forms")]
+fn stage_forms() -> TableIterator<'static, (name!(position, i32), name!(stage, String), name!(forms, Vec<String>))> {
+    cache::refresh();
+    let set = cache::set();
+    let rows: Vec<_> =
+        (0..set.stages.len()).map(|i| (i as i32 + 1, set.stages[i].to_string(), set.forms(i as u8))).collect();
+    TableIterator::new(rows)
+}
+
+/// Internal: raises 22023 when `stages` is not a valid stage set (names, keys, letters).
+#[pg_extern(immutable, parallel_safe, name = "_check_stage_set")]
+fn check_stage_set(stages: Vec<String>) -> bool {
+    if let Err(e) = StageSet::from_names(&stages) {
+        pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), "set_stages")
+            .set_detail(format!("The set given: {}.", stages.join(", ")))
+            .set_hint("Name the stages in order, e.g. SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth');")
+            .report(PgLogLevel::ERROR);
+    }
+    true
+}
+
+/// Internal: the default stage names, in order.
+#[pg_extern(immutable, parallel_safe, name = "_default_stages")]
+fn default_stages() -> Vec<String> {
+    BUILTIN.stages.iter().map(|s| s.to_string()).collect()
 }
 
 /// The matching key of `label` (steps 1-4 of the contract): what aliases are keyed by.

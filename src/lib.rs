@@ -35,16 +35,32 @@ extension_sql_file!(
         functions::is_canonical_stage,
         functions::normalize_stage_builtin,
         functions::canonical_stages,
+        functions::normalize_stage_rules,
         cache::config_changed
     ]
 );
 extension_sql_file!("../sql/columns.sql", name = "columns");
+extension_sql_file!(
+    "../sql/stages.sql",
+    name = "stages",
+    requires = [
+        "aliases",
+        cache::config_changed,
+        functions::stage_forms,
+        functions::check_stage_set,
+        functions::default_stages,
+        functions::is_canonical_stage,
+        functions::normalize_stage_rules,
+        functions::canonical_stages
+    ]
+);
 extension_sql_file!(
     "../sql/trigger.sql",
     name = "trigger",
     requires = [
         "columns",
         "aliases",
+        "stages",
         cache::config_changed,
         trigger::summary_trigger,
         functions::effective_mode,

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use stage_norm_core::{Fnv1a, StageId, BUILTIN};
+use stage_norm_core::{Fnv1a, StageId};
 
 use crate::backend::{raw, Global};
 use crate::cache;
@@ -62,17 +62,18 @@ struct Column {
     name: CString,
     /// char(n): canonical values are blank-padded to n, and values compared without trailing blanks.
     pad_to: Option<usize>,
-    /// The canonical datums to write into this column (padded for char(n)), by stage.
-    datums: [pg_sys::Datum; 5],
+    /// The canonical datums to write into this column (padded for char(n)), by stage of the
+    /// current set (the entry is rebuilt when the set changes).
+    datums: Vec<pg_sys::Datum>,
     /// Their bytes (in TopMemoryContext, like the datums), for an in-place rewrite.
-    payloads: [(*const u8, usize); 5],
+    payloads: Vec<(*const u8, usize)>,
     /// May be rewritten inside the row (see `inplace`): false when the partition constraint
     /// refers to it, or the table is not a heap (a foreign table, another access method).
     in_place: bool,
     /// For a column of a domain type: whether the domain accepts each canonical datum. A
     /// domain's CHECK runs before BEFORE triggers, so a rewrite must not store what the domain
     /// refuses: such a value is handled as an unknown one ([`Why::DomainRefuses`]).
-    domain: Option<(pg_sys::Oid, [bool; 5])>,
+    domain: Option<(pg_sys::Oid, Vec<bool>)>,
 }
 
 /// Why a value is not rewritten or passed: it is unknown, or it is a known variant that may not
@@ -121,7 +122,8 @@ static ENTRIES: Global<Option<FnvMap<pg_sys::Oid, Box<Entry>>>> = Global::new(No
 static LAST: Global<(pg_sys::Oid, *mut Entry)> = Global::new((pg_sys::InvalidOid, std::ptr::null_mut()));
 /// Counts of entries that were dropped (invalidated), by relid.
 static RETIRED: Global<Option<FnvMap<pg_sys::Oid, Counts>>> = Global::new(None);
-static CANONICAL: Global<Option<FnvMap<usize, [pg_sys::Datum; 5]>>> = Global::new(None);
+/// The canonical datums by padding, for the stage set of generation `.0`.
+static CANONICAL: Global<(u64, Option<FnvMap<usize, Vec<pg_sys::Datum>>>)> = Global::new((u64::MAX, None));
 static WARNINGS: Global<Option<StatementWarnings>> = Global::new(None);
 static RNG: Global<u64> = Global::new(0);
 // Written by the relcache callback: atomics only. Relids to forget, and "forget everything".
@@ -242,19 +244,30 @@ fn random_unit() -> f64 {
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The canonical datums, blank-padded to `pad` characters for char(n) (0: no padding).
-/// Allocated once per backend in TopMemoryContext.
-fn canonical_datums(pad: usize) -> [pg_sys::Datum; 5] {
+/// The canonical datums of the current stage set, blank-padded to `pad` characters for char(n)
+/// (0: no padding). Allocated once per backend and set in TopMemoryContext (a set change
+/// leaves the old ones behind: a few bytes, rarely).
+fn canonical_datums(pad: usize) -> Vec<pg_sys::Datum> {
     // SAFETY: single-threaded; only called while building an entry.
-    let m = unsafe { CANONICAL.get() }.get_or_insert_with(FnvMap::default);
-    *m.entry(pad).or_insert_with(|| unsafe {
-        pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| {
-            std::array::from_fn(|i| {
-                let s = format!("{:<pad$}", BUILTIN.name(i as StageId));
-                pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as c_int))
+    let (generation, maps) = unsafe { CANONICAL.get() };
+    if *generation != cache::set_generation() {
+        *generation = cache::set_generation();
+        *maps = None;
+    }
+    let set = cache::set();
+    maps.get_or_insert_with(FnvMap::default)
+        .entry(pad)
+        .or_insert_with(|| unsafe {
+            pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| {
+                (0..set.stages.len())
+                    .map(|i| {
+                        let s = format!("{:<pad$}", set.name(i as StageId));
+                        pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as c_int))
+                    })
+                    .collect()
             })
         })
-    })
+        .clone()
 }
 
 /// The bytes of a text datum: read in place unless compressed or external (then detoasted).
@@ -294,7 +307,7 @@ fn quote(value: &[u8]) -> String {
 }
 
 fn stage_list() -> String {
-    BUILTIN.stages.iter().map(|s| &**s).collect::<Vec<_>>().join(", ")
+    cache::set().stages.iter().map(|s| &**s).collect::<Vec<_>>().join(", ")
 }
 
 fn unknown_hint(value: &[u8], why: Why) -> String {
@@ -330,11 +343,11 @@ fn value_message(e: &Entry, col: &Column, value: &[u8], why: Why) -> String {
         Why::Unknown => format!("value \"{q}\" for column \"{col_name}\" of table {table} is not a known investment stage"),
         Why::ForeignKeyAction(id) => format!(
             "value \"{q}\" for column \"{col_name}\" of table {table} came through a foreign-key action and is not canonical (\"{}\")",
-            BUILTIN.name(id)
+            cache::set().name(id)
         ),
         Why::DomainRefuses(id) => format!(
             "value \"{q}\" for column \"{col_name}\" of table {table} would be rewritten to \"{}\", which its domain does not accept",
-            BUILTIN.name(id)
+            cache::set().name(id)
         ),
     }
 }
@@ -442,18 +455,22 @@ unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
             text_like_error(&e, &col, format!("column \"{col}\" is not of a text type"));
         }
         let limit = (typmod >= pg_sys::VARHDRSZ as i32).then(|| (typmod - pg_sys::VARHDRSZ as i32) as usize);
-        let longest = BUILTIN.stages.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        let longest = cache::set().stages.iter().map(|s| s.chars().count()).max().unwrap_or(0);
         if (base == pg_sys::VARCHAROID || base == pg_sys::BPCHAROID) && limit.is_some_and(|n| n < longest) {
             text_like_error(&e, &col, format!("column \"{col}\" is too short to hold every canonical stage"));
         }
         let pad_to = if base == pg_sys::BPCHAROID { limit } else { None };
         let datums = canonical_datums(pad_to.unwrap_or(0));
         let in_place = heap && !in_partition_qual(partition_columns, attnum as i32);
-        let payloads = datums.map(|d| {
-            let b = varlena_bytes(d);
-            (b.as_ptr(), b.len())
-        });
-        let domain = (base != attr.atttypid).then(|| (attr.atttypid, datums.map(|d| domain_accepts(attr.atttypid, d))));
+        let payloads = datums
+            .iter()
+            .map(|&d| {
+                let b = varlena_bytes(d);
+                (b.as_ptr(), b.len())
+            })
+            .collect();
+        let domain =
+            (base != attr.atttypid).then(|| (attr.atttypid, datums.iter().map(|&d| domain_accepts(attr.atttypid, d)).collect()));
         e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), pad_to, datums, payloads, in_place, domain });
     }
     let pk_index = primary_key_index(rel);
@@ -793,6 +810,7 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
             e.override_mode = override_mode(e.relid, &e.ancestors);
         }
         let mode = effective_mode(e.override_mode);
+        let set = cache::set();
         if mode == Mode::Off {
             return;
         }
@@ -826,14 +844,14 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
             // Already canonical (the common case once a table is migrated): no key to build.
             // Sound because aliases cannot redefine what the built-in rules know (a CHECK on
             // stage_norm.aliases), and every canonical name is a built-in label of itself.
-            if BUILTIN.canonical_id_bytes(bytes).is_some() {
+            if set.canonical_id_bytes(bytes).is_some() {
                 e.counts[Outcome::Passed as usize] += 1;
                 continue;
             }
             let why = match cache::classify_bytes(bytes) {
                 None => Why::Unknown,
                 // Not rewritable here: handled as the mode handles unknown values.
-                Some(id) if col.domain.is_some_and(|(_, ok)| !ok[usize::from(id)]) => Why::DomainRefuses(id),
+                Some(id) if col.domain.as_ref().is_some_and(|(_, ok)| !ok[usize::from(id)]) => Why::DomainRefuses(id),
                 Some(id) if is_update && raw::InNoForceRLSOperation() => {
                     // Only ri_triggers.c sets SECURITY_NOFORCE_RLS: this UPDATE is a foreign
                     // key's referential action (checked only for a rewrite, which is rare).

@@ -15,6 +15,13 @@ EXCEPTION WHEN datatype_mismatch THEN
     GET STACKED DIAGNOSTICS s = RETURNED_SQLSTATE, n = SCHEMA_NAME, t = TABLE_NAME, c = COLUMN_NAME;
     RAISE NOTICE 'sqlstate=% schema=% table=% column=%', s, n, t, c;
 END $$;
+-- A domain over varchar(5) is as short as varchar(5) (attach used to accept it, and the first
+-- row then failed with 42804).
+CREATE DOMAIN short_stage AS varchar(5);
+CREATE TABLE short_d (stage short_stage);
+SELECT stage_norm.attach('short_d', 'stage');
+DROP TABLE short_d;
+DROP DOMAIN short_stage;
 SELECT stage_norm.attach('pc', 'stage');
 SELECT tgname, tgtype, pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'pc'::regclass ORDER BY tgname;
 -- attach again replaces (same names, no error).

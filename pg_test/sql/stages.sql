@@ -1,0 +1,94 @@
+-- A fund's own stage set (issue #14): define, see, rank, rename, remove, refusals, reset.
+SET client_min_messages = notice;
+-- The default set, as a view: position, the built-in forms each stage takes, its aliases.
+TABLE stage_norm.stages;
+SELECT count(*) AS rows_for_the_default_set FROM stage_norm.stage_set;
+
+-- A table governed by the trigger and by add_check, a narrow column, an alias.
+CREATE TABLE deals (id int PRIMARY KEY, stage text, prior varchar(9));
+SELECT stage_norm.attach('deals', 'stage', 'prior');
+INSERT INTO deals VALUES (1, 'Series A', 'seed'), (2, 'Series D', 'Series C');
+CALL stage_norm.add_check('deals', 'stage');
+SELECT stage_norm.add_alias('Angel', 'pre-seed');
+
+-- Refusals, each leaving everything as it was.
+SELECT stage_norm.set_stages('Seed');
+SELECT stage_norm.set_stages('pre-seed', 'pre_seed');
+SELECT stage_norm.set_stages('series-c', 'series-c+');
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'a-very-long-stage-name');   -- prior is varchar(9)
+SELECT stage_norm.set_stages('seed', 'series-a', 'series-b', 'series-c');                  -- Angel -> pre-seed
+SELECT stage_norm.remove_alias('Angel');
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth');  -- row 2 holds series-c+
+DO $$
+DECLARE s text; d text;
+BEGIN
+    PERFORM stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth');
+EXCEPTION WHEN check_violation THEN
+    GET STACKED DIAGNOSTICS s = RETURNED_SQLSTATE, d = PG_EXCEPTION_DETAIL;
+    RAISE NOTICE 'sqlstate=% detail=%', s, d;
+END $$;
+TABLE stage_norm.stages;
+-- An index or generated column over is_canonical_stage would go stale: refused while one exists.
+CREATE INDEX deals_unmigrated ON deals (id) WHERE NOT stage_norm.is_canonical_stage(stage);
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c+', 'pre-ipo');
+DROP INDEX deals_unmigrated;
+
+-- Moving rows of a CHECK-governed column to a new set: one transaction, documented.
+BEGIN;
+ALTER TABLE deals DROP CONSTRAINT stage_stage_canonical;
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth');
+UPDATE deals SET stage = 'series-d' WHERE stage = 'series-c+';
+COMMIT;
+CALL stage_norm.add_check('deals', 'stage');
+TABLE stage_norm.stages;
+SELECT position, stage FROM stage_norm.stage_set ORDER BY position;
+SELECT array_agg(s) AS canonical_stages FROM stage_norm.canonical_stages() s;
+
+-- The normalizer, rank and CHECK helper follow the set; the IMMUTABLE builtin does not.
+SELECT x AS label, stage_norm.normalize_stage(x), stage_norm.stage_rank(stage_norm.normalize_stage(x)),
+       stage_norm.is_canonical_stage(x), stage_norm.normalize_stage_builtin(x)
+  FROM unnest(ARRAY['Series C', 'series d2', 'Series E', 'Series C+', 'Growth Round', 'growth', 'pre seed', 'series-c+']) x;
+SELECT stage FROM unnest(ARRAY['growth', 'seed', 'series-d', 'pre-seed', 'series-a']) stage
+ WHERE stage_norm.stage_rank(stage) >= stage_norm.stage_rank('series-a') ORDER BY stage_norm.stage_rank(stage);
+-- Aliases point at stages of the current set; the rules of the set cannot be redefined.
+SELECT stage_norm.add_alias('Series E', 'growth');
+SELECT stage_norm.add_alias('Series C', 'growth');
+SELECT stage_norm.add_alias('IPO prep', 'series-c+');
+
+-- The trigger, in warn and enforce, with the messages naming the current set.
+INSERT INTO deals VALUES (3, 'Series E', 'series c'), (4, 'Growth', 'pre_seed');
+SET stage_norm.mode = 'enforce';
+INSERT INTO deals VALUES (5, 'Series C+', NULL);
+RESET stage_norm.mode;
+SELECT * FROM deals ORDER BY id;
+
+-- Rename: aliases follow; rows are moved by the documented UPDATE (no CHECK on growth rows here).
+BEGIN;
+ALTER TABLE deals DROP CONSTRAINT stage_stage_canonical;
+SELECT stage_norm.rename_stage('growth', 'pre-ipo');
+UPDATE deals SET stage = 'pre-ipo' WHERE stage = 'growth';
+COMMIT;
+CALL stage_norm.add_check('deals', 'stage', validate => false);
+ALTER TABLE deals VALIDATE CONSTRAINT stage_stage_canonical;
+TABLE stage_norm.stages;
+SELECT stage_norm.rename_stage('nope', 'x');
+
+-- Who may change the set: not PUBLIC.
+CREATE ROLE sn_stage_app;
+SET ROLE sn_stage_app;
+SELECT stage_norm.set_stages('seed');
+SELECT stage_norm.rename_stage('seed', 'seedling');
+SELECT stage_norm.reset_stages();
+RESET ROLE;
+DROP ROLE sn_stage_app;
+
+-- Back to the default set in one call (after moving the rows that only the custom set knows).
+SELECT stage_norm.remove_alias('Series E');
+BEGIN;
+ALTER TABLE deals DROP CONSTRAINT stage_stage_canonical;
+SELECT stage_norm.reset_stages();
+UPDATE deals SET stage = coalesce(stage_norm.normalize_stage(stage), 'series-c+');  -- later stages fold into the catch-all
+COMMIT;
+SELECT count(*) AS rows_for_the_default_set FROM stage_norm.stage_set;
+SELECT * FROM deals ORDER BY id;
+DROP TABLE deals;
