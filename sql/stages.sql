@@ -1,21 +1,11 @@
 -- The fund's own stage set (docs/normalization.md, "Your own stages").
--- The set lives in stage_norm.stage_set: no rows is the default set (pre-seed, seed, series-a,
--- series-b, series-c+). Written only through set_stages / rename_stage / reset_stages (SECURITY
--- DEFINER, EXECUTE revoked from PUBLIC: the DBA grants it, as for add_alias). Every write fires
--- config_changed: every session sees the new set from its next statement after commit.
-CREATE TABLE stage_norm.stage_set (
-    position int  PRIMARY KEY CHECK (position > 0),
-    stage    text NOT NULL UNIQUE,
-    set_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    set_by   name NOT NULL DEFAULT current_user
-);
-COMMENT ON TABLE stage_norm.stage_set IS
-    'The configured canonical stages of stage_norm, in order; empty means the default set. Write it with stage_norm.set_stages';
-GRANT SELECT ON stage_norm.stage_set TO PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('stage_norm.stage_set', '');
-CREATE TRIGGER stage_set_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stage_norm.stage_set
-    FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.config_changed();
+-- The set is the enum type stage_norm.stage_set, its labels the stages in order; no such type is
+-- the default set (pre-seed, seed, series-a, series-b, series-c+). A type and not table rows:
+-- pg_dump restores types before any data, and restored CHECK constraints and aliases need the
+-- set (table data of schema stage_norm would come after that of schema public). Written only
+-- through set_stages / rename_stage / reset_stages (SECURITY DEFINER, EXECUTE revoked from
+-- PUBLIC: the DBA grants it, as for add_alias); every session sees a change from its next
+-- statement after commit.
 
 -- Every stage of the current set: its position, the built-in forms it takes, its aliases.
 CREATE VIEW stage_norm.stages AS
@@ -117,11 +107,15 @@ BEGIN
                   HINT = 'Widen them first, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(32) (detach, alter, attach).';
     END IF;
 
-    -- Write the set (no rows for the default set), and let aliases follow a rename.
-    DELETE FROM stage_norm.stage_set;
+    -- Write the set (no type for the default set), and let aliases follow a rename.
+    IF pg_catalog.to_regtype('stage_norm.stage_set') IS NOT NULL THEN
+        DROP TYPE stage_norm.stage_set;
+    END IF;
     IF stages IS DISTINCT FROM v_default THEN
-        INSERT INTO stage_norm.stage_set (position, stage)
-        SELECT o, s FROM unnest(stages) WITH ORDINALITY AS u(s, o);
+        EXECUTE format('CREATE TYPE stage_norm.stage_set AS ENUM (%s)',
+                       (SELECT string_agg(format('%L', s), ', ' ORDER BY o) FROM unnest(stages) WITH ORDINALITY AS u(s, o)));
+        COMMENT ON TYPE stage_norm.stage_set IS
+            'The canonical stages of stage_norm, in order (written by stage_norm.set_stages; do not use it as a column type)';
     END IF;
     IF rename_from IS NOT NULL THEN
         UPDATE stage_norm.aliases a SET stage = rename_to WHERE a.stage = rename_from;

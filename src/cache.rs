@@ -1,9 +1,14 @@
 //! The backend-local configuration cache: the stage set, aliases and per-table modes.
 //!
-//! Contract: a change to `stage_norm.stage_set`, `stage_norm.aliases` or
-//! `stage_norm.table_mode_settings` is visible to every session from its next statement after
-//! commit (and to the writing session from its next command), with no per-row catalog or SPI
-//! lookup.
+//! Contract: a change to the stage set (the enum type `stage_norm.stage_set`), to
+//! `stage_norm.aliases` or to `stage_norm.table_mode_settings` is visible to every session from
+//! its next statement after commit (and to the writing session from its next command), with no
+//! per-row catalog or SPI lookup.
+//!
+//! The stage set is a type, not table rows, so that pg_dump restores it before any data (an
+//! enum type is pre-data): restored CHECK constraints and aliases need it. Its changes arrive
+//! through the syscache callback on `pg_type` by (name, namespace), filtered by the hash of
+//! `stage_norm.stage_set`, so other types' DDL costs nothing.
 //!
 //! How:
 //! - Both tables live in backend memory and are (re)loaded together, only when stale.
@@ -34,7 +39,8 @@ type TableModes = HashMap<pg_sys::Oid, Mode, BuildHasherDefault<Fnv1a>>;
 // Touched by the relcache callback: atomics only.
 static STALE: AtomicBool = AtomicBool::new(true);
 static ALIASES_OID: AtomicU32 = AtomicU32::new(0);
-static SET_OID: AtomicU32 = AtomicU32::new(0);
+/// The `TYPENAMENSP` syscache hash of (`stage_set`, the `stage_norm` namespace); 0 = unknown.
+static SET_TYPE_HASH: AtomicU32 = AtomicU32::new(0);
 static MODES_OID: AtomicU32 = AtomicU32::new(0);
 // Touched by the backend's own code paths only.
 static RELOAD_AT_NEXT_STATEMENT: Global<bool> = Global::new(false);
@@ -126,6 +132,20 @@ pub fn init() {
         for cache in [pg_sys::SysCacheIdentifier::CONSTROID, pg_sys::SysCacheIdentifier::TYPEOID] {
             pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(syscache_callback), pg_sys::Datum::from(0));
         }
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::TYPENAMENSP as i32,
+            Some(set_type_callback),
+            pg_sys::Datum::from(0),
+        );
+    }
+}
+
+/// A type was created, changed or dropped: if it may be `stage_norm.stage_set`, reload.
+#[pg_guard]
+unsafe extern "C-unwind" fn set_type_callback(_arg: pg_sys::Datum, _cache: i32, hash: u32) {
+    let ours = SET_TYPE_HASH.load(Relaxed);
+    if hash == 0 || ours == 0 || hash == ours {
+        STALE.store(true, Relaxed);
     }
 }
 
@@ -137,7 +157,7 @@ unsafe extern "C-unwind" fn syscache_callback(_arg: pg_sys::Datum, _cache: i32, 
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let id = u32::from(relid);
-    if id == 0 || id == ALIASES_OID.load(Relaxed) || id == MODES_OID.load(Relaxed) || id == SET_OID.load(Relaxed) {
+    if id == 0 || id == ALIASES_OID.load(Relaxed) || id == MODES_OID.load(Relaxed) {
         STALE.store(true, Relaxed);
     }
     crate::trigger::relation_invalidated(relid);
@@ -297,24 +317,38 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
     let mut modes = TableModes::default();
     let aliases_oid = relation_oid(c"aliases");
     let modes_oid = relation_oid(c"table_mode_settings");
-    let set_oid = relation_oid(c"stage_set");
     ALIASES_OID.store(u32::from(aliases_oid), Relaxed);
     MODES_OID.store(u32::from(modes_oid), Relaxed);
-    SET_OID.store(u32::from(set_oid), Relaxed);
-    if aliases_oid == pg_sys::InvalidOid && modes_oid == pg_sys::InvalidOid && set_oid == pg_sys::InvalidOid {
+    let nsp = pg_sys::get_namespace_oid(c"stage_norm".as_ptr(), true);
+    if nsp != pg_sys::InvalidOid {
+        // namehashfast reads the key as a NUL-terminated name.
+        let hash = pg_sys::GetSysCacheHashValue(
+            pg_sys::SysCacheIdentifier::TYPENAMENSP as i32,
+            pg_sys::Datum::from(c"stage_set".as_ptr()),
+            pg_sys::Datum::from(nsp),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        );
+        SET_TYPE_HASH.store(hash, Relaxed);
+    }
+    if aliases_oid == pg_sys::InvalidOid && modes_oid == pg_sys::InvalidOid {
         return (None, aliases, modes);
     }
     if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
         pgrx::error!("stage_norm: SPI_connect failed while loading its configuration");
     }
-    // The stage set: no rows is the default set. The rows were validated by set_stages; rows
-    // written around it that do not form a valid set are refused loudly, never half-used.
+    // The stage set: the labels of the enum type stage_norm.stage_set in order; no such type is
+    // the default set. set_stages validated them; a type made around it that does not form a
+    // valid set is refused loudly, never half-used.
     let mut set: Option<StageSet> = None;
-    if set_oid != pg_sys::InvalidOid {
+    {
         let mut names: Vec<String> = Vec::new();
-        query(c"SELECT stage, stage FROM stage_norm.stage_set ORDER BY position", parallel, |name, _| {
-            names.push(name.to_string_lossy().into_owned());
-        });
+        query(
+            c"SELECT e.enumlabel::text, '' FROM pg_catalog.pg_enum e \
+               WHERE e.enumtypid = pg_catalog.to_regtype('stage_norm.stage_set') ORDER BY e.enumsortorder",
+            parallel,
+            |name, _| names.push(name.to_string_lossy().into_owned()),
+        );
         if !names.is_empty() {
             match StageSet::from_names(&names) {
                 Ok(s) => set = (s != BUILTIN).then_some(s),
@@ -322,7 +356,7 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
                     pg_sys::SPI_finish();
                     pgrx::pg_sys::panic::ErrorReport::new(
                         PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                        format!("stage_norm.stage_set does not hold a valid stage set: {e}"),
+                        format!("the enum type stage_norm.stage_set is not a valid stage set: {e}"),
                         "stage_norm",
                     )
                     .set_hint("Define the set with stage_norm.set_stages(...), or go back to the default with stage_norm.reset_stages().")

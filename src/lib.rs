@@ -45,7 +45,6 @@ extension_sql_file!(
     name = "stages",
     requires = [
         "aliases",
-        cache::config_changed,
         functions::stage_forms,
         functions::check_stage_set,
         functions::default_stages,

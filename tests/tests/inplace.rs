@@ -26,7 +26,13 @@ impl Rng {
 
 /// Known labels: canonical, same size, shrinking, growing, long (4-byte header), non-ASCII; at
 /// most `max` characters (char(n) would otherwise truncate them into unknown labels).
-fn label(r: &mut Rng, max: usize) -> String {
+fn label(r: &mut Rng, max: usize, custom: bool) -> String {
+    // Known in the 7-stage set of `rows_match_with_a_custom_set` (canonical values of 6 and 8
+    // bytes: growth, series-d).
+    const C: &[&str] = &[
+        "growth", "Growth", "GROWTH", "growth round", "Growth  ", "series-d", "Series D", "series d2", "SERIES-D", "Series C",
+        "series-c", "seed", "Seed Round", "pre seed", "series a", "seriesB", "Ｇｒｏｗｔｈ",
+    ];
     const L: &[&str] = &[
         "seed", "pre-seed", "series-a", "series-b", "series-c+", // canonical
         "Seed", "SEED", "pre_seed", "PRE-SEED", "Pre Seed", "series a", "SERIES B", "Series C+", // same size
@@ -34,10 +40,11 @@ fn label(r: &mut Rng, max: usize) -> String {
         "seriesB", "Series D", "Series E", "preseed", "seriesa", // grow
         "Ｓｅｒｉｅｓ　Ａ", "pre−seed", "Series B–1", // non-ASCII
     ];
+    let list = if custom { C } else { L };
     loop {
-        let l = match r.below(L.len() + 1) {
-            i if i < L.len() => L[i].to_string(),
-            _ => format!("Series A{}", " ".repeat(130 + r.below(40))), // stored with a 4-byte header
+        let l = match r.below(list.len() + 1) {
+            i if i < list.len() => list[i].to_string(),
+            _ => format!("{}{}", if custom { "Growth" } else { "Series A" }, " ".repeat(130 + r.below(40))), // stored with a 4-byte header
         };
         if l.chars().count() <= max {
             return l;
@@ -87,10 +94,13 @@ const DOMAINS: &str = "CREATE DOMAIN stage_d AS text CHECK (octet_length(VALUE) 
 struct Layout {
     /// (name, type, governed)
     cols: Vec<(String, String, bool)>,
+    /// Labels from the custom stage set (and a reference through the STABLE normalizer, which
+    /// follows it), or from the default set (reference: the IMMUTABLE built-in normalizer).
+    custom: bool,
 }
 
 impl Layout {
-    fn random(r: &mut Rng) -> Layout {
+    fn random(r: &mut Rng, custom: bool) -> Layout {
         let n_other = r.below(9);
         let n_gov = 1 + r.below(3);
         let mut cols: Vec<(String, String, bool)> = Vec::new();
@@ -101,7 +111,7 @@ impl Layout {
             let at = r.below(cols.len() + 1);
             cols.insert(at, (format!("g{i}"), GOVERNED_TYPES[r.below(GOVERNED_TYPES.len())].to_string(), true));
         }
-        Layout { cols }
+        Layout { cols, custom }
     }
 
     fn create(&self, c: &mut Client, table: &str, trigger: bool) {
@@ -120,7 +130,7 @@ impl Layout {
         // A PL/pgSQL BEFORE UPDATE trigger that fires before stage_norm_normalize (its name sorts
         // first) and changes the governed column g0 whatever the statement's SET list says: the
         // trigger must still see and normalize it. The reference normalizes it itself.
-        let expr = if trigger { "upper(NEW.g0)" } else { "stage_norm.normalize_stage_builtin(upper(NEW.g0))" };
+        let expr = if trigger { "upper(NEW.g0)".to_string() } else { format!("{}(upper(NEW.g0))", self.reference()) };
         c.batch_execute(&format!(
             "CREATE FUNCTION {table}_upper() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN NEW.g0 := {expr}; RETURN NEW; END $$;
@@ -137,12 +147,20 @@ impl Layout {
                 if r.chance(15) {
                     None
                 } else if *gov {
-                    Some(label(r, if t.starts_with("char") { 12 } else { usize::MAX }))
+                    Some(label(r, if t.starts_with("char") { 12 } else { usize::MAX }, self.custom))
                 } else {
                     Some(other_value(t, r))
                 }
             })
             .collect()
+    }
+
+    fn reference(&self) -> &'static str {
+        if self.custom {
+            "stage_norm.normalize_stage"
+        } else {
+            "stage_norm.normalize_stage_builtin"
+        }
     }
 
     /// `value::type`, normalized with the built-in rules for the reference table.
@@ -153,7 +171,7 @@ impl Layout {
             Some(s) => {
                 let lit = format!("'{}'", s.replace('\'', "''"));
                 if *gov && reference {
-                    format!("stage_norm.normalize_stage_builtin({lit})::{t}")
+                    format!("{}({lit})::{t}", self.reference())
                 } else {
                     format!("{lit}::{t}")
                 }
@@ -186,9 +204,9 @@ fn assert_same(c: &mut Client, seed: u64, step: &str) {
     assert!(corrupt.is_empty(), "seed {seed}, {step}: verify_heapam: {corrupt:?}");
 }
 
-fn run_layout(c: &mut Client, seed: u64) {
+fn run_layout(c: &mut Client, seed: u64, custom: bool) {
     let mut r = Rng(seed);
-    let layout = Layout::random(&mut r);
+    let layout = Layout::random(&mut r, custom);
     c.batch_execute("DROP TABLE IF EXISTS t_trig, t_ref; DROP FUNCTION IF EXISTS t_trig_upper, t_ref_upper").unwrap();
     layout.create(c, "t_trig", true);
     layout.create(c, "t_ref", false);
@@ -272,7 +290,21 @@ fn rows_match_postgres_own_tuple_building() {
     c.batch_execute("CREATE EXTENSION amcheck; SET stage_norm.mode = enforce").unwrap();
     c.batch_execute(DOMAINS).unwrap();
     for seed in 1..=60u64 {
-        run_layout(&mut c, seed * 0x9E37_79B9_7F4A_7C15);
+        run_layout(&mut c, seed * 0x9E37_79B9_7F4A_7C15, false);
+    }
+}
+
+/// The same with a 7-stage custom set (pre-seed, seed, series-a, series-b, series-c, series-d,
+/// growth): canonical values of new lengths, rewritten in place or not.
+#[test]
+fn rows_match_with_a_custom_set() {
+    let mut c = fresh_db("sn_inplace_custom");
+    c.batch_execute("CREATE EXTENSION amcheck; SET stage_norm.mode = enforce").unwrap();
+    c.batch_execute(DOMAINS).unwrap();
+    c.batch_execute("SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth')")
+        .unwrap();
+    for seed in 1..=30u64 {
+        run_layout(&mut c, seed * 0xD1B5_4A32_D192_ED03, true);
     }
 }
 
