@@ -1,5 +1,11 @@
 -- Issue #2: SELECT count(normalize_stage(stage)) vs SELECT count(lower(stage)) over 1,000,000 rows.
--- Variants are interleaved and their order rotates every round.
+-- Variants are interleaved and their order rotates every round. With psql variable `set` =
+-- 'custom' (normalize_custom.sql), the same under a 7-stage set (issue #14).
+\if :{?set}
+\else
+\set set default
+\endif
+SELECT :'set' = 'custom' AS custom \gset
 SET max_parallel_workers_per_gather = 0;  -- per-core cost, less noise
 SET client_min_messages = warning;
 DROP TABLE IF EXISTS bench.labels_ascii, bench.labels_mixed;
@@ -7,8 +13,14 @@ CREATE TABLE bench.labels_ascii AS SELECT s AS stage FROM bench.messy_labels(100
 CREATE TABLE bench.labels_mixed AS SELECT s AS stage FROM bench.messy_labels(1000000, true) s;
 VACUUM ANALYZE bench.labels_ascii;
 VACUUM ANALYZE bench.labels_mixed;
+\if :custom
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth');
+SELECT stage_norm.add_alias('Angel', 'pre-seed') IS NOT NULL AS aliases_added \gset
+\else
 SELECT stage_norm.add_alias('Angel', 'pre-seed') IS NOT NULL AND stage_norm.add_alias('Growth', 'series-c+') IS NOT NULL AS aliases_added \gset
-DELETE FROM bench.runs WHERE suite LIKE 'normalize%';
+\endif
+SELECT set_config('bench.suite', CASE WHEN :custom THEN 'normalize_custom_' ELSE 'normalize_' END, false) IS NOT NULL AS suite_set \gset
+DELETE FROM bench.runs WHERE suite LIKE current_setting('bench.suite') || '%';
 DO $$
 DECLARE
     v text[] := ARRAY['lower', 'normalize_stage', 'normalize_stage_builtin', 'count_only'];
@@ -24,13 +36,18 @@ BEGIN
         FOR r IN 1..current_setting('bench.rounds')::int LOOP
             FOR j IN 0..3 LOOP
                 k := 1 + (r + j) % 4;
-                INSERT INTO bench.runs VALUES ('normalize_' || t, v[k], r,
+                INSERT INTO bench.runs VALUES (current_setting('bench.suite') || t, v[k], r,
                                                bench.time_ms(format(q[k], 'bench.labels_' || t)));
             END LOOP;
         END LOOP;
     END LOOP;
 END $$;
+\echo 'stage set:' :set
 \echo '1,000,000 ASCII labels (ratio to lower()):'
-SELECT * FROM bench.report('normalize_ascii', 'lower');
+SELECT * FROM bench.report(current_setting('bench.suite') || 'ascii', 'lower');
 \echo '1,000,000 labels, 1 in 10 non-ASCII (ratio to lower()):'
-SELECT * FROM bench.report('normalize_mixed', 'lower');
+SELECT * FROM bench.report(current_setting('bench.suite') || 'mixed', 'lower');
+\if :custom
+SELECT stage_norm.remove_alias('Angel') AND true AS removed \gset
+SELECT stage_norm.reset_stages();
+\endif
