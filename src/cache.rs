@@ -53,6 +53,55 @@ static SET: Global<Option<StageSet>> = Global::new(None);
 /// Bumped when the stage set itself changes (not on every reload), so that the trigger
 /// rebuilds its canonical datums only then.
 static SET_GENERATION: Global<u64> = Global::new(0);
+/// The current set's canonical names indexed by (length, first byte), for the trigger's per-row
+/// "already canonical?" test: one slot load and one compare. Rebuilt with the set.
+static CANON: Global<CanonIndex> = Global::new(CanonIndex::EMPTY);
+
+const CANON_SLOTS: usize = 64;
+const CANON_AMBIGUOUS: u8 = u8::MAX;
+struct CanonIndex {
+    /// Stage id + 1, 0 for no stage, `CANON_AMBIGUOUS` when two names share the slot.
+    slots: [u8; CANON_SLOTS],
+    /// Each name's bytes (pointing into the set, which outlives this index).
+    names: [(*const u8, usize); stage_norm_core::MAX_STAGES],
+}
+impl CanonIndex {
+    const EMPTY: CanonIndex = CanonIndex { slots: [0; CANON_SLOTS], names: [(std::ptr::null(), 0); stage_norm_core::MAX_STAGES] };
+}
+
+#[inline(always)]
+fn canon_slot(len: usize, first: u8) -> usize {
+    (len.wrapping_mul(7) ^ usize::from(first)) & (CANON_SLOTS - 1)
+}
+
+fn build_canon_index(set: &StageSet) -> CanonIndex {
+    let mut ix = CanonIndex::EMPTY;
+    for (i, n) in set.stages.iter().enumerate() {
+        let b = n.as_bytes();
+        ix.names[i] = (b.as_ptr(), b.len());
+        let slot = &mut ix.slots[canon_slot(b.len(), b[0])];
+        *slot = if *slot == 0 { i as u8 + 1 } else { CANON_AMBIGUOUS };
+    }
+    ix
+}
+
+/// The canonical stage whose name is exactly `b` in the current set ([`StageSet::canonical_id_bytes`],
+/// indexed). Call [`refresh`] first.
+#[inline(always)]
+pub fn canonical_id_bytes(b: &[u8]) -> Option<StageId> {
+    let &first = b.first()?;
+    // SAFETY: single-threaded; rebuilt only by `reload`, together with the set it points into.
+    let ix = unsafe { &*CANON.get() };
+    match ix.slots[canon_slot(b.len(), first)] {
+        0 => None,
+        CANON_AMBIGUOUS => set().canonical_id_bytes(b),
+        k => {
+            let (p, n) = ix.names[usize::from(k - 1)];
+            // SAFETY: `p` points at `n` bytes of a name of the current set.
+            (n == b.len() && unsafe { std::slice::from_raw_parts(p, n) } == b).then_some(k - 1)
+        }
+    }
+}
 static TABLE_MODES: Global<Option<TableModes>> = Global::new(None);
 static KEY_BUF: Global<String> = Global::new(String::new());
 static MEMO: Global<[MemoEntry; MEMO_SLOTS]> = Global::new([MemoEntry::EMPTY; MEMO_SLOTS]);
@@ -219,7 +268,7 @@ pub fn generation() -> u64 {
 }
 
 /// Makes the cache current: once per statement, accept invalidations; reload when stale.
-#[inline]
+#[inline(always)]
 pub fn refresh() {
     // SAFETY: single-threaded; the callback that may run inside AcceptInvalidationMessages only
     // touches atomics.
@@ -259,8 +308,9 @@ fn reload() {
     // SAFETY: single-threaded; no reference into these globals is live during a reload.
     unsafe {
         *RELOAD_AT_NEXT_STATEMENT.get() = parallel;
-        if *SET.get() != set {
+        if *SET.get() != set || *SET_GENERATION.get() == 0 {
             *SET.get() = set;
+            *CANON.get() = build_canon_index(SET.get().as_ref().unwrap_or(&BUILTIN));
             let g = SET_GENERATION.get();
             *g = g.wrapping_add(1);
             // The trigger resolves its tables again: canonical datums, widths, domains.

@@ -810,7 +810,6 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
             e.override_mode = override_mode(e.relid, &e.ancestors);
         }
         let mode = effective_mode(e.override_mode);
-        let set = cache::set();
         if mode == Mode::Off {
             return;
         }
@@ -844,7 +843,7 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
             // Already canonical (the common case once a table is migrated): no key to build.
             // Sound because aliases cannot redefine what the built-in rules know (a CHECK on
             // stage_norm.aliases), and every canonical name is a built-in label of itself.
-            if set.canonical_id_bytes(bytes).is_some() {
+            if cache::canonical_id_bytes(bytes).is_some() {
                 e.counts[Outcome::Passed as usize] += 1;
                 continue;
             }
