@@ -45,3 +45,42 @@ pub fn cli_args() -> Vec<String> {
     };
     vec![format!("--host={}", get("host")), format!("--port={}", get("port")), format!("--username={}", get("user"))]
 }
+
+/// How `dump_and_restore` carries a database.
+#[derive(Clone, Copy, Debug)]
+pub enum DumpFormat {
+    /// `pg_dump -Fc`, then `pg_restore --exit-on-error`.
+    Custom,
+    /// `pg_dump -Fp`, then `psql -v ON_ERROR_STOP=1 -f`.
+    Plain,
+}
+
+/// Dumps database `src` and restores it into a new database `dst` (dropped first); panics if
+/// either step fails. Returns a connection to `dst`.
+pub fn dump_and_restore(src: &str, dst: &str, format: DumpFormat) -> Client {
+    use std::process::Command;
+    let dump = std::env::temp_dir().join(format!("stage_norm_{src}_{}_{format:?}.dump", std::process::id()));
+    let flag = match format {
+        DumpFormat::Custom => "-Fc",
+        DumpFormat::Plain => "-Fp",
+    };
+    let st = Command::new("pg_dump").args(cli_args()).args([flag, "-f"]).arg(&dump).arg(src).status().unwrap();
+    assert!(st.success(), "pg_dump {flag} {src} failed");
+    let mut admin = connect("postgres");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {dst} WITH (FORCE)")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {dst}")).unwrap();
+    let st = match format {
+        DumpFormat::Custom => {
+            Command::new("pg_restore").args(cli_args()).args(["--exit-on-error", "-d", dst]).arg(&dump).status().unwrap()
+        }
+        DumpFormat::Plain => Command::new("psql")
+            .args(cli_args())
+            .args(["-X", "-q", "-o", "/dev/null", "-v", "ON_ERROR_STOP=1", "-d", dst, "-f"])
+            .arg(&dump)
+            .status()
+            .unwrap(),
+    };
+    assert!(st.success(), "restore of {src} ({format:?}) into {dst} failed");
+    let _ = std::fs::remove_file(&dump);
+    connect(dst)
+}

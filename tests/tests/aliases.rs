@@ -1,6 +1,5 @@
 //! Alias behaviour seen through real client connections.
 use stage_norm_client_tests::*;
-use std::process::Command;
 
 /// A change committed by one session is seen by an already-connected session at its next
 /// statement, whatever that session's isolation level, and never before the commit.
@@ -91,18 +90,7 @@ fn aliases_survive_dump_and_restore() {
          SELECT stage_norm.set_table_mode('pc', 'enforce');",
     )
     .unwrap();
-    let dump = std::env::temp_dir().join(format!("stage_norm_dump_{}.pgdump", std::process::id()));
-    let st = Command::new("pg_dump").args(cli_args()).args(["-Fc", "-f"]).arg(&dump).arg("sn_dump_src").status().unwrap();
-    assert!(st.success(), "pg_dump failed");
-
-    let mut admin = connect("postgres");
-    admin.batch_execute("DROP DATABASE IF EXISTS sn_dump_dst WITH (FORCE)").unwrap();
-    admin.batch_execute("CREATE DATABASE sn_dump_dst").unwrap();
-    let st = Command::new("pg_restore").args(cli_args()).args(["--exit-on-error", "-d", "sn_dump_dst"]).arg(&dump).status().unwrap();
-    assert!(st.success(), "pg_restore failed");
-    let _ = std::fs::remove_file(&dump);
-
-    let mut r = connect("sn_dump_dst");
+    let mut r = dump_and_restore("sn_dump_src", "sn_dump_dst", DumpFormat::Custom);
     let rows: Vec<(String, String)> = r
         .query("SELECT alias_key, stage FROM stage_norm.aliases ORDER BY 1", &[])
         .unwrap()

@@ -1,7 +1,6 @@
 //! A fund's own stage set through real connections: a change reaches an already-connected
 //! session (and its trigger) at its next statement; a custom set survives pg_dump/pg_restore.
 use stage_norm_client_tests::*;
-use std::process::Command;
 
 const SEVEN: &str = "SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth')";
 
@@ -49,30 +48,17 @@ fn a_custom_set_survives_dump_and_restore() {
     c.batch_execute("CALL stage_norm.add_check('deals', 'stage')").unwrap();
     let before: Vec<(i32, String)> =
         c.query("SELECT position, stage FROM stage_norm.stages ORDER BY 1", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
-    for format in ["-Fc", "-Fp"] {
-        let dump = std::env::temp_dir().join(format!("sn_stages_{}{format}.dump", std::process::id()));
-        let st = Command::new("pg_dump").args(cli_args()).args([format, "-f"]).arg(&dump).arg("sn_stages_dump").status().unwrap();
-        assert!(st.success(), "pg_dump {format} failed");
-        let mut admin = connect("postgres");
-        admin.batch_execute("DROP DATABASE IF EXISTS sn_stages_restored WITH (FORCE)").unwrap();
-        admin.batch_execute("CREATE DATABASE sn_stages_restored").unwrap();
-        let st = if format == "-Fc" {
-            Command::new("pg_restore").args(cli_args()).args(["--exit-on-error", "-d", "sn_stages_restored"]).arg(&dump).status().unwrap()
-        } else {
-            Command::new("psql").args(cli_args()).args(["-X", "-q", "-o", "/dev/null", "-v", "ON_ERROR_STOP=1", "-d", "sn_stages_restored", "-f"]).arg(&dump).status().unwrap()
-        };
-        assert!(st.success(), "restore of {format} failed");
-        let _ = std::fs::remove_file(&dump);
-        let mut r = connect("sn_stages_restored");
+    for format in [DumpFormat::Custom, DumpFormat::Plain] {
+        let mut r = dump_and_restore("sn_stages_dump", "sn_stages_restored", format);
         let after: Vec<(i32, String)> =
             r.query("SELECT position, stage FROM stage_norm.stages ORDER BY 1", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
-        assert_eq!(after, before, "{format}");
-        assert_eq!(normalize(&mut r, "Series E").as_deref(), Some("growth"), "{format}");
-        assert_eq!(normalize(&mut r, "series d2").as_deref(), Some("series-d"), "{format}");
+        assert_eq!(after, before, "{format:?}");
+        assert_eq!(normalize(&mut r, "Series E").as_deref(), Some("growth"), "{format:?}");
+        assert_eq!(normalize(&mut r, "series d2").as_deref(), Some("series-d"), "{format:?}");
         let rows: Vec<String> = r.query("SELECT stage FROM deals ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-        assert_eq!(rows, ["growth", "growth", "series-d"], "{format}");
+        assert_eq!(rows, ["growth", "growth", "series-d"], "{format:?}");
         r.execute("INSERT INTO deals VALUES (4, 'Series C')", &[]).unwrap();
         let v: String = r.query_one("SELECT stage FROM deals WHERE id = 4", &[]).unwrap().get(0);
-        assert_eq!(v, "series-c", "{format}");
+        assert_eq!(v, "series-c", "{format:?}");
     }
 }

@@ -143,16 +143,7 @@ fn ddl_on_governed_columns_and_restore() {
     let v: String = c.query_one("SELECT phase FROM g", &[]).unwrap().get(0);
     assert_eq!(v, "series-a");
 
-    let dump = std::env::temp_dir().join(format!("sn_fix_ddl_{}.dump", std::process::id()));
-    let st = Command::new("pg_dump").args(cli_args()).args(["-Fc", "-f"]).arg(&dump).arg("sn_fix_ddl").status().unwrap();
-    assert!(st.success(), "pg_dump failed");
-    let mut admin = connect("postgres");
-    admin.batch_execute("DROP DATABASE IF EXISTS sn_fix_ddl_r WITH (FORCE)").unwrap();
-    admin.batch_execute("CREATE DATABASE sn_fix_ddl_r").unwrap();
-    let st = Command::new("pg_restore").args(cli_args()).args(["--exit-on-error", "-d", "sn_fix_ddl_r"]).arg(&dump).status().unwrap();
-    assert!(st.success(), "pg_restore failed");
-    let _ = std::fs::remove_file(&dump);
-    let mut r = connect("sn_fix_ddl_r");
+    let mut r = dump_and_restore("sn_fix_ddl", "sn_fix_ddl_r", DumpFormat::Custom);
     let e = db_error(r.batch_execute("ALTER TABLE g DROP COLUMN phase").unwrap_err());
     assert_eq!(e.code(), &SqlState::DEPENDENT_OBJECTS_STILL_EXIST, "restored trigger lost its column dependency");
     r.execute("INSERT INTO g VALUES (2, 'pre seed', 'y')", &[]).unwrap();
