@@ -67,6 +67,33 @@ INSERT INTO deals VALUES (3, 'Rho', 'Bridge Round');
 \echo 'The mode of each governed table in this session, and what the trigger did:'
 SELECT table_name, columns, override_mode, effective_mode FROM stage_norm.table_modes;
 SELECT * FROM stage_norm.session_counters;
+\echo
+\echo '== your own stages ====================================================='
+\echo 'The fund tracks series-c, series-d and growth instead of series-c+. Then the normalizer,'
+\echo 'ranks, aliases and the trigger follow the set.'
+RESET stage_norm.mode;
+\echo 'Refused, with nothing changed, while the alias Growth -> series-c+ exists, and while'
+\echo 'portfolio rows under its CHECK hold series-c+:'
+\set ON_ERROR_STOP 0
+\set VERBOSITY terse
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth');
+SELECT stage_norm.remove_alias('Growth') AS alias_removed;
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth');
+\set VERBOSITY default
+\set ON_ERROR_STOP 1
+\echo 'So the set and the rows move together, in one transaction (docs/normalization.md):'
+BEGIN;
+ALTER TABLE portfolio DROP CONSTRAINT stage_stage_canonical;
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth');
+UPDATE portfolio SET stage = 'growth' WHERE stage = 'series-c+';
+COMMIT;
+CALL stage_norm.add_check('portfolio', 'stage');
+SELECT position, stage, forms FROM stage_norm.stages;
+SELECT label, stage_norm.normalize_stage(label) AS canonical, stage_norm.stage_rank(stage_norm.normalize_stage(label)) AS rank
+  FROM unnest(ARRAY['Series C', 'series d2', 'Growth Round', 'Series E', 'Series C Plus']) AS label;
+INSERT INTO deals (id, company, stage) VALUES (3, 'Rook Games', 'Series D');
+SELECT id, company, stage FROM deals ORDER BY id;
+\echo
 \echo 'Rollback of every table at once (docs/runbook.md): LOAD ''stage_norm''; then'
 \echo '  ALTER SYSTEM SET stage_norm.max_mode = ''warn''; then SELECT pg_reload_conf();'
 \echo
