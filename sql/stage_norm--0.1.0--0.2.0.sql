@@ -9,7 +9,8 @@
 
 -- DDL on governed columns: the trigger depends on its columns (src/ddl.rs), an event trigger
 -- keeps it in step; partitions get the summary trigger; attach makes partitions' own triggers
--- give way to the parent's, and detach removes the partitions' summary triggers.
+-- give way to the parent's, and detach removes the partitions' summary triggers; table_modes
+-- lists the tables attach was run on, not every partition's clone.
 CREATE FUNCTION stage_norm._sync_trigger(tgoid oid) RETURNS text[]
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'sync_trigger_wrapper';
@@ -41,6 +42,25 @@ BEGIN
     RETURN v_had;
 END
 $$;
+CREATE OR REPLACE VIEW stage_norm.table_modes AS
+WITH governed AS (
+    SELECT t.tgrelid AS relid,
+           pg_catalog.array_remove(pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000'), '')::name[] AS columns,
+           t.tgenabled <> 'D' AS trigger_enabled
+      FROM pg_catalog.pg_trigger t
+     WHERE t.tgfoid = 'stage_norm.normalize_trigger()'::pg_catalog.regprocedure AND NOT t.tgisinternal
+       AND t.tgparentid = 0  -- the tables attach was run on, not each partition's clone
+)
+SELECT c.oid::regclass AS table_name,
+       g.columns,
+       s.mode AS override_mode,
+       stage_norm.effective_mode(c.oid::regclass) AS effective_mode,
+       coalesce(g.trigger_enabled, false) AS trigger_enabled,
+       s.set_at,
+       s.set_by
+  FROM governed g
+  FULL JOIN stage_norm.table_mode_settings s ON s.tbl = g.relid
+  JOIN pg_catalog.pg_class c ON c.oid = coalesce(g.relid, s.tbl);
 -- Every partition (at any level) of tbl that is governed through a clone of a parent's trigger
 -- gets stage_norm_summary, so that a statement writing into the partition directly gets its
 -- summary too (PostgreSQL clones row triggers only). Returns how many were created.
@@ -81,14 +101,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_tbls oid[];
+    v_created oid[];
     v_tbl  oid;
     v_trig oid;
     v_cols name[];
 BEGIN
     SELECT array_agg(DISTINCT CASE WHEN c.classid = 'pg_trigger'::regclass
                                    THEN (SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid = c.objid)
-                                   ELSE c.objid END)
-      INTO v_tbls
+                                   ELSE c.objid END),
+           array_agg(DISTINCT c.objid) FILTER (WHERE c.classid = 'pg_class'::regclass)
+      INTO v_tbls, v_created
       FROM pg_catalog.pg_event_trigger_ddl_commands() c
      WHERE c.classid IN ('pg_class'::regclass, 'pg_trigger'::regclass);
     -- The stage_norm triggers (not clones) of the tables the command touched, and any that
@@ -107,9 +129,11 @@ BEGIN
             PERFORM stage_norm.attach(v_tbl::regclass, VARIADIC v_cols);
         END IF;
     END LOOP;
+    -- Summary triggers for partitions created or attached by a table command only: after a
+    -- CREATE TRIGGER (a restore re-creating the parent's trigger) the dump brings its own.
     PERFORM stage_norm._summarize_partitions(r.oid::regclass)
        FROM pg_catalog.pg_class r
-      WHERE r.oid = ANY (v_tbls) AND (r.relispartition OR r.relkind = 'p');
+      WHERE r.oid = ANY (v_created) AND (r.relispartition OR r.relkind = 'p');
 END
 $$;
 COMMENT ON FUNCTION stage_norm._ddl_command_end() IS
@@ -129,7 +153,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'normalize_stage_rules_wrapper';
 CREATE FUNCTION stage_norm._stage_forms() RETURNS TABLE ("position" int, stage text, forms text[])
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'stage_forms_wrapper';
-CREATE FUNCTION stage_norm._check_stage_set(stages text[]) RETURNS bool
+CREATE FUNCTION stage_norm._check_stage_set(stages text) RETURNS bool
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'check_stage_set_wrapper';
 CREATE FUNCTION stage_norm._default_stages() RETURNS text[]
@@ -201,6 +225,16 @@ $$;
 -- PUBLIC: the DBA grants it, as for add_alias); every session sees a change from its next
 -- statement after commit.
 
+-- DROP EXTENSION leaves schema stage_norm, and so a custom set's type, behind (the extension
+-- does not own the schema it creates): a new install starts from the default set.
+DO $$
+BEGIN
+    IF pg_catalog.to_regtype('stage_norm.stage_set') IS NOT NULL THEN
+        DROP TYPE stage_norm.stage_set;
+        RAISE NOTICE 'stage_norm: dropped the stage set left by an earlier install; the default set applies';
+    END IF;
+END $$;
+
 -- Every stage of the current set: its position, the built-in forms it takes, its aliases.
 CREATE VIEW stage_norm.stages AS
 SELECT f.position, f.stage, f.forms,
@@ -253,7 +287,16 @@ DECLARE
     v_bad      text;
     v_problems text[] := '{}'::text[];
 BEGIN
-    PERFORM stage_norm._check_stage_set(stages);
+    IF stages IS NULL OR array_position(stages, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'a stage set cannot contain NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Name every stage, in order.';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(stages) AS s WHERE strpos(s, E'\n') > 0) THEN
+        RAISE EXCEPTION 'a stage name cannot contain a line break'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM stage_norm._check_stage_set(array_to_string(stages, E'\n'));
     IF stages = v_old THEN
         RETURN;  -- the same set: nothing to do
     END IF;
@@ -262,8 +305,11 @@ BEGIN
     SELECT string_agg(pg_describe_object(d.classid, d.objid, d.objsubid), '; ') INTO v_list
       FROM pg_depend d
      WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid = ANY (v_fns)
-       AND (d.classid = 'pg_class'::regclass                                     -- index, matview
+       AND (d.classid = 'pg_class'::regclass                                     -- index
             OR d.classid = 'pg_attrdef'::regclass                                -- generated column
+            OR (d.classid = 'pg_rewrite'::regclass                               -- materialized view
+                AND EXISTS (SELECT FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+                             WHERE r.oid = d.objid AND c.relkind = 'm'))
             OR (d.classid = 'pg_constraint'::regclass
                 AND EXISTS (SELECT FROM pg_constraint c WHERE c.oid = d.objid AND c.contypid <> 0)));  -- domain
     IF v_list IS NOT NULL THEN
@@ -378,6 +424,12 @@ BEGIN
         RAISE EXCEPTION 'stage "%" is not a canonical stage', old_name
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The canonical stages are: %s.', array_to_string(v_stages, ', '));
+    END IF;
+    IF new_name = ANY (v_stages) AND new_name <> old_name THEN
+        RAISE EXCEPTION 'stage "%" already exists', new_name
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = format('The canonical stages are: %s.', array_to_string(v_stages, ', ')),
+                  HINT = 'To merge two stages, move their rows and aliases to one of them, then set_stages without the other.';
     END IF;
     PERFORM stage_norm._change_stages(array_replace(v_stages, old_name, new_name), old_name, new_name);
 END

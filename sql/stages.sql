@@ -7,6 +7,16 @@
 -- PUBLIC: the DBA grants it, as for add_alias); every session sees a change from its next
 -- statement after commit.
 
+-- DROP EXTENSION leaves schema stage_norm, and so a custom set's type, behind (the extension
+-- does not own the schema it creates): a new install starts from the default set.
+DO $$
+BEGIN
+    IF pg_catalog.to_regtype('stage_norm.stage_set') IS NOT NULL THEN
+        DROP TYPE stage_norm.stage_set;
+        RAISE NOTICE 'stage_norm: dropped the stage set left by an earlier install; the default set applies';
+    END IF;
+END $$;
+
 -- Every stage of the current set: its position, the built-in forms it takes, its aliases.
 CREATE VIEW stage_norm.stages AS
 SELECT f.position, f.stage, f.forms,
@@ -59,7 +69,16 @@ DECLARE
     v_bad      text;
     v_problems text[] := '{}'::text[];
 BEGIN
-    PERFORM stage_norm._check_stage_set(stages);
+    IF stages IS NULL OR array_position(stages, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'a stage set cannot contain NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Name every stage, in order.';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(stages) AS s WHERE strpos(s, E'\n') > 0) THEN
+        RAISE EXCEPTION 'a stage name cannot contain a line break'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM stage_norm._check_stage_set(array_to_string(stages, E'\n'));
     IF stages = v_old THEN
         RETURN;  -- the same set: nothing to do
     END IF;
@@ -68,8 +87,11 @@ BEGIN
     SELECT string_agg(pg_describe_object(d.classid, d.objid, d.objsubid), '; ') INTO v_list
       FROM pg_depend d
      WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid = ANY (v_fns)
-       AND (d.classid = 'pg_class'::regclass                                     -- index, matview
+       AND (d.classid = 'pg_class'::regclass                                     -- index
             OR d.classid = 'pg_attrdef'::regclass                                -- generated column
+            OR (d.classid = 'pg_rewrite'::regclass                               -- materialized view
+                AND EXISTS (SELECT FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+                             WHERE r.oid = d.objid AND c.relkind = 'm'))
             OR (d.classid = 'pg_constraint'::regclass
                 AND EXISTS (SELECT FROM pg_constraint c WHERE c.oid = d.objid AND c.contypid <> 0)));  -- domain
     IF v_list IS NOT NULL THEN
@@ -184,6 +206,12 @@ BEGIN
         RAISE EXCEPTION 'stage "%" is not a canonical stage', old_name
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The canonical stages are: %s.', array_to_string(v_stages, ', '));
+    END IF;
+    IF new_name = ANY (v_stages) AND new_name <> old_name THEN
+        RAISE EXCEPTION 'stage "%" already exists', new_name
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = format('The canonical stages are: %s.', array_to_string(v_stages, ', ')),
+                  HINT = 'To merge two stages, move their rows and aliases to one of them, then set_stages without the other.';
     END IF;
     PERFORM stage_norm._change_stages(array_replace(v_stages, old_name, new_name), old_name, new_name);
 END

@@ -89,6 +89,7 @@ WITH governed AS (
            t.tgenabled <> 'D' AS trigger_enabled
       FROM pg_catalog.pg_trigger t
      WHERE t.tgfoid = 'stage_norm.normalize_trigger()'::pg_catalog.regprocedure AND NOT t.tgisinternal
+       AND t.tgparentid = 0  -- the tables attach was run on, not each partition's clone
 )
 SELECT c.oid::regclass AS table_name,
        g.columns,
@@ -228,14 +229,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_tbls oid[];
+    v_created oid[];
     v_tbl  oid;
     v_trig oid;
     v_cols name[];
 BEGIN
     SELECT array_agg(DISTINCT CASE WHEN c.classid = 'pg_trigger'::regclass
                                    THEN (SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid = c.objid)
-                                   ELSE c.objid END)
-      INTO v_tbls
+                                   ELSE c.objid END),
+           array_agg(DISTINCT c.objid) FILTER (WHERE c.classid = 'pg_class'::regclass)
+      INTO v_tbls, v_created
       FROM pg_catalog.pg_event_trigger_ddl_commands() c
      WHERE c.classid IN ('pg_class'::regclass, 'pg_trigger'::regclass);
     -- The stage_norm triggers (not clones) of the tables the command touched, and any that
@@ -254,9 +257,11 @@ BEGIN
             PERFORM stage_norm.attach(v_tbl::regclass, VARIADIC v_cols);
         END IF;
     END LOOP;
+    -- Summary triggers for partitions created or attached by a table command only: after a
+    -- CREATE TRIGGER (a restore re-creating the parent's trigger) the dump brings its own.
     PERFORM stage_norm._summarize_partitions(r.oid::regclass)
        FROM pg_catalog.pg_class r
-      WHERE r.oid = ANY (v_tbls) AND (r.relispartition OR r.relkind = 'p');
+      WHERE r.oid = ANY (v_created) AND (r.relispartition OR r.relkind = 'p');
 END
 $$;
 COMMENT ON FUNCTION stage_norm._ddl_command_end() IS

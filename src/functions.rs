@@ -88,12 +88,25 @@ fn stage_forms() -> TableIterator<'static, (name!(position, i32), name!(stage, S
     TableIterator::new(rows)
 }
 
-/// Internal: raises 22023 when `stages` is not a valid stage set (names, keys, letters).
-#[pg_extern(immutable, parallel_safe, name = "_check_stage_set")]
-fn check_stage_set(stages: Vec<String>) -> bool {
-    if let Err(e) = StageSet::from_names(&stages) {
+/// Internal: raises 22023 when `stages` (the names, one per line) is not a valid stage set, and
+/// 22021 when a name is not valid UTF-8. The names come as one text read as bytes (see
+/// [`Label`]): a `text[]` argument would go through pgrx's `&str`.
+#[pg_extern(immutable, strict, parallel_safe, name = "_check_stage_set")]
+fn check_stage_set(stages: Label) -> bool {
+    let Some(text) = as_utf8(stages.0) else {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            "a stage name is not valid UTF-8",
+            "set_stages",
+        )
+        .set_hint("Stage names are lowercase ASCII letters, digits, \"-\" and \"+\".")
+        .report(PgLogLevel::ERROR);
+        unreachable!()
+    };
+    let names: Vec<&str> = text.split('\n').collect();
+    if let Err(e) = StageSet::from_names(&names) {
         pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), "set_stages")
-            .set_detail(format!("The set given: {}.", stages.join(", ")))
+            .set_detail(format!("The set asked for: {}.", names.join(", ")))
             .set_hint("Name the stages in order, e.g. SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth');")
             .report(PgLogLevel::ERROR);
     }

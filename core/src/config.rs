@@ -29,9 +29,12 @@ pub const MAX_NAME_LEN: usize = 32;
 pub enum SetError {
     Empty,
     TooMany(usize),
-    /// Not of the canonical shape: lowercase ASCII letters and digits, `-` and `+` inside,
-    /// starting with a letter or digit, at most [`MAX_NAME_LEN`] bytes.
+    /// Not of the canonical shape: words of lowercase ASCII letters and digits joined by single
+    /// `-`, optionally ending in `+`, at most [`MAX_NAME_LEN`] bytes.
     BadName(String),
+    /// The name's key ends in `round`, which the normalizer removes: the name could not map to
+    /// itself.
+    EndsInRound(String),
     /// Two names with the same key (`series-a`, `series_a`): they could not be told apart.
     SameKey(String, String),
     /// Two stages take the same letter explicitly (`series-c` twice, or `series-c` and
@@ -46,7 +49,11 @@ impl fmt::Display for SetError {
             SetError::TooMany(n) => write!(f, "a stage set has at most {MAX_STAGES} stages, not {n}"),
             SetError::BadName(n) => write!(
                 f,
-                "\"{n}\" is not a canonical stage name: use lowercase ASCII letters and digits, with \"-\" or \"+\" inside, at most {MAX_NAME_LEN} bytes"
+                "\"{n}\" is not a canonical stage name: use words of lowercase ASCII letters and digits joined by single \"-\", optionally ending in \"+\", at most {MAX_NAME_LEN} bytes"
+            ),
+            SetError::EndsInRound(n) => write!(
+                f,
+                "stage \"{n}\" ends in \"round\", which the normalizer removes from every label, so no label could map to it"
             ),
             SetError::SameKey(a, b) => write!(f, "stages \"{a}\" and \"{b}\" have the same key, so no label could tell them apart"),
             SetError::LetterTakenTwice(c, a, b) => write!(f, "stages \"{a}\" and \"{b}\" both take the letter of series {c}"),
@@ -74,13 +81,15 @@ fn takes(key: &str) -> Takes {
     }
 }
 
+/// `^[a-z0-9]+(-[a-z0-9]+)*\+?$`, at most [`MAX_NAME_LEN`] bytes.
 fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
-    !b.is_empty()
-        && b.len() <= MAX_NAME_LEN
-        && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'+')
-        && !b[0].is_ascii_uppercase()
+    if b.is_empty() || b.len() > MAX_NAME_LEN {
+        return false;
+    }
+    let body = b.strip_suffix(b"+").unwrap_or(b);
+    !body.is_empty()
+        && body.split(|&c| c == b'-').all(|w| !w.is_empty() && w.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
 }
 
 impl StageSet {
@@ -97,6 +106,9 @@ impl StageSet {
         for (i, n) in names.iter().enumerate() {
             if !valid_name(n) || keys[i].is_empty() {
                 return Err(SetError::BadName((*n).to_string()));
+            }
+            if keys[i].ends_with("round") {
+                return Err(SetError::EndsInRound((*n).to_string()));
             }
             if let Some(j) = keys[..i].iter().position(|k| *k == keys[i]) {
                 return Err(SetError::SameKey(names[j].to_string(), (*n).to_string()));
@@ -243,6 +255,12 @@ mod tests {
         assert!(matches!(StageSet::from_names(&["Seed"]), Err(SetError::BadName(_))));
         assert!(matches!(StageSet::from_names(&["-seed"]), Err(SetError::BadName(_))));
         assert!(matches!(StageSet::from_names(&["a b"]), Err(SetError::BadName(_))));
+        for bad in ["seed-", "x--y", "a+b", "+", "series-c++", "-"] {
+            assert!(matches!(StageSet::from_names(&[bad]), Err(SetError::BadName(_))), "{bad}");
+        }
+        for bad in ["seed-round", "round", "post-round"] {
+            assert!(matches!(StageSet::from_names(&[bad]), Err(SetError::EndsInRound(_))), "{bad}");
+        }
         assert!(matches!(StageSet::from_names(&["x".repeat(33)]), Err(SetError::BadName(_))));
         assert!(matches!(StageSet::from_names(&["pre-seed", "preseed"]), Err(SetError::SameKey(..))));
         assert!(matches!(StageSet::from_names(&["series-c", "series-c+"]), Err(SetError::LetterTakenTwice('c', ..))));

@@ -28,10 +28,23 @@ EXCEPTION WHEN check_violation THEN
     RAISE NOTICE 'sqlstate=% detail=%', s, d;
 END $$;
 TABLE stage_norm.stages;
--- An index or generated column over is_canonical_stage would go stale: refused while one exists.
+-- Names: one shape, no NULL, no invalid UTF-8, none ending in "round" (it could not map to itself).
+SELECT stage_norm.set_stages('seed-', 'x--y');
+SELECT stage_norm.set_stages('seed', NULL);
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'seed-round');
+CREATE CAST (bytea AS text) WITHOUT FUNCTION;
+SELECT stage_norm.set_stages(VARIADIC ARRAY['seed', '\xc3'::bytea::text]);
+SELECT stage_norm._check_stage_set('\x73656564c3'::bytea::text);
+DROP CAST (bytea AS text);
+SELECT stage_norm.rename_stage('seed', 'series-a');
+-- An index, a generated column or a materialized view over is_canonical_stage would go stale:
+-- refused while one exists.
 CREATE INDEX deals_unmigrated ON deals (id) WHERE NOT stage_norm.is_canonical_stage(stage);
 SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c+', 'pre-ipo');
 DROP INDEX deals_unmigrated;
+CREATE MATERIALIZED VIEW deals_ok AS SELECT id, stage_norm.is_canonical_stage(stage) AS ok FROM deals;
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c+', 'pre-ipo');
+DROP MATERIALIZED VIEW deals_ok;
 
 -- Moving rows of a CHECK-governed column to a new set: one transaction, documented.
 BEGIN;
@@ -92,3 +105,10 @@ COMMIT;
 SELECT to_regtype('stage_norm.stage_set') IS NULL AS default_set;
 SELECT * FROM deals ORDER BY id;
 DROP TABLE deals;
+-- DROP EXTENSION leaves schema stage_norm (and a custom set's type) behind; a new install
+-- starts from the default set.
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'growth');
+DROP EXTENSION stage_norm;
+SELECT to_regtype('stage_norm.stage_set') IS NOT NULL AS type_left_behind;
+CREATE EXTENSION stage_norm;
+SELECT array_agg(s) AS canonical_stages FROM stage_norm.canonical_stages() s;
