@@ -2,10 +2,21 @@
 # Instruction counts (valgrind --tool=callgrind) of one INSERT ... SELECT per trigger variant, in a
 # single-user backend: deterministic where wall-clock ratios are too noisy to call.
 #   bench/callgrind.sh [rows]      (default 100000; needs `make install` first)
+#   STAGE_SET=custom bench/callgrind.sh   the same under the 7-stage set pre-seed, seed, series-a,
+#                                         series-b, series-c, series-d, growth (labels that set
+#                                         does not know are replaced by ones it does)
 # Prints instructions per row over the no-trigger baseline, and keeps the enforce profile in
 # bench/results/ for callgrind_annotate.
 set -euo pipefail
 rows=${1:-100000}
+labels="'Series A ','pre_seed','seriesB','Series D','Seed Round','seed','series-a','PRE-SEED','Series C Plus','series b2','Series A-2 Round','series-c+','Series E','seed round','Pre Seed','SERIES B','series a','Series C+','pre-seed','series-b'"
+set_sql=""
+canonical_fn=normalize_stage_builtin
+if [[ ${STAGE_SET:-default} == custom ]]; then
+  labels="'Series A ','pre_seed','seriesB','Series D','Seed Round','seed','series-a','PRE-SEED','growth round','series b2','Series A-2 Round','series-c','Growth','seed round','Pre Seed','SERIES B','series a','Series C','pre-seed','series-b'"
+  set_sql="SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth');"
+  canonical_fn=normalize_stage
+fi
 BIN=/usr/lib/postgresql/15/bin
 here=$(cd "$(dirname "$0")" && pwd)
 out=$here/results; mkdir -p "$out"
@@ -18,8 +29,9 @@ single() { as_pg "$BIN/postgres" --single -D "$dir/data" -j postgres > "$dir/set
 { echo "CREATE SCHEMA bench;"; echo; cat "$here/peers.sql"; echo; } > "$dir/peers.sql"
 cat "$dir/peers.sql" - > "$dir/setup.sql" <<SQL
 CREATE EXTENSION stage_norm;
-CREATE TABLE src AS SELECT i::bigint AS id, (ARRAY['Series A ','pre_seed','seriesB','Series D','Seed Round','seed','series-a','PRE-SEED','Series C Plus','series b2','Series A-2 Round','series-c+','Series E','seed round','Pre Seed','SERIES B','series a','Series C+','pre-seed','series-b'])[1 + i % 20] AS stage FROM generate_series(1, $rows) i;
-CREATE TABLE src_canonical AS SELECT id, stage_norm.normalize_stage_builtin(stage) AS stage FROM src;
+$set_sql
+CREATE TABLE src AS SELECT i::bigint AS id, (ARRAY[$labels])[1 + i % 20] AS stage FROM generate_series(1, $rows) i;
+CREATE TABLE src_canonical AS SELECT id, stage_norm.$canonical_fn(stage) AS stage FROM src;
 CREATE TABLE t_none (id bigint PRIMARY KEY, stage text);
 CREATE TABLE t_canonical (id bigint PRIMARY KEY, stage text);
 SELECT stage_norm.attach('t_canonical', 'stage');
