@@ -94,9 +94,13 @@ COMMENT ON FUNCTION stage_norm._summarize_partitions(regclass) IS
 -- hand-written trigger), on every table the command touched: a renamed governed column is
 -- renamed in the trigger's arguments, the governed columns are recorded as dependencies, and
 -- partitions governed through their parent get the summary trigger.
+-- SECURITY DEFINER: it runs inside every user's DDL, and must work even where USAGE on schema
+-- stage_norm was revoked from PUBLIC; it only reads catalogs and re-creates stage_norm triggers
+-- from their own arguments.
 CREATE FUNCTION stage_norm._ddl_command_end()
 RETURNS event_trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -113,6 +117,14 @@ BEGIN
       INTO v_tbls, v_created
       FROM pg_catalog.pg_event_trigger_ddl_commands() c
      WHERE c.classid IN ('pg_class'::regclass, 'pg_trigger'::regclass);
+    -- ALTER TABLE recurses to inheritance children (RENAME COLUMN among others): their own
+    -- stage_norm triggers are in step too.
+    WITH RECURSIVE tree(relid) AS (
+        SELECT unnest(v_tbls)
+        UNION
+        SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.relid
+    )
+    SELECT array_agg(relid) INTO v_tbls FROM tree;
     -- The stage_norm triggers (not clones) of the tables the command touched, and any that
     -- has no column dependency yet (a partition detached by this command becomes one).
     FOR v_trig, v_tbl IN
@@ -277,7 +289,7 @@ VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_old      text[] := ARRAY(SELECT s FROM stage_norm.canonical_stages() AS s);
+    v_old      text[];
     v_default  text[] := stage_norm._default_stages();
     v_longest  int;
     v_fns      oid[] := ARRAY['stage_norm.is_canonical_stage(text)'::regprocedure::oid,
@@ -297,9 +309,51 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM stage_norm._check_stage_set(array_to_string(stages, E'\n'));
+    -- Set changes and alias writes are serialized on the aliases table (the wrappers take this
+    -- lock before they read the current set); taking it accepts the invalidations of a change
+    -- committed meanwhile, so the set read below is the committed one.
+    LOCK TABLE stage_norm.aliases IN SHARE ROW EXCLUSIVE MODE;
+    v_old := ARRAY(SELECT s FROM stage_norm.canonical_stages() AS s);
     IF stages = v_old THEN
         RETURN;  -- the same set: nothing to do
     END IF;
+
+    -- A CHECK that depends on the set is re-checked below by this function, which runs as the
+    -- extension's owner: only CHECKs made of built-in code and extensions' code qualify (no
+    -- function, operator or type of a user's), so that re-checking runs nobody's code with
+    -- those rights.
+    SELECT string_agg(format('%s (constraint %I)', c.conrelid::regclass, c.conname), ', ') INTO v_list
+      FROM pg_constraint c
+     WHERE c.contype = 'c' AND c.conrelid <> 0
+       AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_constraint'::regclass AND d.objid = c.oid
+                      AND d.refclassid = 'pg_proc'::regclass AND d.refobjid = ANY (v_fns))
+       AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_constraint'::regclass AND d.objid = c.oid
+                      AND d.refclassid <> 'pg_class'::regclass
+                      AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = d.refclassid
+                                         AND e.objid = d.refobjid AND e.deptype = 'e'));
+    IF v_list IS NOT NULL THEN
+        RAISE EXCEPTION 'the stage set cannot change while CHECK constraints that use user-defined code depend on it'
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = format('Constraints: %s.', v_list),
+                  HINT = 'Re-check them yourself: drop them, change the set, add them again (stage_norm.add_check makes one that qualifies).';
+    END IF;
+
+    -- No writer may slip in between the re-check below and the commit: the tables whose CHECKs
+    -- depend on the set take no writes until this transaction ends (a writer already running
+    -- is waited for, so its rows are re-checked too; one that waits here sees the new set when
+    -- it gets its lock). Other sessions' temporary tables cannot be read, and are skipped.
+    FOR v_con IN
+        SELECT DISTINCT c.conrelid::regclass AS tbl
+          FROM pg_depend d JOIN pg_constraint c ON c.oid = d.objid JOIN pg_class r ON r.oid = c.conrelid
+         WHERE d.classid = 'pg_constraint'::regclass AND d.refclassid = 'pg_proc'::regclass
+           AND d.refobjid = ANY (v_fns) AND c.contype = 'c' AND c.conrelid <> 0
+           AND c.conrelid <> 'stage_norm.aliases'::regclass
+           AND (r.relpersistence <> 't' OR r.relnamespace = pg_my_temp_schema())
+         ORDER BY 1
+    LOOP
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', v_con.tbl);
+    END LOOP;
+
 
     -- Objects that store or index is_canonical_stage's answers would go stale.
     SELECT string_agg(pg_describe_object(d.classid, d.objid, d.objsubid), '; ') INTO v_list
@@ -367,18 +421,24 @@ BEGIN
         SELECT DISTINCT c.conrelid::regclass AS tbl, c.conname,
                pg_get_expr(c.conbin, c.conrelid) AS expr,
                CASE WHEN cardinality(c.conkey) = 1
-                    THEN (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]) END AS col
-          FROM pg_depend d JOIN pg_constraint c ON c.oid = d.objid
+                    THEN (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]) END AS col,
+               -- values are shown only to a caller who may read them (and no row security hides rows)
+               cardinality(c.conkey) = 1 AND NOT r.relrowsecurity
+                 AND has_column_privilege(session_user, c.conrelid,
+                                          (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1])::text,
+                                          'SELECT') AS readable
+          FROM pg_depend d JOIN pg_constraint c ON c.oid = d.objid JOIN pg_class r ON r.oid = c.conrelid
          WHERE d.classid = 'pg_constraint'::regclass AND d.refclassid = 'pg_proc'::regclass
-           AND d.refobjid = ANY (v_fns) AND c.contype = 'c' AND c.conrelid <> 0 AND c.convalidated
+           AND d.refobjid = ANY (v_fns) AND c.contype = 'c' AND c.convalidated
+           AND (r.relpersistence <> 't' OR r.relnamespace = pg_my_temp_schema())
          ORDER BY 1, 2
     LOOP
-        IF v_con.col IS NOT NULL THEN   -- the values that would fail (at most 5 shown)
+        IF v_con.readable THEN   -- the values that would fail (at most 5 shown)
             EXECUTE format('SELECT string_agg(v, '', '') FROM (SELECT DISTINCT quote_nullable(left(%I::text, 64)) AS v '
                            'FROM %s WHERE NOT (%s) LIMIT 5) s', v_con.col, v_con.tbl, v_con.expr)
                INTO v_bad;
         ELSE
-            EXECUTE format('SELECT count(*) || '' rows'' FROM %s WHERE NOT (%s) HAVING count(*) > 0', v_con.tbl, v_con.expr)
+            EXECUTE format('SELECT count(*) || '' row(s)'' FROM %s WHERE NOT (%s) HAVING count(*) > 0', v_con.tbl, v_con.expr)
                INTO v_bad;
         END IF;
         IF v_bad IS NOT NULL THEN
@@ -404,6 +464,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    LOCK TABLE stage_norm.aliases IN SHARE ROW EXCLUSIVE MODE;  -- see _change_stages
     PERFORM stage_norm._change_stages(stages, NULL, NULL);
 END
 $$;
@@ -418,8 +479,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_stages text[] := ARRAY(SELECT s FROM stage_norm.canonical_stages() AS s);
+    v_stages text[];
 BEGIN
+    -- Read the set after taking the lock that serializes changes (see _change_stages).
+    LOCK TABLE stage_norm.aliases IN SHARE ROW EXCLUSIVE MODE;
+    v_stages := ARRAY(SELECT s FROM stage_norm.canonical_stages() AS s);
     IF old_name <> ALL (v_stages) THEN
         RAISE EXCEPTION 'stage "%" is not a canonical stage', old_name
             USING ERRCODE = 'invalid_parameter_value',
@@ -445,6 +509,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    LOCK TABLE stage_norm.aliases IN SHARE ROW EXCLUSIVE MODE;  -- see _change_stages
     PERFORM stage_norm._change_stages(stage_norm._default_stages(), NULL, NULL);
 END
 $$;
@@ -528,6 +593,11 @@ BEGIN
         RAISE EXCEPTION 'stage_norm.attach needs a table and at least one column'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'SELECT stage_norm.attach(''portfolio'', ''stage'');';
+    END IF;
+    IF cardinality(cols) <> (SELECT count(DISTINCT c) FROM unnest(cols) AS c) THEN
+        RAISE EXCEPTION 'stage_norm.attach names a column twice'
+            USING ERRCODE = 'duplicate_column',
+                  HINT = 'Name each governed column once.';
     END IF;
     -- Each column: text-like, and wide enough for every canonical stage of the current set.
     FOREACH v_col IN ARRAY cols LOOP

@@ -121,6 +121,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'SELECT stage_norm.attach(''portfolio'', ''stage'');';
     END IF;
+    IF cardinality(cols) <> (SELECT count(DISTINCT c) FROM unnest(cols) AS c) THEN
+        RAISE EXCEPTION 'stage_norm.attach names a column twice'
+            USING ERRCODE = 'duplicate_column',
+                  HINT = 'Name each governed column once.';
+    END IF;
     -- Each column: text-like, and wide enough for every canonical stage of the current set.
     FOREACH v_col IN ARRAY cols LOOP
         PERFORM stage_norm._text_column(tbl, v_col);
@@ -222,9 +227,13 @@ COMMENT ON FUNCTION stage_norm._summarize_partitions(regclass) IS
 -- hand-written trigger), on every table the command touched: a renamed governed column is
 -- renamed in the trigger's arguments, the governed columns are recorded as dependencies, and
 -- partitions governed through their parent get the summary trigger.
+-- SECURITY DEFINER: it runs inside every user's DDL, and must work even where USAGE on schema
+-- stage_norm was revoked from PUBLIC; it only reads catalogs and re-creates stage_norm triggers
+-- from their own arguments.
 CREATE FUNCTION stage_norm._ddl_command_end()
 RETURNS event_trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -241,6 +250,14 @@ BEGIN
       INTO v_tbls, v_created
       FROM pg_catalog.pg_event_trigger_ddl_commands() c
      WHERE c.classid IN ('pg_class'::regclass, 'pg_trigger'::regclass);
+    -- ALTER TABLE recurses to inheritance children (RENAME COLUMN among others): their own
+    -- stage_norm triggers are in step too.
+    WITH RECURSIVE tree(relid) AS (
+        SELECT unnest(v_tbls)
+        UNION
+        SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.relid
+    )
+    SELECT array_agg(relid) INTO v_tbls FROM tree;
     -- The stage_norm triggers (not clones) of the tables the command touched, and any that
     -- has no column dependency yet (a partition detached by this command becomes one).
     FOR v_trig, v_tbl IN

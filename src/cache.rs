@@ -384,6 +384,17 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
     if aliases_oid == pg_sys::InvalidOid && modes_oid == pg_sys::InvalidOid {
         return (None, aliases, modes);
     }
+    // The configuration is readable by everyone; read it as the bootstrap superuser in a
+    // restricted operation (as PostgreSQL's RI checks switch user), so that a writer's missing
+    // USAGE on schema stage_norm cannot make its writes fail. Fixed queries on the extension's
+    // own tables: no user code runs. An error aborts the (sub)transaction, which restores the
+    // user.
+    let (mut save_user, mut save_sec) = (pg_sys::InvalidOid, 0);
+    pg_sys::GetUserIdAndSecContext(&mut save_user, &mut save_sec);
+    pg_sys::SetUserIdAndSecContext(
+        pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+        save_sec | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
+    );
     if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
         pgrx::error!("stage_norm: SPI_connect failed while loading its configuration");
     }
@@ -404,6 +415,7 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
                 Ok(s) => set = (s != BUILTIN).then_some(s),
                 Err(e) => {
                     pg_sys::SPI_finish();
+                    pg_sys::SetUserIdAndSecContext(save_user, save_sec);
                     pgrx::pg_sys::panic::ErrorReport::new(
                         PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                         format!("the enum type stage_norm.stage_set is not a valid stage set: {e}"),
@@ -432,5 +444,6 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
         });
     }
     pg_sys::SPI_finish();
+    pg_sys::SetUserIdAndSecContext(save_user, save_sec);
     (set, aliases, modes)
 }

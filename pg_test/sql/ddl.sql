@@ -32,5 +32,30 @@ CREATE TRIGGER stage_norm_normalize BEFORE INSERT OR UPDATE ON h
 ALTER TABLE h DROP COLUMN stage;
 ALTER TABLE h RENAME COLUMN stage TO "Stage; drop table h --";
 INSERT INTO h VALUES (1, 'seed round') RETURNING *;
+-- Inheritance: ALTER TABLE recurses to children, and their own triggers follow the rename.
+CREATE TABLE ip (stage text);
+CREATE TABLE ic () INHERITS (ip);
+SELECT stage_norm.attach('ip', 'stage'), stage_norm.attach('ic', 'stage');
+ALTER TABLE ip RENAME COLUMN stage TO phase;
+INSERT INTO ic VALUES ('Seed') RETURNING *;
+DROP TABLE ic, ip;
+-- With USAGE on schema stage_norm revoked from PUBLIC, ordinary DDL and writes still work (the
+-- event trigger is SECURITY DEFINER; the trigger reads its configuration as a superuser).
+CREATE ROLE sn_carol LOGIN;
+GRANT CREATE ON SCHEMA public TO sn_carol;
+CREATE TABLE gov (id int, stage text);
+SELECT stage_norm.attach('gov', 'stage');
+GRANT INSERT, SELECT ON gov TO sn_carol;
+REVOKE USAGE ON SCHEMA stage_norm FROM PUBLIC;
+\c - sn_carol
+CREATE TABLE carol_t (a int);
+ALTER TABLE carol_t ADD COLUMN b text;
+CREATE TEMP TABLE carol_tmp (a int);
+INSERT INTO gov VALUES (1, 'Series A') RETURNING *;
+\c - postgres
+GRANT USAGE ON SCHEMA stage_norm TO PUBLIC;
+DROP TABLE carol_t, gov;
+REVOKE CREATE ON SCHEMA public FROM sn_carol;
+DROP ROLE sn_carol;
 -- DROP TABLE needs no CASCADE.
 DROP TABLE g, h;

@@ -86,6 +86,36 @@ ALTER TABLE deals VALIDATE CONSTRAINT stage_stage_canonical;
 TABLE stage_norm.stages;
 SELECT stage_norm.rename_stage('nope', 'x');
 
+-- A CHECK that runs user-defined code is not re-checked with the extension owner's rights: the
+-- change is refused instead (it would run that code as the owner).
+CREATE ROLE sn_mallory;
+CREATE FUNCTION mallory_ok(text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN RAISE NOTICE 'ran as a superuser'; END IF; RETURN true; END $$;
+ALTER FUNCTION mallory_ok(text) OWNER TO sn_mallory;
+CREATE TABLE trap (stage text CHECK (stage_norm.is_canonical_stage(stage) AND mallory_ok(stage)));
+INSERT INTO trap VALUES ('seed');
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'pre-ipo', 'growth');
+DROP TABLE trap;
+DROP FUNCTION mallory_ok(text);
+DROP ROLE sn_mallory;
+-- A refused change shows failing values only to a caller who may read them.
+CREATE ROLE sn_stage_dba LOGIN;
+GRANT EXECUTE ON FUNCTION stage_norm.set_stages(text[]) TO sn_stage_dba;
+CREATE TABLE secret (id int, stage text);
+INSERT INTO secret VALUES (1, 'series-d');
+CALL stage_norm.add_check('secret', 'stage');
+\c - sn_stage_dba
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'pre-ipo');
+\c - postgres
+GRANT SELECT ON secret TO sn_stage_dba;
+\c - sn_stage_dba
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'pre-ipo');
+\c - postgres
+DROP TABLE secret;
+REVOKE ALL ON FUNCTION stage_norm.set_stages(text[]) FROM sn_stage_dba;
+DROP ROLE sn_stage_dba;
+SET client_min_messages = notice;
+
 -- Who may change the set: not PUBLIC.
 CREATE ROLE sn_stage_app;
 SET ROLE sn_stage_app;

@@ -5,6 +5,7 @@ CREATE TABLE pc (id int PRIMARY KEY, stage text, other int DEFAULT 0);
 SELECT stage_norm.attach('pc', 'other');
 SELECT stage_norm.attach('pc', 'nope');
 SELECT stage_norm.attach('pc', VARIADIC ARRAY[]::name[]);
+SELECT stage_norm.attach('pc', 'stage', 'stage');
 CREATE TABLE short_v (stage varchar(5));
 SELECT stage_norm.attach('short_v', 'stage');
 DO $$

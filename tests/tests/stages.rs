@@ -62,3 +62,48 @@ fn a_custom_set_survives_dump_and_restore() {
         assert_eq!(v, "series-c", "{format:?}");
     }
 }
+
+/// A set change and concurrent writers serialize: an uncommitted row under a CHECK, an
+/// uncommitted alias, and a concurrent rename are all seen, never lost.
+#[test]
+fn set_changes_and_writers_serialize() {
+    use std::time::Duration;
+    let mut dba = fresh_db("sn_stages_race");
+    dba.batch_execute("CREATE TABLE d (id int, stage text)").unwrap();
+    dba.batch_execute("CALL stage_norm.add_check('d', 'stage')").unwrap();
+    let change = |sql: &'static str| {
+        std::thread::spawn(move || {
+            let mut b = connect("sn_stages_race");
+            b.batch_execute(sql).map_err(|e| e.code().map(|c| c.code().to_string()).unwrap_or_default())
+        })
+    };
+
+    // 1. A writer's uncommitted row: the change waits for it, then refuses (23514).
+    let mut a = connect("sn_stages_race");
+    a.batch_execute("BEGIN; INSERT INTO d VALUES (1, 'series-c+')").unwrap();
+    let b = change("SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'growth')");
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!b.is_finished(), "the set change must wait for the writer");
+    a.batch_execute("COMMIT").unwrap();
+    assert_eq!(b.join().unwrap(), Err("23514".to_string()));
+
+    // 2. An uncommitted alias to a stage that would go: the change waits, then refuses (2BP01).
+    a.batch_execute("BEGIN; SELECT stage_norm.add_alias('Angel', 'series-c+')").unwrap();
+    let b = change("DELETE FROM d; SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'growth')");
+    std::thread::sleep(Duration::from_millis(700));
+    a.batch_execute("COMMIT").unwrap();
+    assert_eq!(b.join().unwrap(), Err("2BP01".to_string()));
+    let rows: i64 = dba.query_one("SELECT count(*) FROM d", &[]).unwrap().get(0);
+    assert_eq!(rows, 1, "the refused change rolled back its DELETE too");
+
+    // 3. Two renames at once: the second waits and applies to the first's result.
+    dba.batch_execute("SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c+', 'growth')").unwrap();
+    a.batch_execute("BEGIN; SELECT stage_norm.rename_stage('growth', 'pre-ipo')").unwrap();
+    let b = change("SELECT stage_norm.rename_stage('seed', 'seed-stage')");
+    std::thread::sleep(Duration::from_millis(700));
+    a.batch_execute("COMMIT").unwrap();
+    assert_eq!(b.join().unwrap(), Ok(()));
+    let set: Vec<String> =
+        dba.query("SELECT s FROM stage_norm.canonical_stages() AS s", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(set, ["pre-seed", "seed-stage", "series-a", "series-b", "series-c+", "pre-ipo"]);
+}
