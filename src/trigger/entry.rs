@@ -1,0 +1,380 @@
+//! What the trigger resolves once per table (and keeps until a relcache invalidation of it):
+//! the governed columns with their canonical datums, widths and domain answers, the primary
+//! key, the partition ancestors and the attached table; and this backend's counts.
+use super::*;
+
+pub(super) type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv1a>>;
+
+pub(super) struct Column {
+    pub(super) attnum: i16,
+    pub(super) name: CString,
+    /// char(n): canonical values are blank-padded to n, and values compared without trailing blanks.
+    pub(super) pad_to: Option<usize>,
+    /// The canonical datums to write into this column (padded for char(n)), by stage of the
+    /// current set (the entry is rebuilt when the set changes).
+    pub(super) datums: Vec<pg_sys::Datum>,
+    /// Their bytes (in TopMemoryContext, like the datums), for an in-place rewrite.
+    pub(super) payloads: Vec<(*const u8, usize)>,
+    /// May be rewritten inside the row (see `inplace`): false when the partition constraint
+    /// refers to it, or the table is not a heap (a foreign table, another access method).
+    pub(super) in_place: bool,
+    /// For a column of a domain type: whether the domain accepts each canonical datum. A
+    /// domain's CHECK runs before BEFORE triggers, so a rewrite must not store what the domain
+    /// refuses: such a value is handled as an unknown one ([`Why::DomainRefuses`]).
+    pub(super) domain: Option<(pg_sys::Oid, Vec<bool>)>,
+}
+
+pub(super) struct Entry {
+    pub(super) relid: pg_sys::Oid,
+    pub(super) schema: CString,
+    pub(super) table: CString,
+    /// The table `attach` was run on: this one, or for a partition governed through its
+    /// parent's trigger, that parent (the root of the trigger's clones). Messages name it, and
+    /// the per-statement bound on warnings counts per attached table.
+    pub(super) attached: pg_sys::Oid,
+    /// Its name and schema-qualified name, when it is not this table.
+    pub(super) attached_name: Option<(String, String)>,
+    pub(super) columns: Vec<Column>,
+    /// Primary-key columns: (attnum, typlen, typbyval). Empty when the table has none.
+    pub(super) pk: Vec<(i16, i16, bool)>,
+    /// For a partition, its partitioned ancestors, nearest first: their override applies to it.
+    pub(super) ancestors: Vec<pg_sys::Oid>,
+    pub(super) mode_generation: u64,
+    pub(super) override_mode: Option<Mode>,
+    pub(super) counts: Counts,
+}
+
+pub(super) static ENTRIES: Global<Option<FnvMap<pg_sys::Oid, Box<Entry>>>> = Global::new(None);
+/// The entry used last (boxed, so the pointer is stable until the entry is dropped, which
+/// clears this).
+pub(super) static LAST: Global<(pg_sys::Oid, *mut Entry)> = Global::new((pg_sys::InvalidOid, std::ptr::null_mut()));
+/// Counts of entries that were dropped (invalidated), by relid.
+pub(super) static RETIRED: Global<Option<FnvMap<pg_sys::Oid, Counts>>> = Global::new(None);
+/// The canonical datums by padding, for the stage set of generation `.0`.
+pub(super) static CANONICAL: Global<(u64, Option<FnvMap<usize, Vec<pg_sys::Datum>>>)> = Global::new((u64::MAX, None));
+// Written by the relcache callback: atomics only. Relids to forget, and "forget everything".
+pub(super) const PENDING_SLOTS: usize = 16;
+pub(super) static PENDING: [AtomicU32; PENDING_SLOTS] = [const { AtomicU32::new(0) }; PENDING_SLOTS];
+pub(super) static PENDING_LEN: AtomicUsize = AtomicUsize::new(0);
+pub(super) static DROP_ALL: AtomicBool = AtomicBool::new(false);
+
+/// Called by the relcache callback: forget what we resolved about `relid`.
+pub fn relation_invalidated(relid: pg_sys::Oid) {
+    let id = u32::from(relid);
+    let n = PENDING_LEN.load(Relaxed);
+    if id == 0 || n == PENDING_SLOTS {
+        DROP_ALL.store(true, Relaxed);
+    } else {
+        PENDING[n].store(id, Relaxed);
+        PENDING_LEN.store(n + 1, Relaxed);
+    }
+}
+
+pub(super) fn retire(e: &Entry) {
+    // SAFETY: single-threaded; RETIRED is not reachable from the callers' borrows.
+    let retired = unsafe { RETIRED.get() }.get_or_insert_with(FnvMap::default);
+    let c = retired.entry(e.relid).or_insert([0; OUTCOMES]);
+    for (a, b) in c.iter_mut().zip(e.counts) {
+        *a += b;
+    }
+}
+
+#[inline]
+pub(super) fn apply_invalidations(entries: &mut FnvMap<pg_sys::Oid, Box<Entry>>) {
+    if DROP_ALL.load(Relaxed) {
+        DROP_ALL.store(false, Relaxed);
+        PENDING_LEN.store(0, Relaxed);
+        // SAFETY: single-threaded.
+        unsafe { *LAST.get() = (pg_sys::InvalidOid, std::ptr::null_mut()) };
+        entries.values().for_each(|e| retire(e));
+        entries.clear();
+        return;
+    }
+    let n = PENDING_LEN.load(Relaxed);
+    if n == 0 {
+        return;
+    }
+    PENDING_LEN.store(0, Relaxed);
+    // SAFETY: single-threaded.
+    unsafe { *LAST.get() = (pg_sys::InvalidOid, std::ptr::null_mut()) };
+    let pending: Vec<u32> = PENDING[..n].iter().map(|p| p.load(Relaxed)).collect();
+    entries.retain(|_, e| {
+        let keep = !pending.contains(&u32::from(e.relid));
+        if !keep {
+            retire(e);
+        }
+        keep
+    });
+}
+
+/// This backend's counts by table (live entries plus retired ones).
+pub fn session_counts() -> Vec<(pg_sys::Oid, Counts)> {
+    // SAFETY: single-threaded; called from a SQL function, not from inside the trigger.
+    let (retired, entries) = unsafe { (RETIRED.get(), ENTRIES.get()) };
+    let mut all: FnvMap<pg_sys::Oid, Counts> = retired.clone().unwrap_or_default();
+    for e in entries.iter().flat_map(|m| m.values()) {
+        let c = all.entry(e.relid).or_insert([0; OUTCOMES]);
+        for (a, b) in c.iter_mut().zip(e.counts) {
+            *a += b;
+        }
+    }
+    let mut v: Vec<_> = all.into_iter().collect();
+    v.sort_by_key(|(relid, _)| u32::from(*relid));
+    v
+}
+
+/// The canonical datums of the current stage set, blank-padded to `pad` characters for char(n)
+/// (0: no padding). Allocated once per backend and set in TopMemoryContext (a set change
+/// leaves the old ones behind: a few bytes, rarely).
+pub(super) fn canonical_datums(pad: usize) -> Vec<pg_sys::Datum> {
+    // SAFETY: single-threaded; only called while building an entry.
+    let (generation, maps) = unsafe { CANONICAL.get() };
+    if *generation != cache::set_generation() {
+        *generation = cache::set_generation();
+        *maps = None;
+    }
+    let set = cache::set();
+    maps.get_or_insert_with(FnvMap::default)
+        .entry(pad)
+        .or_insert_with(|| unsafe {
+            pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| {
+                (0..set.stages.len())
+                    .map(|i| {
+                        let s = format!("{:<pad$}", set.name(i as StageId));
+                        pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as c_int))
+                    })
+                    .collect()
+            })
+        })
+        .clone()
+}
+
+pub(super) fn text_like_error(e: &Entry, col: &str, msg: String) -> ! {
+    pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH, msg, "normalize_trigger")
+        .set_detail(format!(
+            "stage_norm.normalize_trigger governs column \"{col}\" of table {}.{}.",
+            e.schema.to_string_lossy(),
+            e.table.to_string_lossy()
+        ))
+        .set_hint("Re-run stage_norm.attach(...) with text, varchar(n >= 9), char(n >= 9) or citext columns.")
+        .report(PgLogLevel::ERROR);
+    unreachable!()
+}
+
+/// Resolves everything about the trigger's table once.
+pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
+    let rel = (*td).tg_relation;
+    let trig = (*td).tg_trigger;
+    let tupdesc = (*rel).rd_att;
+    let relid = (*rel).rd_id;
+    let schema = CStr::from_ptr(pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace)).to_owned();
+    let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_owned();
+    let (attached, attached_name) = attached_table(rel, trig);
+    let mut e = Entry {
+        relid,
+        schema,
+        table,
+        attached,
+        attached_name,
+        columns: Vec::new(),
+        pk: Vec::new(),
+        ancestors: partition_ancestors(rel),
+        mode_generation: u64::MAX,
+        override_mode: None,
+        counts: [0; OUTCOMES],
+    };
+    let nargs = (*trig).tgnargs as usize;
+    if nargs == 0 {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "trigger \"{}\" on table {}.{} names no column",
+                CStr::from_ptr((*trig).tgname).to_string_lossy(),
+                e.schema.to_string_lossy(),
+                e.table.to_string_lossy()
+            ),
+            "normalize_trigger",
+        )
+        .set_hint("Create it with stage_norm.attach(table, column, ...).")
+        .report(PgLogLevel::ERROR);
+    }
+    let attrs = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize);
+    let partition_columns = partition_qual_columns(rel);
+    // In-row rewrites only for heap tables: a foreign table's slot is a heap slot too, but its
+    // FDW may keep its own pointer to the tuple; other access methods fall back as well.
+    let heap = (*(*rel).rd_rel).relam == pg_sys::HEAP_TABLE_AM_OID;
+    for i in 0..nargs {
+        let name = CStr::from_ptr(*(*trig).tgargs.add(i));
+        let attnum = pg_sys::SPI_fnumber(tupdesc, name.as_ptr());
+        if attnum <= 0 {
+            pgrx::pg_sys::panic::ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!(
+                    "column \"{}\" governed by stage_norm does not exist in table {}.{}",
+                    name.to_string_lossy(),
+                    e.schema.to_string_lossy(),
+                    e.table.to_string_lossy()
+                ),
+                "normalize_trigger",
+            )
+            .set_detail("The trigger's arguments name the columns it governs; one was renamed or dropped.")
+            .set_hint("Re-run stage_norm.attach(table, column, ...) with the current column names.")
+            .report(PgLogLevel::ERROR);
+        }
+        let attr = &attrs[(attnum - 1) as usize];
+        let mut typmod = attr.atttypmod;
+        let base = pg_sys::getBaseTypeAndTypmod(attr.atttypid, &mut typmod);
+        let col = name.to_string_lossy().into_owned();
+        let text_like = base == pg_sys::TEXTOID
+            || base == pg_sys::VARCHAROID
+            || base == pg_sys::BPCHAROID
+            || (pg_sys::TypeCategory(base) as u8 == b'S' && pg_sys::get_typlen(base) == -1);
+        if !text_like {
+            text_like_error(&e, &col, format!("column \"{col}\" is not of a text type"));
+        }
+        let limit = (typmod >= pg_sys::VARHDRSZ as i32).then(|| (typmod - pg_sys::VARHDRSZ as i32) as usize);
+        let longest = cache::set().stages.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        if (base == pg_sys::VARCHAROID || base == pg_sys::BPCHAROID) && limit.is_some_and(|n| n < longest) {
+            text_like_error(&e, &col, format!("column \"{col}\" is too short to hold every canonical stage"));
+        }
+        let pad_to = if base == pg_sys::BPCHAROID { limit } else { None };
+        let datums = canonical_datums(pad_to.unwrap_or(0));
+        let in_place = heap && !in_partition_qual(partition_columns, attnum as i32);
+        let payloads = datums
+            .iter()
+            .map(|&d| {
+                let b = varlena_bytes(d);
+                (b.as_ptr(), b.len())
+            })
+            .collect();
+        let domain =
+            (base != attr.atttypid).then(|| (attr.atttypid, datums.iter().map(|&d| domain_accepts(attr.atttypid, d)).collect()));
+        e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), pad_to, datums, payloads, in_place, domain });
+    }
+    let pk_index = primary_key_index(rel);
+    if pk_index != pg_sys::InvalidOid {
+        let idx = pg_sys::RelationIdGetRelation(pk_index);
+        if !idx.is_null() {
+            let index = (*idx).rd_index;
+            let n = (*index).indnkeyatts as usize;
+            for &attnum in (*index).indkey.values.as_slice(n) {
+                if attnum > 0 {
+                    let a = &attrs[(attnum - 1) as usize];
+                    e.pk.push((attnum, a.attlen, a.attbyval));
+                }
+            }
+            pg_sys::RelationClose(idx);
+        }
+    }
+    e
+}
+
+/// The table the trigger was attached to: for a clone (a partition governed through its
+/// parent's trigger), the nearest ancestor whose same-named trigger is not itself a clone;
+/// otherwise `rel` itself (then no name is returned).
+pub(super) unsafe fn attached_table(rel: pg_sys::Relation, trig: *const pg_sys::Trigger) -> (pg_sys::Oid, Option<(String, String)>) {
+    let relid = (*rel).rd_id;
+    if !(*trig).tgisclone {
+        return (relid, None);
+    }
+    let name = CStr::from_ptr((*trig).tgname);
+    for anc in partition_ancestors(rel) {
+        let arel = pg_sys::RelationIdGetRelation(anc);
+        if arel.is_null() {
+            break;
+        }
+        let td = (*arel).trigdesc;
+        let found = if td.is_null() {
+            None
+        } else {
+            let trigs = std::slice::from_raw_parts((*td).triggers, (*td).numtriggers as usize);
+            trigs.iter().find(|t| CStr::from_ptr(t.tgname) == name).map(|t| t.tgisclone)
+        };
+        let name = CStr::from_ptr((*(*arel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
+        let qualified = format!(
+            "{}.{name}",
+            CStr::from_ptr(pg_sys::get_namespace_name((*(*arel).rd_rel).relnamespace)).to_string_lossy(),
+        );
+        pg_sys::RelationClose(arel);
+        match found {
+            Some(false) => return (anc, Some((name, qualified))),
+            Some(true) => continue,
+            None => break,
+        }
+    }
+    (relid, None)
+}
+
+/// Does domain `domain` accept `value`? Evaluated once per column and canonical stage when the
+/// trigger resolves its table, in a subtransaction (a domain CHECK may call any function), the
+/// way PL/pgSQL runs an exception block.
+pub(super) unsafe fn domain_accepts(domain: pg_sys::Oid, value: pg_sys::Datum) -> bool {
+    let cxt = pg_sys::CurrentMemoryContext;
+    let owner = pg_sys::CurrentResourceOwner;
+    pg_sys::BeginInternalSubTransaction(std::ptr::null());
+    pg_sys::MemoryContextSwitchTo(cxt);
+    let ok = PgTryBuilder::new(|| {
+        pg_sys::domain_check(value, false, domain, std::ptr::null_mut(), std::ptr::null_mut());
+        true
+    })
+    .catch_others(|_| false)
+    .execute();
+    if ok {
+        pg_sys::ReleaseCurrentSubTransaction();
+    } else {
+        pg_sys::RollbackAndReleaseCurrentSubTransaction();
+    }
+    pg_sys::MemoryContextSwitchTo(cxt);
+    pg_sys::CurrentResourceOwner = owner;
+    ok
+}
+
+#[cfg(not(any(feature = "pg17", feature = "pg18")))]
+pub(super) unsafe fn primary_key_index(rel: pg_sys::Relation) -> pg_sys::Oid {
+    pg_sys::RelationGetPrimaryKeyIndex(rel)
+}
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+pub(super) unsafe fn primary_key_index(rel: pg_sys::Relation) -> pg_sys::Oid {
+    pg_sys::RelationGetPrimaryKeyIndex(rel, false)
+}
+
+/// The partitioned tables `rel` is a partition of, nearest first (empty for other tables).
+pub(super) unsafe fn partition_ancestors(rel: pg_sys::Relation) -> Vec<pg_sys::Oid> {
+    if !(*(*rel).rd_rel).relispartition {
+        return Vec::new();
+    }
+    let relid = (*rel).rd_id;
+    let list = pg_sys::ffi::pg_guard_ffi_boundary(|| get_partition_ancestors(relid));
+    if list.is_null() {
+        return Vec::new();
+    }
+    let cells = std::slice::from_raw_parts((*list).elements, (*list).length as usize);
+    cells.iter().map(|c| c.oid_value).collect()
+}
+
+/// The columns the partition constraint of `rel` refers to (ancestors' keys included), as a
+/// `pull_varattnos` set; null for a table that is not a partition.
+pub(super) unsafe fn partition_qual_columns(rel: pg_sys::Relation) -> *mut pg_sys::Bitmapset {
+    let mut set: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+    if (*(*rel).rd_rel).relispartition {
+        let qual = pg_sys::ffi::pg_guard_ffi_boundary(|| RelationGetPartitionQual(rel));
+        pg_sys::pull_varattnos(qual.cast(), 1, &mut set);
+    }
+    set
+}
+
+/// Whether `attnum` (or the whole row) appears in a `partition_qual_columns` set.
+pub(super) unsafe fn in_partition_qual(set: *mut pg_sys::Bitmapset, attnum: i32) -> bool {
+    let member = |a: i32| pg_sys::bms_is_member(a - pg_sys::FirstLowInvalidHeapAttributeNumber, set);
+    !set.is_null() && (member(attnum) || member(0))
+}
+
+extern "C-unwind" {
+    /// PostgreSQL's partition.c (not in pgrx's bindings): an OidList, nearest parent first.
+    /// Called through `pg_guard_ffi_boundary`, which turns an ERROR into a Rust panic.
+    fn get_partition_ancestors(relid: pg_sys::Oid) -> *mut pg_sys::List;
+    /// partcache.c (not in pgrx's bindings): the partition constraint as a list of
+    /// expressions on the partition's own columns (varno 1). Same calling rule.
+    fn RelationGetPartitionQual(rel: pg_sys::Relation) -> *mut pg_sys::List;
+}
+

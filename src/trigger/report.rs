@@ -1,0 +1,250 @@
+//! How the trigger reports a value it does not store as canonical: the bounded client
+//! WARNINGs and their summary, the sampled server-log line, the 23514 rejection, and the
+//! canary bucket that decides between the last two under enforce.
+use super::*;
+
+/// Client WARNINGs per statement and table; the rest are summed up by `summary_trigger`.
+pub const WARNINGS_PER_STATEMENT: u64 = 3;
+/// Longest stretch of a rejected value quoted in a message.
+pub(super) const QUOTE_CHARS: usize = 64;
+
+/// Why a value is not rewritten or passed: it is unknown, or it is a known variant that may not
+/// be rewritten here. The mode then treats it as an unknown value (stored and reported,
+/// counted, or rejected).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    Unknown,
+    /// It arrived through a foreign key's referential action (ON UPDATE CASCADE, SET DEFAULT):
+    /// rewriting it would make the row reference a value that no referenced row holds.
+    ForeignKeyAction(StageId),
+    /// The column's domain does not accept the canonical value it would be rewritten to.
+    DomainRefuses(StageId),
+}
+
+#[derive(Default)]
+pub(super) struct StatementWarnings {
+    pub(super) statement: (pg_sys::TimestampTz, pg_sys::CommandId),
+    /// relid -> unknown values seen in this statement
+    pub(super) unknown: FnvMap<pg_sys::Oid, u64>,
+}
+
+pub(super) static WARNINGS: Global<Option<StatementWarnings>> = Global::new(None);
+pub(super) static RNG: Global<u64> = Global::new(0);
+/// A WARNING for the client only (PostgreSQL 15's WARNING_CLIENT_ONLY: never in the server
+/// log, which gets sampled LOG lines instead). Returns normally.
+pub(super) fn client_warning(message: String, detail: String, hint: Option<String>) {
+    unsafe {
+        let edata = error_data(pg_sys::WARNING_CLIENT_ONLY, PgSqlErrorCode::ERRCODE_WARNING, message, detail, hint);
+        pg_sys::ThrowErrorData(edata);
+    }
+}
+
+/// A palloc'd ErrorData for ThrowErrorData.
+pub(super) unsafe fn error_data(
+    elevel: u32,
+    code: PgSqlErrorCode,
+    message: String,
+    detail: String,
+    hint: Option<String>,
+) -> *mut pg_sys::ErrorData {
+    let pstr = |s: String| pg_sys::pstrdup(CString::new(s.replace('\0', "")).unwrap_or_default().as_ptr());
+    let edata = pg_sys::palloc0(std::mem::size_of::<pg_sys::ErrorData>()).cast::<pg_sys::ErrorData>();
+    (*edata).elevel = elevel as c_int;
+    (*edata).sqlerrcode = code as c_int;
+    (*edata).message = pstr(message);
+    (*edata).detail = pstr(detail);
+    if let Some(h) = hint {
+        (*edata).hint = pstr(h);
+    }
+    (*edata).filename = c"trigger.rs".as_ptr();
+    (*edata).lineno = line!() as c_int;
+    (*edata).funcname = c"normalize_trigger".as_ptr();
+    edata
+}
+
+/// xorshift64*: log sampling only, no need for quality beyond uniformity.
+pub(super) fn random_unit() -> f64 {
+    // SAFETY: single-threaded, not reentrant.
+    let rng = unsafe { RNG.get() };
+    let mut x = *rng;
+    if x == 0 {
+        x = (unsafe { pg_sys::MyProcPid } as u64) << 32 ^ unsafe { pg_sys::GetCurrentTimestamp() } as u64 | 1;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *rng = x;
+    (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+pub(super) fn quote(value: &[u8]) -> String {
+    let s = String::from_utf8_lossy(value);
+    let mut out: String = s.chars().take(QUOTE_CHARS).collect();
+    if s.chars().nth(QUOTE_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+pub(super) fn stage_list() -> String {
+    cache::set().stages.iter().map(|s| &**s).collect::<Vec<_>>().join(", ")
+}
+
+pub(super) fn unknown_hint(value: &[u8], why: Why) -> String {
+    match why {
+        Why::Unknown if std::str::from_utf8(value).is_err() => format!(
+            "The value is not valid UTF-8 (its invalid bytes are shown as U+FFFD): fix its encoding. The stages are: {}.",
+            stage_list()
+        ),
+        Why::Unknown => format!(
+            "Use one of: {}; or ask a DBA to add an alias: SELECT stage_norm.add_alias('{}', '<stage>');",
+            stage_list(),
+            quote(value).replace('\'', "''")
+        ),
+        Why::ForeignKeyAction(_) => "Govern the referenced column too (stage_norm.attach on the referenced table), so that \
+             the values a foreign-key action copies are canonical already; see docs/write-path.md."
+            .into(),
+        Why::DomainRefuses(_) => "Let the domain accept the canonical stages (ALTER DOMAIN ... DROP CONSTRAINT, then ADD \
+             CONSTRAINT with them), or write values the domain and the stages agree on."
+            .into(),
+    }
+}
+
+/// The message of an unknown (or not rewritable) value, naming the attached table and, for a
+/// partition, the partition.
+pub(super) fn value_message(e: &Entry, col: &Column, value: &[u8], why: Why) -> String {
+    let q = quote(value);
+    let col_name = col.name.to_string_lossy();
+    let table = match &e.attached_name {
+        Some((parent, _)) => format!("\"{parent}\" (partition \"{}\")", e.table.to_string_lossy()),
+        None => format!("\"{}\"", e.table.to_string_lossy()),
+    };
+    match why {
+        Why::Unknown => format!("value \"{q}\" for column \"{col_name}\" of table {table} is not a known investment stage"),
+        Why::ForeignKeyAction(id) => format!(
+            "value \"{q}\" for column \"{col_name}\" of table {table} came through a foreign-key action and is not canonical (\"{}\")",
+            cache::set().name(id)
+        ),
+        Why::DomainRefuses(id) => format!(
+            "value \"{q}\" for column \"{col_name}\" of table {table} would be rewritten to \"{}\", which its domain does not accept",
+            cache::set().name(id)
+        ),
+    }
+}
+
+/// The table for a DETAIL: `schema.table`, or for a partition governed through its parent,
+/// `schema.parent (partition schema.partition)`.
+pub(super) fn qualified_table(e: &Entry) -> String {
+    let own = format!("{}.{}", e.schema.to_string_lossy(), e.table.to_string_lossy());
+    match &e.attached_name {
+        Some((_, parent)) => format!("{parent} (partition {own})"),
+        None => own,
+    }
+}
+
+/// What the DETAIL says about why the value was not rewritten (empty for an unknown value).
+pub(super) fn why_detail(why: Why) -> &'static str {
+    match why {
+        Why::Unknown => "",
+        Why::ForeignKeyAction(_) => " stage_norm never rewrites a value written by a referential action (ON UPDATE CASCADE, SET DEFAULT): the rewritten value would reference no row, and PostgreSQL would not check it.",
+        Why::DomainRefuses(_) => " A domain's CHECK runs before triggers, so stage_norm stores only canonical values the domain accepts.",
+    }
+}
+
+/// The canary bucket (0..100) of a row: a hash of its primary key, or of the value when the
+/// table has no primary key. Deterministic, so a retried row gets the same answer.
+pub(super) unsafe fn bucket(e: &Entry, tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, value: &[u8]) -> u64 {
+    let mut h = Fnv1a::default();
+    if e.pk.is_empty() {
+        h.write(value);
+    }
+    for &(attnum, typlen, byval) in &e.pk {
+        let mut isnull = false;
+        let d = pg_sys::heap_getattr(tuple, attnum as i32, tupdesc, &mut isnull);
+        if isnull {
+            h.write(&[0xff]);
+        } else if byval {
+            let n = (typlen as usize).min(8);
+            h.write(&(d.value() as u64).to_le_bytes()[..n]);
+        } else if typlen > 0 {
+            h.write(std::slice::from_raw_parts(d.cast_mut_ptr::<u8>(), typlen as usize));
+        } else if typlen == -1 {
+            h.write(varlena_bytes(d));
+        } else {
+            h.write(CStr::from_ptr(d.cast_mut_ptr()).to_bytes());
+        }
+    }
+    h.finish() % 100
+}
+
+pub(super) fn statement_id() -> (pg_sys::TimestampTz, pg_sys::CommandId) {
+    unsafe { (pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetCurrentCommandId(false)) }
+}
+
+/// Reports an unknown value that is stored (warn, or enforce outside the canary): a client
+/// WARNING for the first few per statement and table, a sampled server-log line always.
+pub(super) fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode, why: Why) {
+    let shown = {
+        // SAFETY: single-threaded; WARNINGS is not reachable from the trigger's other borrows.
+        let w = unsafe { WARNINGS.get() }.get_or_insert_with(StatementWarnings::default);
+        let now = statement_id();
+        if w.statement != now {
+            w.statement = now;
+            w.unknown.clear();
+        }
+        let n = w.unknown.entry(e.attached).or_insert(0);
+        *n += 1;
+        *n
+    };
+    if shown <= WARNINGS_PER_STATEMENT {
+        let table = qualified_table(e);
+        let detail = if mode == Mode::Enforce {
+            format!("stage_norm enforces on table {table}, but this row is outside stage_norm.enforce_percent (canary), so it was stored as it is.{}", why_detail(why))
+        } else {
+            format!("stage_norm mode is warn for table {table}: the value was stored as it is.{}", why_detail(why))
+        };
+        client_warning(value_message(e, col, value, why), detail, Some(unknown_hint(value, why)));
+    }
+    log_sample(e, col, value, mode);
+}
+
+/// A server-log line for an unknown value, with probability `stage_norm.log_sample_rate`.
+pub(super) fn log_sample(e: &Entry, col: &Column, value: &[u8], mode: Mode) {
+    let rate = guc::read(&guc::LOG_SAMPLE_RATE);
+    if rate > 0.0 && (rate >= 1.0 || random_unit() < rate) {
+        let quoted = quote(value);
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!(
+                "stage_norm: unknown stage \"{quoted}\" in column \"{}\" of table {}.{} (mode {}, sampled at {rate})",
+                col.name.to_string_lossy(),
+                e.schema.to_string_lossy(),
+                e.table.to_string_lossy(),
+                mode.name()
+            ),
+            "normalize_trigger",
+        )
+        .report(PgLogLevel::LOG_SERVER_ONLY);
+    }
+}
+
+/// Builds the 23514 error (palloc'd) that the raw entry point throws.
+pub(super) unsafe fn rejection(e: &Entry, col: &Column, value: &[u8], why: Why) -> *mut pg_sys::ErrorData {
+    let table = qualified_table(e);
+    let detail = match why {
+        Why::Unknown => format!("stage_norm enforces on table {table}: the value matches no canonical stage, built-in rule or alias."),
+        _ => format!("stage_norm enforces on table {table}.{}", why_detail(why)),
+    };
+    let edata = error_data(
+        pg_sys::PGERROR,
+        PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+        value_message(e, col, value, why),
+        detail,
+        Some(unknown_hint(value, why)),
+    );
+    (*edata).schema_name = pg_sys::pstrdup(e.schema.as_ptr());
+    (*edata).table_name = pg_sys::pstrdup(e.table.as_ptr());
+    (*edata).column_name = pg_sys::pstrdup(col.name.as_ptr());
+    edata
+}
+
