@@ -56,7 +56,7 @@ pub(super) unsafe fn error_data(
     if let Some(h) = hint {
         (*edata).hint = pstr(h);
     }
-    (*edata).filename = c"trigger.rs".as_ptr();
+    (*edata).filename = c"trigger/report.rs".as_ptr();
     (*edata).lineno = line!() as c_int;
     (*edata).funcname = c"normalize_trigger".as_ptr();
     edata
