@@ -177,7 +177,8 @@ pub fn init() {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
         // A domain's constraints decide which canonical values the trigger may write into a
         // domain-typed column (resolved per table): any change of pg_constraint or pg_type
-        // (ALTER DOMAIN) makes the trigger resolve its tables again. Rare, and cheap to redo.
+        // (ALTER DOMAIN among them) makes the trigger resolve again the tables that have such a
+        // column. Other tables are kept: every CREATE TABLE changes pg_type too.
         for cache in [pg_sys::SysCacheIdentifier::CONSTROID, pg_sys::SysCacheIdentifier::TYPEOID] {
             pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(syscache_callback), pg_sys::Datum::from(0));
         }
@@ -200,7 +201,7 @@ unsafe extern "C-unwind" fn set_type_callback(_arg: pg_sys::Datum, _cache: i32, 
 
 #[pg_guard]
 unsafe extern "C-unwind" fn syscache_callback(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
-    crate::trigger::relation_invalidated(pg_sys::InvalidOid);
+    crate::trigger::domains_changed();
 }
 
 #[pg_guard]

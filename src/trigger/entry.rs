@@ -57,6 +57,15 @@ pub(super) const PENDING_SLOTS: usize = 16;
 pub(super) static PENDING: [AtomicU32; PENDING_SLOTS] = [const { AtomicU32::new(0) }; PENDING_SLOTS];
 pub(super) static PENDING_LEN: AtomicUsize = AtomicUsize::new(0);
 pub(super) static DROP_ALL: AtomicBool = AtomicBool::new(false);
+/// Set by the syscache callback on pg_type/pg_constraint: forget only the tables with a
+/// domain-typed governed column (their domains' answers may have changed), not every table.
+pub(super) static DOMAINS_CHANGED: AtomicBool = AtomicBool::new(false);
+
+/// Called by the syscache callback: a type or constraint changed somewhere (ALTER DOMAIN among
+/// others). Atomics only, as for `relation_invalidated`.
+pub fn domains_changed() {
+    DOMAINS_CHANGED.store(true, Relaxed);
+}
 
 /// Called by the relcache callback: forget what we resolved about `relid`.
 pub fn relation_invalidated(relid: pg_sys::Oid) {
@@ -89,6 +98,21 @@ pub(super) fn apply_invalidations(entries: &mut FnvMap<pg_sys::Oid, Box<Entry>>)
         entries.values().for_each(|e| retire(e));
         entries.clear();
         return;
+    }
+    if DOMAINS_CHANGED.load(Relaxed) {
+        DOMAINS_CHANGED.store(false, Relaxed);
+        let before = entries.len();
+        entries.retain(|_, e| {
+            let keep = e.columns.iter().all(|c| c.domain.is_none());
+            if !keep {
+                retire(e);
+            }
+            keep
+        });
+        if entries.len() != before {
+            // SAFETY: single-threaded.
+            unsafe { *LAST.get() = (pg_sys::InvalidOid, std::ptr::null_mut()) };
+        }
     }
     let n = PENDING_LEN.load(Relaxed);
     if n == 0 {

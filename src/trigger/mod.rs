@@ -46,7 +46,7 @@ use entry::*;
 use report::*;
 use value::*;
 
-pub use entry::{relation_invalidated, session_counts};
+pub use entry::{domains_changed, relation_invalidated, session_counts};
 pub use report::WARNINGS_PER_STATEMENT;
 
 /// What happened to one governed value; the index of its counter.
