@@ -1,4 +1,7 @@
--- CHECK-constraint helper: proves a column canonical.
+-- CHECK-constraint helper: proves a column canonical. By the column's kind:
+--   text-like:  CHECK (stage_norm.is_canonical_stage(col))
+--   jsonb:      CHECK (stage_norm.is_valid_stage_distribution(col))
+--   text[]:     CHECK (stage_norm.is_canonical_stage_array(col))
 -- A procedure, not a function, because it COMMITs between its two steps: ADD CONSTRAINT ...
 -- NOT VALID takes ACCESS EXCLUSIVE only for an instant, and VALIDATE CONSTRAINT then scans the
 -- table under SHARE UPDATE EXCLUSIVE, which lets reads and writes go on.
@@ -10,6 +13,8 @@ DECLARE
     v_name    text := col || '_stage_canonical';
     v_valid   boolean;
     v_exists  boolean;
+    v_kind    text;
+    v_check   text;
 BEGIN
     IF tbl IS NULL OR col IS NULL OR validate IS NULL THEN
         RAISE EXCEPTION 'stage_norm.add_check: arguments must not be NULL'
@@ -22,7 +27,11 @@ BEGIN
                   HINT = 'Run it outside BEGIN ... COMMIT, or pass validate => false and run ALTER TABLE ... VALIDATE CONSTRAINT later.';
     END IF;
 
-    v_attnum := stage_norm._text_column(tbl, col);
+    v_kind := stage_norm._stage_column(tbl, col);
+    v_check := CASE v_kind WHEN 'jsonb' THEN 'is_valid_stage_distribution'
+                           WHEN 'array' THEN 'is_canonical_stage_array'
+                           ELSE 'is_canonical_stage' END;
+    SELECT a.attnum INTO v_attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attname = col;
     IF pg_catalog.octet_length(v_name) > 63 THEN
         v_name := 'stage_canonical_' || v_attnum;
     END IF;
@@ -31,8 +40,8 @@ BEGIN
       FROM pg_catalog.pg_constraint c
      WHERE c.conrelid = tbl AND c.conname = v_name;
     IF NOT coalesce(v_exists, false) THEN
-        EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (stage_norm.is_canonical_stage(%I)) NOT VALID',
-                                  tbl, v_name, col);
+        EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (stage_norm.%I(%I)) NOT VALID',
+                                  tbl, v_name, v_check, col);
         v_valid := false;
         RAISE NOTICE 'added constraint % on % NOT VALID', v_name, tbl;
     END IF;
@@ -44,4 +53,4 @@ BEGIN
 END
 $$;
 COMMENT ON PROCEDURE stage_norm.add_check(regclass, name, boolean) IS
-    'Adds CHECK (stage_norm.is_canonical_stage(col)) named <col>_stage_canonical: NOT VALID, COMMIT, then VALIDATE';
+    'Adds CHECK (stage_norm.is_canonical_stage(col)) named <col>_stage_canonical (is_valid_stage_distribution for jsonb, is_canonical_stage_array for arrays): NOT VALID, COMMIT, then VALIDATE';

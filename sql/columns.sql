@@ -37,7 +37,7 @@ BEGIN
        AND (SELECT t.typname FROM pg_type t WHERE t.oid = v_base) IS DISTINCT FROM 'citext' THEN
         RAISE EXCEPTION 'column "%" of relation % is of type %, not a text type', col, tbl, format_type(v_type, NULL)
             USING ERRCODE = 'datatype_mismatch', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
-                  DETAIL = 'stage_norm governs text, varchar, char(n) and citext columns (or domains over them).',
+                  DETAIL = 'stage_norm governs text, varchar, char(n) and citext columns (or domains over them), jsonb stage distributions, and text[] or varchar[] stage arrays.',
                   HINT = 'Convert the column first, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE text.';
     END IF;
     -- It must hold every canonical stage of the current set (through domains: a domain over
@@ -53,5 +53,69 @@ BEGIN
                   HINT = 'Widen it, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(32).';
     END IF;
     RETURN v_attnum;
+END
+$$;
+
+-- The kind of a column stage_norm can govern ('text', 'jsonb' or 'array'), or a clear error:
+-- text-like columns as _text_column says; jsonb (a stage distribution); text[] or varchar(n)[]
+-- (a stage array, wide enough for every stage). Domains over jsonb or arrays are refused: a
+-- domain's CHECK runs before the trigger, which could not check what it rewrites against it.
+CREATE FUNCTION stage_norm._stage_column(tbl regclass, col name)
+RETURNS text
+LANGUAGE plpgsql
+STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_attnum int2;
+    v_type   oid;
+    v_base   oid;
+    v_elem   oid;
+    v_rel    name;
+    v_nsp    name;
+    v_width  int;
+    v_longest     text;
+    v_longest_len int;
+BEGIN
+    SELECT c.relname, n.nspname INTO v_rel, v_nsp
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    SELECT a.attnum, a.atttypid INTO v_attnum, v_type
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        PERFORM stage_norm._text_column(tbl, col);  -- raises undefined_column
+    END IF;
+    IF v_type = 'jsonb'::regtype THEN
+        RETURN 'jsonb';
+    END IF;
+    SELECT t.typelem INTO v_elem FROM pg_type t WHERE t.oid = v_type AND t.typcategory = 'A';
+    IF v_elem IN ('text'::regtype, 'varchar'::regtype) THEN
+        SELECT s, length(s) INTO v_longest, v_longest_len
+          FROM stage_norm.canonical_stages() AS s ORDER BY length(s) DESC LIMIT 1;
+        v_width := stage_norm._column_width(tbl, v_attnum);
+        IF v_width < v_longest_len THEN
+            RAISE EXCEPTION 'column "%" of relation % is too short to hold every canonical stage', col, tbl
+                USING ERRCODE = 'datatype_mismatch', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
+                      DETAIL = format('It is %s, %s characters wide; the longest canonical stage, %s, has %s characters.',
+                                      format_type(v_type, NULL), v_width, v_longest, v_longest_len),
+                      HINT = 'Widen it, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(32)[].';
+        END IF;
+        RETURN 'array';
+    END IF;
+    WITH RECURSIVE chain(oid, base) AS (
+        SELECT t.oid, t.typbasetype FROM pg_type t WHERE t.oid = v_type
+        UNION ALL
+        SELECT t.oid, t.typbasetype FROM pg_type t JOIN chain c ON t.oid = c.base
+    )
+    SELECT c.oid INTO v_base FROM chain c WHERE c.base = 0;
+    IF v_base = 'jsonb'::regtype OR v_elem IS NOT NULL
+       OR EXISTS (SELECT FROM pg_type t WHERE t.oid = v_base AND t.typcategory = 'A') THEN
+        RAISE EXCEPTION 'column "%" of relation % is of type %, which stage_norm does not govern', col, tbl, format_type(v_type, NULL)
+            USING ERRCODE = 'datatype_mismatch', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
+                  DETAIL = 'stage_norm governs jsonb stage distributions and text[] or varchar[] stage arrays, not domains over them or arrays of other types.',
+                  HINT = 'Govern a jsonb, text[] or varchar[] column; instead of a domain, use its base type with a CHECK constraint (stage_norm.add_check).';
+    END IF;
+    PERFORM stage_norm._text_column(tbl, col);
+    RETURN 'text';
 END
 $$;

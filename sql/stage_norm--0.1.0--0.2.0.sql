@@ -257,7 +257,8 @@ COMMENT ON VIEW stage_norm.stages IS
     'The canonical stages of stage_norm in order, with the built-in forms each takes and its aliases';
 GRANT SELECT ON stage_norm.stages TO PUBLIC;
 
--- The width a text-like column can hold, in characters (NULL: unbounded), through domains.
+-- The width a text-like column (or each element of a stage array) can hold, in characters (NULL:
+-- unbounded), through domains.
 CREATE FUNCTION stage_norm._column_width(tbl regclass, attnum int2)
 RETURNS int
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
@@ -269,8 +270,10 @@ AS $$
         SELECT t.typbasetype, CASE WHEN c.typmod >= 0 THEN c.typmod ELSE t.typtypmod END, c.depth + 1
           FROM chain c JOIN pg_type t ON t.oid = c.typ WHERE t.typbasetype <> 0
     )
-    SELECT CASE WHEN c.typ IN ('varchar'::regtype, 'bpchar'::regtype) AND c.typmod >= 4 THEN c.typmod - 4 END
-      FROM chain c ORDER BY c.depth DESC LIMIT 1
+    -- (an array of varchar(n) is as wide as its elements)
+    SELECT CASE WHEN (CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE c.typ END) IN ('varchar'::regtype, 'bpchar'::regtype)
+                     AND c.typmod >= 4 THEN c.typmod - 4 END
+      FROM chain c JOIN pg_type t ON t.oid = c.typ ORDER BY c.depth DESC LIMIT 1
 $$;
 
 -- Changes the set (the common part of set_stages, rename_stage, reset_stages). Refused, with
@@ -293,6 +296,8 @@ DECLARE
     v_default  text[] := stage_norm._default_stages();
     v_longest  int;
     v_fns      oid[] := ARRAY['stage_norm.is_canonical_stage(text)'::regprocedure::oid,
+                              'stage_norm.is_valid_stage_distribution(jsonb)'::regprocedure::oid,
+                              'stage_norm.is_canonical_stage_array(text[])'::regprocedure::oid,
                               'stage_norm._normalize_stage_rules(text)'::regprocedure::oid];
     v_list     text;
     v_con      record;
@@ -367,7 +372,7 @@ BEGIN
             OR (d.classid = 'pg_constraint'::regclass
                 AND EXISTS (SELECT FROM pg_constraint c WHERE c.oid = d.objid AND c.contypid <> 0)));  -- domain
     IF v_list IS NOT NULL THEN
-        RAISE EXCEPTION 'the stage set cannot change while objects store answers of stage_norm.is_canonical_stage'
+        RAISE EXCEPTION 'the stage set cannot change while objects store answers of stage_norm''s stage checks'
             USING ERRCODE = 'dependent_objects_still_exist',
                   DETAIL = format('Depending on it: %s.', v_list),
                   HINT = 'Drop them, change the set, then create them again (PostgreSQL does not recompute an index or a generated column when a function''s answers change).';
@@ -451,8 +456,10 @@ BEGIN
                   DETAIL = format('Rows that would no longer pass: %s.', array_to_string(v_problems, '; ')),
                   HINT = 'Move those rows to stages of the new set first (rename_stage moves aliases, not rows; see docs/normalization.md), then change the set.';
     END IF;
-    -- Cached plans may have folded is_canonical_stage of a constant: replan them.
+    -- Cached plans may have folded a check of a constant: replan them.
     ALTER FUNCTION stage_norm.is_canonical_stage(text) IMMUTABLE;
+    ALTER FUNCTION stage_norm.is_valid_stage_distribution(jsonb) IMMUTABLE;
+    ALTER FUNCTION stage_norm.is_canonical_stage_array(text[]) IMMUTABLE;
 END
 $$;
 
@@ -559,7 +566,7 @@ BEGIN
        AND (SELECT t.typname FROM pg_type t WHERE t.oid = v_base) IS DISTINCT FROM 'citext' THEN
         RAISE EXCEPTION 'column "%" of relation % is of type %, not a text type', col, tbl, format_type(v_type, NULL)
             USING ERRCODE = 'datatype_mismatch', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
-                  DETAIL = 'stage_norm governs text, varchar, char(n) and citext columns (or domains over them).',
+                  DETAIL = 'stage_norm governs text, varchar, char(n) and citext columns (or domains over them), jsonb stage distributions, and text[] or varchar[] stage arrays.',
                   HINT = 'Convert the column first, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE text.';
     END IF;
     -- It must hold every canonical stage of the current set (through domains: a domain over
@@ -599,9 +606,10 @@ BEGIN
             USING ERRCODE = 'duplicate_column',
                   HINT = 'Name each governed column once.';
     END IF;
-    -- Each column: text-like, and wide enough for every canonical stage of the current set.
+    -- Each column: text-like, a jsonb distribution or a stage array, and wide enough for every
+    -- canonical stage of the current set.
     FOREACH v_col IN ARRAY cols LOOP
-        PERFORM stage_norm._text_column(tbl, v_col);
+        PERFORM stage_norm._stage_column(tbl, v_col);
     END LOOP;
     SELECT string_agg(format('%L', c), ', ' ORDER BY o) INTO v_args
       FROM unnest(cols) WITH ORDINALITY AS u(c, o);
@@ -626,6 +634,166 @@ BEGIN
     PERFORM stage_norm._summarize_partitions(tbl);
 END
 $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- #15 stage distributions (jsonb) and stage arrays: their functions, attach and add_check
+-- accept the new column kinds (_stage_column), and a set change re-checks the CHECKs that use
+-- the new checks (_change_stages and _column_width above).
+-- Stage distributions (jsonb: stage -> weight) and stage arrays (text[], varchar[]); see
+-- docs/distributions.md. Plain C functions (src/kinds.rs): they read jsonb and arrays in their
+-- binary form. Volatility follows the text functions: the normalizers read aliases (STABLE);
+-- the checks follow only the configured set, whose changes re-check the CHECKs that use them
+-- (IMMUTABLE, as is_canonical_stage; docs/normalization.md, "Honesty").
+CREATE FUNCTION stage_norm.normalize_stage_distribution(dist jsonb) RETURNS jsonb
+STABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'normalize_stage_distribution';
+COMMENT ON FUNCTION stage_norm.normalize_stage_distribution(jsonb) IS
+    'The canonical form of a stage distribution (keys normalized and merged, weights exact), or NULL when it is invalid';
+
+CREATE FUNCTION stage_norm.stage_distribution_errors(dist jsonb) RETURNS text[]
+STABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'stage_distribution_errors';
+COMMENT ON FUNCTION stage_norm.stage_distribution_errors(jsonb) IS
+    'Every reason why a stage distribution is invalid; empty when normalize_stage_distribution accepts it';
+
+CREATE FUNCTION stage_norm.is_valid_stage_distribution(dist jsonb) RETURNS boolean
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'is_valid_stage_distribution';
+COMMENT ON FUNCTION stage_norm.is_valid_stage_distribution(jsonb) IS
+    'True exactly for a valid distribution whose keys are all canonical stages (for CHECK constraints)';
+
+CREATE FUNCTION stage_norm.normalize_stages(stages text[]) RETURNS text[]
+STABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'normalize_stages';
+COMMENT ON FUNCTION stage_norm.normalize_stages(text[]) IS
+    'normalize_stage element by element: NULL elements stay NULL, unknown elements become NULL; dimensions and bounds kept';
+
+CREATE FUNCTION stage_norm.is_canonical_stage_array(stages text[]) RETURNS boolean
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'is_canonical_stage_array';
+COMMENT ON FUNCTION stage_norm.is_canonical_stage_array(text[]) IS
+    'True when every non-NULL element is a canonical stage (NULL elements allowed; for CHECK constraints)';
+
+-- The kind of a column stage_norm can govern ('text', 'jsonb' or 'array'), or a clear error:
+-- text-like columns as _text_column says; jsonb (a stage distribution); text[] or varchar(n)[]
+-- (a stage array, wide enough for every stage). Domains over jsonb or arrays are refused: a
+-- domain's CHECK runs before the trigger, which could not check what it rewrites against it.
+CREATE FUNCTION stage_norm._stage_column(tbl regclass, col name)
+RETURNS text
+LANGUAGE plpgsql
+STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_attnum int2;
+    v_type   oid;
+    v_base   oid;
+    v_elem   oid;
+    v_rel    name;
+    v_nsp    name;
+    v_width  int;
+    v_longest     text;
+    v_longest_len int;
+BEGIN
+    SELECT c.relname, n.nspname INTO v_rel, v_nsp
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    SELECT a.attnum, a.atttypid INTO v_attnum, v_type
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        PERFORM stage_norm._text_column(tbl, col);  -- raises undefined_column
+    END IF;
+    IF v_type = 'jsonb'::regtype THEN
+        RETURN 'jsonb';
+    END IF;
+    SELECT t.typelem INTO v_elem FROM pg_type t WHERE t.oid = v_type AND t.typcategory = 'A';
+    IF v_elem IN ('text'::regtype, 'varchar'::regtype) THEN
+        SELECT s, length(s) INTO v_longest, v_longest_len
+          FROM stage_norm.canonical_stages() AS s ORDER BY length(s) DESC LIMIT 1;
+        v_width := stage_norm._column_width(tbl, v_attnum);
+        IF v_width < v_longest_len THEN
+            RAISE EXCEPTION 'column "%" of relation % is too short to hold every canonical stage', col, tbl
+                USING ERRCODE = 'datatype_mismatch', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
+                      DETAIL = format('It is %s, %s characters wide; the longest canonical stage, %s, has %s characters.',
+                                      format_type(v_type, NULL), v_width, v_longest, v_longest_len),
+                      HINT = 'Widen it, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(32)[].';
+        END IF;
+        RETURN 'array';
+    END IF;
+    WITH RECURSIVE chain(oid, base) AS (
+        SELECT t.oid, t.typbasetype FROM pg_type t WHERE t.oid = v_type
+        UNION ALL
+        SELECT t.oid, t.typbasetype FROM pg_type t JOIN chain c ON t.oid = c.base
+    )
+    SELECT c.oid INTO v_base FROM chain c WHERE c.base = 0;
+    IF v_base = 'jsonb'::regtype OR v_elem IS NOT NULL
+       OR EXISTS (SELECT FROM pg_type t WHERE t.oid = v_base AND t.typcategory = 'A') THEN
+        RAISE EXCEPTION 'column "%" of relation % is of type %, which stage_norm does not govern', col, tbl, format_type(v_type, NULL)
+            USING ERRCODE = 'datatype_mismatch', COLUMN = col, TABLE = v_rel, SCHEMA = v_nsp,
+                  DETAIL = 'stage_norm governs jsonb stage distributions and text[] or varchar[] stage arrays, not domains over them or arrays of other types.',
+                  HINT = 'Govern a jsonb, text[] or varchar[] column; instead of a domain, use its base type with a CHECK constraint (stage_norm.add_check).';
+    END IF;
+    PERFORM stage_norm._text_column(tbl, col);
+    RETURN 'text';
+END
+$$;
+
+-- CHECK-constraint helper: proves a column canonical. By the column's kind:
+--   text-like:  CHECK (stage_norm.is_canonical_stage(col))
+--   jsonb:      CHECK (stage_norm.is_valid_stage_distribution(col))
+--   text[]:     CHECK (stage_norm.is_canonical_stage_array(col))
+-- A procedure, not a function, because it COMMITs between its two steps: ADD CONSTRAINT ...
+-- NOT VALID takes ACCESS EXCLUSIVE only for an instant, and VALIDATE CONSTRAINT then scans the
+-- table under SHARE UPDATE EXCLUSIVE, which lets reads and writes go on.
+CREATE OR REPLACE PROCEDURE stage_norm.add_check(tbl regclass, col name, validate boolean DEFAULT true)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_attnum  int2;
+    v_name    text := col || '_stage_canonical';
+    v_valid   boolean;
+    v_exists  boolean;
+    v_kind    text;
+    v_check   text;
+BEGIN
+    IF tbl IS NULL OR col IS NULL OR validate IS NULL THEN
+        RAISE EXCEPTION 'stage_norm.add_check: arguments must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF validate AND stage_norm._in_transaction_block() THEN
+        RAISE EXCEPTION 'stage_norm.add_check(validate => true) cannot run inside a transaction block'
+            USING ERRCODE = 'active_sql_transaction',
+                  DETAIL = 'It commits between adding the constraint NOT VALID and validating it, so that the ACCESS EXCLUSIVE lock is held only for an instant.',
+                  HINT = 'Run it outside BEGIN ... COMMIT, or pass validate => false and run ALTER TABLE ... VALIDATE CONSTRAINT later.';
+    END IF;
+
+    v_kind := stage_norm._stage_column(tbl, col);
+    v_check := CASE v_kind WHEN 'jsonb' THEN 'is_valid_stage_distribution'
+                           WHEN 'array' THEN 'is_canonical_stage_array'
+                           ELSE 'is_canonical_stage' END;
+    SELECT a.attnum INTO v_attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attname = col;
+    IF pg_catalog.octet_length(v_name) > 63 THEN
+        v_name := 'stage_canonical_' || v_attnum;
+    END IF;
+
+    SELECT true, c.convalidated INTO v_exists, v_valid
+      FROM pg_catalog.pg_constraint c
+     WHERE c.conrelid = tbl AND c.conname = v_name;
+    IF NOT coalesce(v_exists, false) THEN
+        EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (stage_norm.%I(%I)) NOT VALID',
+                                  tbl, v_name, v_check, col);
+        v_valid := false;
+        RAISE NOTICE 'added constraint % on % NOT VALID', v_name, tbl;
+    END IF;
+    IF validate AND NOT v_valid THEN
+        COMMIT;  -- release the ACCESS EXCLUSIVE lock before the scan
+        EXECUTE pg_catalog.format('ALTER TABLE %s VALIDATE CONSTRAINT %I', tbl, v_name);
+        RAISE NOTICE 'validated constraint % on %', v_name, tbl;
+    END IF;
+END
+$$;
+COMMENT ON PROCEDURE stage_norm.add_check(regclass, name, boolean) IS
+    'Adds CHECK (stage_norm.is_canonical_stage(col)) named <col>_stage_canonical (is_valid_stage_distribution for jsonb, is_canonical_stage_array for arrays): NOT VALID, COMMIT, then VALIDATE';
 
 -- ---------------------------------------------------------------------------------------------
 -- Last: triggers attached under 0.1.0 record their column dependencies, and partitions governed

@@ -27,7 +27,8 @@ COMMENT ON VIEW stage_norm.stages IS
     'The canonical stages of stage_norm in order, with the built-in forms each takes and its aliases';
 GRANT SELECT ON stage_norm.stages TO PUBLIC;
 
--- The width a text-like column can hold, in characters (NULL: unbounded), through domains.
+-- The width a text-like column (or each element of a stage array) can hold, in characters (NULL:
+-- unbounded), through domains.
 CREATE FUNCTION stage_norm._column_width(tbl regclass, attnum int2)
 RETURNS int
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
@@ -39,15 +40,18 @@ AS $$
         SELECT t.typbasetype, CASE WHEN c.typmod >= 0 THEN c.typmod ELSE t.typtypmod END, c.depth + 1
           FROM chain c JOIN pg_type t ON t.oid = c.typ WHERE t.typbasetype <> 0
     )
-    SELECT CASE WHEN c.typ IN ('varchar'::regtype, 'bpchar'::regtype) AND c.typmod >= 4 THEN c.typmod - 4 END
-      FROM chain c ORDER BY c.depth DESC LIMIT 1
+    -- (an array of varchar(n) is as wide as its elements)
+    SELECT CASE WHEN (CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE c.typ END) IN ('varchar'::regtype, 'bpchar'::regtype)
+                     AND c.typmod >= 4 THEN c.typmod - 4 END
+      FROM chain c JOIN pg_type t ON t.oid = c.typ ORDER BY c.depth DESC LIMIT 1
 $$;
 
 -- Changes the set (the common part of set_stages, rename_stage, reset_stages). Refused, with
 -- nothing changed, when:
 --   the names do not form a valid set (22023);
---   an index, generated column, materialized view or domain depends on is_canonical_stage, whose
---   answers a change alters (2BP01; drop it first);
+--   an index, generated column, materialized view or domain depends on is_canonical_stage (or
+--   is_valid_stage_distribution, is_canonical_stage_array), whose answers a change alters (2BP01;
+--   drop it first);
 --   an alias points at a stage that would go (2BP01; remove_alias, or rename the stage instead);
 --   a governed varchar(n)/char(n) column is too short for a new stage (42804);
 --   a CHECK that depends on is_canonical_stage or the rules (add_check's, the aliases') would no
@@ -63,6 +67,8 @@ DECLARE
     v_default  text[] := stage_norm._default_stages();
     v_longest  int;
     v_fns      oid[] := ARRAY['stage_norm.is_canonical_stage(text)'::regprocedure::oid,
+                              'stage_norm.is_valid_stage_distribution(jsonb)'::regprocedure::oid,
+                              'stage_norm.is_canonical_stage_array(text[])'::regprocedure::oid,
                               'stage_norm._normalize_stage_rules(text)'::regprocedure::oid];
     v_list     text;
     v_con      record;
@@ -137,7 +143,7 @@ BEGIN
             OR (d.classid = 'pg_constraint'::regclass
                 AND EXISTS (SELECT FROM pg_constraint c WHERE c.oid = d.objid AND c.contypid <> 0)));  -- domain
     IF v_list IS NOT NULL THEN
-        RAISE EXCEPTION 'the stage set cannot change while objects store answers of stage_norm.is_canonical_stage'
+        RAISE EXCEPTION 'the stage set cannot change while objects store answers of stage_norm''s stage checks'
             USING ERRCODE = 'dependent_objects_still_exist',
                   DETAIL = format('Depending on it: %s.', v_list),
                   HINT = 'Drop them, change the set, then create them again (PostgreSQL does not recompute an index or a generated column when a function''s answers change).';
@@ -221,8 +227,10 @@ BEGIN
                   DETAIL = format('Rows that would no longer pass: %s.', array_to_string(v_problems, '; ')),
                   HINT = 'Move those rows to stages of the new set first (rename_stage moves aliases, not rows; see docs/normalization.md), then change the set.';
     END IF;
-    -- Cached plans may have folded is_canonical_stage of a constant: replan them.
+    -- Cached plans may have folded a check of a constant: replan them.
     ALTER FUNCTION stage_norm.is_canonical_stage(text) IMMUTABLE;
+    ALTER FUNCTION stage_norm.is_valid_stage_distribution(jsonb) IMMUTABLE;
+    ALTER FUNCTION stage_norm.is_canonical_stage_array(text[]) IMMUTABLE;
 END
 $$;
 

@@ -126,9 +126,10 @@ BEGIN
             USING ERRCODE = 'duplicate_column',
                   HINT = 'Name each governed column once.';
     END IF;
-    -- Each column: text-like, and wide enough for every canonical stage of the current set.
+    -- Each column: text-like, a jsonb distribution or a stage array, and wide enough for every
+    -- canonical stage of the current set.
     FOREACH v_col IN ARRAY cols LOOP
-        PERFORM stage_norm._text_column(tbl, v_col);
+        PERFORM stage_norm._stage_column(tbl, v_col);
     END LOOP;
     SELECT string_agg(format('%L', c), ', ' ORDER BY o) INTO v_args
       FROM unnest(cols) WITH ORDINALITY AS u(c, o);

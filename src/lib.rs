@@ -6,7 +6,8 @@
 //! - [`guc`]: the settings.
 //! - [`trigger`]: the write path; [`inplace`]: its rewrite inside the row; [`ddl`]: keeping the
 //!   trigger in step with DDL on the columns it governs.
-//! - [`functions`]: the SQL-callable normalizer, check and alias-key functions.
+//! - [`functions`]: the SQL-callable normalizer, check and alias-key functions; [`kinds`]: stage
+//!   distributions (jsonb) and stage arrays, their SQL functions and what the trigger reads.
 //! - `sql/*.sql`: SQL that Rust cannot express (tables, PL/pgSQL, procedures, grants).
 use pgrx::prelude::*;
 
@@ -16,6 +17,7 @@ mod ddl;
 mod functions;
 mod guc;
 mod inplace;
+mod kinds;
 mod trigger;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -39,12 +41,14 @@ extension_sql_file!(
         cache::config_changed
     ]
 );
-extension_sql_file!("../sql/columns.sql", name = "columns");
+extension_sql_file!("../sql/columns.sql", name = "columns", requires = [functions::canonical_stages]);
+extension_sql_file!("../sql/distributions.sql", name = "distributions", requires = ["schema"]);
 extension_sql_file!(
     "../sql/stages.sql",
     name = "stages",
     requires = [
         "aliases",
+        "distributions",
         functions::stage_forms,
         functions::check_stage_set,
         functions::default_stages,
@@ -70,7 +74,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/add_check.sql",
     name = "add_check",
-    requires = ["columns", functions::is_canonical_stage, functions::in_transaction_block]
+    requires = ["columns", "distributions", "stages", functions::is_canonical_stage, functions::in_transaction_block]
 );
 
 #[cfg(any(test, feature = "pg_test"))]

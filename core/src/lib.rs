@@ -20,7 +20,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use unicode_normalization::UnicodeNormalization;
 
+pub mod binary;
 pub mod config;
+pub mod decimal;
+pub mod dist;
 pub use config::{SetError, MAX_NAME_LEN, MAX_STAGES};
 
 /// Index of a stage in its [`StageSet`] (`0` is the first canonical stage).

@@ -5,9 +5,20 @@ use super::*;
 
 pub(super) type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv1a>>;
 
+/// The column kinds the trigger governs, each read by its own module: text-like values
+/// (`value`), stage distributions (`jsonb`), stage arrays (`array`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Text,
+    Jsonb,
+    /// `text[]` or `varchar[]`, with the element type.
+    Array(pg_sys::Oid),
+}
+
 pub(super) struct Column {
     pub(super) attnum: i16,
     pub(super) name: CString,
+    pub(super) kind: Kind,
     /// char(n): canonical values are blank-padded to n, and values compared without trailing blanks.
     pub(super) pad_to: Option<usize>,
     /// The canonical datums to write into this column (padded for char(n)), by stage of the
@@ -150,7 +161,7 @@ pub fn session_counts() -> Vec<(pg_sys::Oid, Counts)> {
 /// The canonical datums of the current stage set, blank-padded to `pad` characters for char(n)
 /// (0: no padding). Allocated once per backend and set in TopMemoryContext (a set change
 /// leaves the old ones behind: a few bytes, rarely).
-pub(super) fn canonical_datums(pad: usize) -> Vec<pg_sys::Datum> {
+pub(crate) fn canonical_datums(pad: usize) -> Vec<pg_sys::Datum> {
     // SAFETY: single-threaded; only called while building an entry.
     let (generation, maps) = unsafe { CANONICAL.get() };
     if *generation != cache::set_generation() {
@@ -180,7 +191,7 @@ pub(super) fn text_like_error(e: &Entry, col: &str, msg: String) -> ! {
             e.schema.to_string_lossy(),
             e.table.to_string_lossy()
         ))
-        .set_hint("Re-run stage_norm.attach(...) with text, varchar(n >= 9), char(n >= 9) or citext columns.")
+        .set_hint("Re-run stage_norm.attach(...) with text, varchar(n), char(n) or citext columns (wide enough for every stage), jsonb distribution columns, or text[]/varchar(n)[] columns.")
         .report(PgLogLevel::ERROR);
     unreachable!()
 }
@@ -249,6 +260,32 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         let mut typmod = attr.atttypmod;
         let base = pg_sys::getBaseTypeAndTypmod(attr.atttypid, &mut typmod);
         let col = name.to_string_lossy().into_owned();
+        let longest = cache::set().stages.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        let elem = pg_sys::get_element_type(base);
+        if base == pg_sys::JSONBOID || elem != pg_sys::InvalidOid {
+            if base != attr.atttypid {
+                text_like_error(&e, &col, format!("column \"{col}\" is of a domain over jsonb or an array, which stage_norm does not govern"));
+            }
+            if base != pg_sys::JSONBOID && elem != pg_sys::TEXTOID && elem != pg_sys::VARCHAROID {
+                text_like_error(&e, &col, format!("column \"{col}\" is an array of a type other than text or varchar"));
+            }
+            let limit = (typmod >= pg_sys::VARHDRSZ as i32).then(|| (typmod - pg_sys::VARHDRSZ as i32) as usize);
+            if limit.is_some_and(|n| n < longest) {
+                text_like_error(&e, &col, format!("column \"{col}\" is too short to hold every canonical stage"));
+            }
+            let kind = if base == pg_sys::JSONBOID { Kind::Jsonb } else { Kind::Array(elem) };
+            e.columns.push(Column {
+                attnum: attnum as i16,
+                name: name.to_owned(),
+                kind,
+                pad_to: None,
+                datums: Vec::new(),
+                payloads: Vec::new(),
+                in_place: false,
+                domain: None,
+            });
+            continue;
+        }
         let text_like = base == pg_sys::TEXTOID
             || base == pg_sys::VARCHAROID
             || base == pg_sys::BPCHAROID
@@ -257,7 +294,6 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
             text_like_error(&e, &col, format!("column \"{col}\" is not of a text type"));
         }
         let limit = (typmod >= pg_sys::VARHDRSZ as i32).then(|| (typmod - pg_sys::VARHDRSZ as i32) as usize);
-        let longest = cache::set().stages.iter().map(|s| s.chars().count()).max().unwrap_or(0);
         if (base == pg_sys::VARCHAROID || base == pg_sys::BPCHAROID) && limit.is_some_and(|n| n < longest) {
             text_like_error(&e, &col, format!("column \"{col}\" is too short to hold every canonical stage"));
         }
@@ -273,7 +309,7 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
             .collect();
         let domain =
             (base != attr.atttypid).then(|| (attr.atttypid, datums.iter().map(|&d| domain_accepts(attr.atttypid, d)).collect()));
-        e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), pad_to, datums, payloads, in_place, domain });
+        e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), kind: Kind::Text, pad_to, datums, payloads, in_place, domain });
     }
     let pk_index = primary_key_index(rel);
     if pk_index != pg_sys::InvalidOid {

@@ -38,7 +38,9 @@ use crate::cache;
 use crate::guc::{self, Mode};
 use crate::inplace;
 
+mod array;
 mod entry;
+mod jsonb;
 mod report;
 mod value;
 
@@ -46,8 +48,11 @@ use entry::*;
 use report::*;
 use value::*;
 
+pub(crate) use entry::canonical_datums;
 pub use entry::{domains_changed, relation_invalidated, session_counts};
+pub(crate) use report::quote;
 pub use report::WARNINGS_PER_STATEMENT;
+pub(crate) use value::varlena_bytes;
 
 /// What happened to one governed value; the index of its counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,72 +207,41 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
                 e.counts[Outcome::Nulls as usize] += 1;
                 continue;
             }
-            let mut bytes = varlena_bytes(datum);
-            if col.pad_to.is_some() {
-                while let [rest @ .., b' '] = bytes {
-                    bytes = rest;
-                }
-            }
-            // Already canonical (the common case once a table is migrated): no key to build.
-            // Sound because aliases cannot redefine what the built-in rules know (a CHECK on
-            // stage_norm.aliases), and every canonical name is a built-in label of itself.
-            if cache::canonical_id_bytes(bytes).is_some() {
-                e.counts[Outcome::Passed as usize] += 1;
-                continue;
-            }
-            let why = match cache::classify_bytes(bytes) {
-                None => Why::Unknown,
-                // Not rewritable here: handled as the mode handles unknown values.
-                Some(id) if col.domain.as_ref().is_some_and(|(_, ok)| !ok[usize::from(id)]) => Why::DomainRefuses(id),
-                Some(id) if is_update && raw::InNoForceRLSOperation() => {
-                    // Only ri_triggers.c sets SECURITY_NOFORCE_RLS: this UPDATE is a foreign
-                    // key's referential action (checked only for a rewrite, which is rare).
-                    Why::ForeignKeyAction(id)
-                }
-                Some(id) => {
-                    if mode == Mode::Shadow {
-                        e.counts[Outcome::WouldNormalize as usize] += 1;
-                        continue;
-                    }
-                    if n == MAX_BATCH {
-                        // More than MAX_BATCH rewrites in one row: apply them here (guarded).
-                        // The row is then a new tuple that no slot owns: no in-row rewrite
-                        // for the rest, by design (`v.replaced`), and no stale old pointers.
-                        let mut no_nulls = [false; MAX_BATCH];
-                        tuple = pg_sys::heap_modify_tuple_by_cols(tuple, tupdesc, n as c_int, v.cols.as_mut_ptr(), v.values.as_mut_ptr(), no_nulls.as_mut_ptr());
-                        v.tuple = tuple;
-                        v.replaced = true;
-                        v.old = [std::ptr::null_mut(); MAX_BATCH];
-                        n = 0;
-                    }
-                    v.cols[n] = attnum;
-                    v.values[n] = col.datums[usize::from(id)];
-                    v.old[n] = if col.in_place && !v.replaced { datum.cast_mut_ptr() } else { std::ptr::null_mut() };
-                    v.payload[n] = col.payloads[usize::from(id)];
-                    n += 1;
-                    e.counts[Outcome::Normalized as usize] += 1;
-                    continue;
-                }
+            // Each kind judges its value (value.rs, jsonb.rs, array.rs); what passes or is
+            // rewritten is settled here, the rest goes on to the mode. (One `settle` per kind,
+            // inlined: the text path keeps its judgement in registers.)
+            let build = mode != Mode::Shadow;
+            let c = &mut e.counts;
+            let settled = match col.kind {
+                Kind::Text => settle(v, &mut n, &mut tuple, tupdesc, attnum, mode, c, judge_text(col, datum, is_update)),
+                Kind::Jsonb => settle(v, &mut n, &mut tuple, tupdesc, attnum, mode, c, jsonb::judge(datum, is_update, build)),
+                Kind::Array(t) => settle(v, &mut n, &mut tuple, tupdesc, attnum, mode, c, array::judge(datum, t, is_update, build)),
             };
-            // Unknown, or a known variant that may not be rewritten here.
+            let Some((problem, partial)) = settled else { continue };
+            // Unknown, invalid, or a known variant that may not be rewritten here.
             let outcome = match mode {
                 Mode::Shadow => {
-                    log_sample(e, col, bytes, mode);
+                    log_sample(e, col, &problem, mode);
                     Outcome::WouldReject
                 }
-                Mode::Enforce => {
-                    let percent = guc::read(&guc::ENFORCE_PERCENT);
-                    if percent >= 100 || bucket(e, tuple, tupdesc, bytes) < percent as u64 {
-                        e.counts[Outcome::Rejected as usize] += 1;
-                        log_sample(e, col, bytes, mode);
-                        v.error = rejection(e, col, bytes, why);
-                        return;
-                    }
-                    report_unknown(e, col, bytes, mode, why);
-                    Outcome::Warned
+                Mode::Enforce
+                    if {
+                        let percent = guc::read(&guc::ENFORCE_PERCENT);
+                        percent >= 100 || bucket(e, tuple, tupdesc, problem.bytes()) < percent as u64
+                    } =>
+                {
+                    e.counts[Outcome::Rejected as usize] += 1;
+                    log_sample(e, col, &problem, mode);
+                    v.error = rejection(e, col, &problem);
+                    return;
                 }
+                // warn, or enforce outside the canary: stored (a stage array's known elements
+                // rewritten) and reported.
                 _ => {
-                    report_unknown(e, col, bytes, mode, why);
+                    if let Some(d) = partial {
+                        push_rewrite(v, &mut n, &mut tuple, tupdesc, attnum, Rewrite::replacing(d));
+                    }
+                    report_unknown(e, col, &problem, mode);
                     Outcome::Warned
                 }
             };
@@ -307,6 +281,58 @@ pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallIn
         v.tuple = raw::heap_modify_tuple_by_cols(v.tuple, v.desc, v.n, v.cols.as_mut_ptr(), v.values.as_mut_ptr(), no_nulls.as_mut_ptr());
     }
     pg_sys::Datum::from(v.tuple)
+}
+
+/// Counts a value that passes, or adds its rewrite (counted; in shadow only counted); hands back
+/// a problem for the mode to handle.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn settle<'a>(
+    v: &mut Verdict,
+    n: &mut usize,
+    tuple: &mut pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+    attnum: i32,
+    mode: Mode,
+    counts: &mut Counts,
+    judged: Judged<'a>,
+) -> Option<(Problem<'a>, Option<pg_sys::Datum>)> {
+    match judged {
+        Judged::Passed => {
+            counts[Outcome::Passed as usize] += 1;
+            None
+        }
+        Judged::Rewrite(rw) => {
+            if mode == Mode::Shadow {
+                counts[Outcome::WouldNormalize as usize] += 1;
+            } else {
+                push_rewrite(v, n, tuple, tupdesc, attnum, rw);
+                counts[Outcome::Normalized as usize] += 1;
+            }
+            None
+        }
+        Judged::Problem(p, partial) => Some((p, partial)),
+    }
+}
+
+/// Adds a rewrite to the verdict. More than MAX_BATCH rewrites in one row are applied here
+/// (guarded): the row is then a new tuple that no slot owns, so no in-row rewrite for the rest,
+/// by design (`v.replaced`), and no stale old-value pointers.
+#[inline(always)]
+unsafe fn push_rewrite(v: &mut Verdict, n: &mut usize, tuple: &mut pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, attnum: i32, rw: Rewrite) {
+    if *n == MAX_BATCH {
+        let mut no_nulls = [false; MAX_BATCH];
+        *tuple = pg_sys::heap_modify_tuple_by_cols(*tuple, tupdesc, *n as c_int, v.cols.as_mut_ptr(), v.values.as_mut_ptr(), no_nulls.as_mut_ptr());
+        v.tuple = *tuple;
+        v.replaced = true;
+        v.old = [std::ptr::null_mut(); MAX_BATCH];
+        *n = 0;
+    }
+    v.cols[*n] = attnum;
+    v.values[*n] = rw.value;
+    v.old[*n] = if v.replaced { std::ptr::null_mut() } else { rw.old };
+    v.payload[*n] = rw.payload;
+    *n += 1;
 }
 
 #[inline(always)]

@@ -21,6 +21,44 @@ pub(super) enum Why {
     DomainRefuses(StageId),
 }
 
+/// A governed value that is not stored as canonical.
+pub(super) enum Problem<'a> {
+    /// A text value: unknown, or a known variant that may not be rewritten here.
+    Text(&'a [u8], Why),
+    /// A distribution or a stage array.
+    /// Boxed: the text path returns `Problem`s by value on every row, and keeps them small.
+    Structured(Box<Structured<'a>>),
+}
+
+/// A distribution or a stage array that is not stored as canonical: what it is ("stage
+/// distribution", "stage array"), its first reasons (at most `dist::DETAIL_REASONS`) and how
+/// many in all, and its stored bytes (the canary bucket of a row without a key).
+pub(super) struct Structured<'a> {
+    pub(super) what: &'static str,
+    pub(super) reasons: Vec<String>,
+    pub(super) total: usize,
+    pub(super) raw: &'a [u8],
+}
+
+/// The first reasons and how many more (`total` counts them all).
+pub(super) fn bounded(reasons: &[String], total: usize) -> String {
+    let mut s = reasons.join("; ");
+    if total > reasons.len() {
+        s.push_str(&format!("; and {} more", total - reasons.len()));
+    }
+    s
+}
+
+impl Problem<'_> {
+    /// The bytes the canary bucket hashes when the table has no primary key.
+    pub(super) fn bytes(&self) -> &[u8] {
+        match self {
+            Problem::Text(b, _) => b,
+            Problem::Structured(st) => st.raw,
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct StatementWarnings {
     pub(super) statement: (pg_sys::TimestampTz, pg_sys::CommandId),
@@ -77,7 +115,7 @@ pub(super) fn random_unit() -> f64 {
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-pub(super) fn quote(value: &[u8]) -> String {
+pub(crate) fn quote(value: &[u8]) -> String {
     let s = String::from_utf8_lossy(value);
     let mut out: String = s.chars().take(QUOTE_CHARS).collect();
     if s.chars().nth(QUOTE_CHARS).is_some() {
@@ -90,7 +128,20 @@ pub(super) fn stage_list() -> String {
     cache::set().stages.iter().map(|s| &**s).collect::<Vec<_>>().join(", ")
 }
 
-pub(super) fn unknown_hint(value: &[u8], why: Why) -> String {
+pub(super) fn hint(p: &Problem) -> String {
+    let (value, why) = match p {
+        Problem::Text(value, why) => (*value, *why),
+        Problem::Structured(st) if st.what == "stage distribution" => {
+            return format!(
+                "Keys must be stages or their aliases ({}); weights numbers from 0 to 1 that sum to 1 (± 1e-6). \
+                 SELECT stage_norm.stage_distribution_errors(value) lists every reason.",
+                stage_list()
+            )
+        }
+        Problem::Structured(_) => {
+            return format!("Use one of: {}; or ask a DBA to add an alias with stage_norm.add_alias(alias, stage).", stage_list())
+        }
+    };
     match why {
         Why::Unknown if std::str::from_utf8(value).is_err() => format!(
             "The value is not valid UTF-8 (its invalid bytes are shown as U+FFFD): fix its encoding. The stages are: {}.",
@@ -112,13 +163,25 @@ pub(super) fn unknown_hint(value: &[u8], why: Why) -> String {
 
 /// The message of an unknown (or not rewritable) value, naming the attached table and, for a
 /// partition, the partition.
-pub(super) fn value_message(e: &Entry, col: &Column, value: &[u8], why: Why) -> String {
-    let q = quote(value);
+pub(super) fn value_message(e: &Entry, col: &Column, p: &Problem) -> String {
     let col_name = col.name.to_string_lossy();
     let table = match &e.attached_name {
         Some((parent, _)) => format!("\"{parent}\" (partition \"{}\")", e.table.to_string_lossy()),
         None => format!("\"{}\"", e.table.to_string_lossy()),
     };
+    let (value, why) = match p {
+        Problem::Text(value, why) => (*value, *why),
+        Problem::Structured(st) => {
+            let Structured { what, reasons, total, .. } = &**st;
+            let first = reasons.first().map_or("", |r| r.as_str());
+            let more = match *total {
+                0 | 1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            return format!("{what} in column \"{col_name}\" of table {table} is not valid: {first}{more}");
+        }
+    };
+    let q = quote(value);
     match why {
         Why::Unknown => format!("value \"{q}\" for column \"{col_name}\" of table {table} is not a known investment stage"),
         Why::ForeignKeyAction(id) => format!(
@@ -142,13 +205,21 @@ pub(super) fn qualified_table(e: &Entry) -> String {
     }
 }
 
-/// What the DETAIL says about why the value was not rewritten (empty for an unknown value).
-pub(super) fn why_detail(why: Why) -> &'static str {
+/// What the DETAIL says about why the value was not rewritten (empty for an unknown value), or
+/// the reasons of a structured value.
+pub(super) fn why_detail(p: &Problem) -> String {
+    let why = match p {
+        Problem::Text(_, why) => *why,
+        Problem::Structured(st) => {
+            return format!(" Reasons ({}): {}.", st.total, bounded(&st.reasons, st.total));
+        }
+    };
     match why {
         Why::Unknown => "",
         Why::ForeignKeyAction(_) => " stage_norm never rewrites a value written by a referential action (ON UPDATE CASCADE, SET DEFAULT): the rewritten value would reference no row, and PostgreSQL would not check it.",
         Why::DomainRefuses(_) => " A domain's CHECK runs before triggers, so stage_norm stores only canonical values the domain accepts.",
     }
+    .into()
 }
 
 /// The canary bucket (0..100) of a row: a hash of its primary key, or of the value when the
@@ -183,7 +254,7 @@ pub(super) fn statement_id() -> (pg_sys::TimestampTz, pg_sys::CommandId) {
 
 /// Reports an unknown value that is stored (warn, or enforce outside the canary): a client
 /// WARNING for the first few per statement and table, a sampled server-log line always.
-pub(super) fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode, why: Why) {
+pub(super) fn report_unknown(e: &Entry, col: &Column, p: &Problem, mode: Mode) {
     let shown = {
         // SAFETY: single-threaded; WARNINGS is not reachable from the trigger's other borrows.
         let w = unsafe { WARNINGS.get() }.get_or_insert_with(StatementWarnings::default);
@@ -198,25 +269,32 @@ pub(super) fn report_unknown(e: &Entry, col: &Column, value: &[u8], mode: Mode, 
     };
     if shown <= WARNINGS_PER_STATEMENT {
         let table = qualified_table(e);
-        let detail = if mode == Mode::Enforce {
-            format!("stage_norm enforces on table {table}, but this row is outside stage_norm.enforce_percent (canary), so it was stored as it is.{}", why_detail(why))
-        } else {
-            format!("stage_norm mode is warn for table {table}: the value was stored as it is.{}", why_detail(why))
+        let stored = match p {
+            Problem::Structured(st) if st.what == "stage array" => "the array was stored with its known stages rewritten and the rest as they are",
+            _ => "the value was stored as it is",
         };
-        client_warning(value_message(e, col, value, why), detail, Some(unknown_hint(value, why)));
+        let detail = if mode == Mode::Enforce {
+            format!("stage_norm enforces on table {table}, but this row is outside stage_norm.enforce_percent (canary), so {stored}.{}", why_detail(p))
+        } else {
+            format!("stage_norm mode is warn for table {table}: {stored}.{}", why_detail(p))
+        };
+        client_warning(value_message(e, col, p), detail, Some(hint(p)));
     }
-    log_sample(e, col, value, mode);
+    log_sample(e, col, p, mode);
 }
 
 /// A server-log line for an unknown value, with probability `stage_norm.log_sample_rate`.
-pub(super) fn log_sample(e: &Entry, col: &Column, value: &[u8], mode: Mode) {
+pub(super) fn log_sample(e: &Entry, col: &Column, p: &Problem, mode: Mode) {
     let rate = guc::read(&guc::LOG_SAMPLE_RATE);
     if rate > 0.0 && (rate >= 1.0 || random_unit() < rate) {
-        let quoted = quote(value);
+        let what = match p {
+            Problem::Text(value, _) => format!("unknown stage \"{}\"", quote(value)),
+            Problem::Structured(st) => format!("invalid {} ({})", st.what, bounded(&st.reasons, st.total)),
+        };
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_WARNING,
             format!(
-                "stage_norm: unknown stage \"{quoted}\" in column \"{}\" of table {}.{} (mode {}, sampled at {rate})",
+                "stage_norm: {what} in column \"{}\" of table {}.{} (mode {}, sampled at {rate})",
                 col.name.to_string_lossy(),
                 e.schema.to_string_lossy(),
                 e.table.to_string_lossy(),
@@ -229,18 +307,18 @@ pub(super) fn log_sample(e: &Entry, col: &Column, value: &[u8], mode: Mode) {
 }
 
 /// Builds the 23514 error (palloc'd) that the raw entry point throws.
-pub(super) unsafe fn rejection(e: &Entry, col: &Column, value: &[u8], why: Why) -> *mut pg_sys::ErrorData {
+pub(super) unsafe fn rejection(e: &Entry, col: &Column, p: &Problem) -> *mut pg_sys::ErrorData {
     let table = qualified_table(e);
-    let detail = match why {
-        Why::Unknown => format!("stage_norm enforces on table {table}: the value matches no canonical stage, built-in rule or alias."),
-        _ => format!("stage_norm enforces on table {table}.{}", why_detail(why)),
+    let detail = match p {
+        Problem::Text(_, Why::Unknown) => format!("stage_norm enforces on table {table}: the value matches no canonical stage, built-in rule or alias."),
+        _ => format!("stage_norm enforces on table {table}.{}", why_detail(p)),
     };
     let edata = error_data(
         pg_sys::PGERROR,
         PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-        value_message(e, col, value, why),
+        value_message(e, col, p),
         detail,
-        Some(unknown_hint(value, why)),
+        Some(hint(p)),
     );
     (*edata).schema_name = pg_sys::pstrdup(e.schema.as_ptr());
     (*edata).table_name = pg_sys::pstrdup(e.table.as_ptr());

@@ -1,0 +1,40 @@
+//! The stage array kind (`text[]`, `varchar[]`): each element is judged like a text value.
+//! All canonical (NULL elements allowed) passes; known variants only: rewritten element by
+//! element; any unknown element makes the array a problem (under warn, its known elements are
+//! still rewritten and the unknown ones kept).
+use super::*;
+use crate::kinds;
+
+const WHAT: &str = "stage array";
+
+/// `build`: make the rewritten datum (not in shadow mode, which only counts).
+#[inline]
+pub(super) unsafe fn judge<'a>(datum: pg_sys::Datum, elemtype: pg_sys::Oid, is_update: bool, build: bool) -> Judged<'a> {
+    let bytes = kinds::array_bytes(datum);
+    let Some(arr) = kinds::read_array(bytes) else {
+        let reasons = vec!["the array cannot be read".to_string()];
+        return Judged::Problem(Problem::Structured(Box::new(Structured { what: WHAT, reasons, total: 1, raw: bytes })), None);
+    };
+    let scan = kinds::scan_array(&arr);
+    if !scan.changes && scan.unknown == 0 {
+        return Judged::Passed;
+    }
+    let fk_action = scan.changes && is_update && raw::InNoForceRLSOperation();
+    if scan.unknown == 0 && !fk_action {
+        let d = if build { kinds::rebuild_array(&arr, elemtype, false) } else { pg_sys::Datum::from(0) };
+        return Judged::Rewrite(Rewrite::replacing(d));
+    }
+    let mut reasons: Vec<String> = scan
+        .first_unknown
+        .iter()
+        .map(|(i, v)| format!("element {i} \"{v}\" is not a known investment stage"))
+        .collect();
+    let mut total = scan.unknown;
+    if fk_action {
+        reasons.insert(0, FK_ACTION_REASON.into());
+        total += 1;
+    }
+    reasons.truncate(stage_norm_core::dist::DETAIL_REASONS);
+    let partial = (build && scan.changes && !fk_action).then(|| kinds::rebuild_array(&arr, elemtype, false));
+    Judged::Problem(Problem::Structured(Box::new(Structured { what: WHAT, reasons, total, raw: bytes })), partial)
+}
