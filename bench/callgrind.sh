@@ -2,6 +2,8 @@
 # Instruction counts (valgrind --tool=callgrind) of one INSERT ... SELECT per trigger variant, in a
 # single-user backend: deterministic where wall-clock ratios are too noisy to call.
 #   bench/callgrind.sh [rows]      (default 100000; needs `make install` first)
+#   VARIANTS="startup none enforce" bench/callgrind.sh   a subset of the variants; the jsonb
+#       distribution variants run only when named: VARIANTS="startup j_none j_enforce j_canonical j_plpgsql"
 #   STAGE_SET=custom bench/callgrind.sh   the same under the 7-stage set pre-seed, seed, series-a,
 #                                         series-b, series-c, series-d, growth (labels that set
 #                                         does not know are replaced by ones it does)
@@ -26,7 +28,7 @@ as_pg() { (cd / && runuser -u postgres -- "$@"); }
 as_pg "$BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
 printf "fsync = off\nsynchronous_commit = off\nshared_buffers = 256MB\nmax_wal_size = 4GB\nautovacuum = off\n" >> "$dir/data/postgresql.conf"
 single() { as_pg "$BIN/postgres" --single -D "$dir/data" -j postgres > "$dir/setup.out" 2>&1; }
-{ echo "CREATE SCHEMA bench;"; echo; cat "$here/peers.sql"; echo; } > "$dir/peers.sql"
+{ echo "CREATE SCHEMA bench;"; echo; cat "$here/peers.sql"; echo; cat "$here/dist_peers.sql"; echo; } > "$dir/peers.sql"
 cat "$dir/peers.sql" - > "$dir/setup.sql" <<SQL
 CREATE EXTENSION stage_norm;
 $set_sql
@@ -57,15 +59,30 @@ SELECT stage_norm.attach('u_enforce', 'stage');
 INSERT INTO u_none SELECT * FROM src;
 INSERT INTO u_lo SELECT * FROM src;
 INSERT INTO u_enforce SELECT * FROM src;
+-- Stage distributions (jsonb, 5 keys; 3 in 4 rows with messy keys) and their peers.
+CREATE TABLE jsrc AS SELECT i::bigint AS id, CASE WHEN i % 4 = 0
+    THEN '{"pre-seed": 0.1, "seed": 0.25, "series-a": 0.2, "series-b": 0.3, "series-c+": 0.15}'::jsonb
+    ELSE '{"Series A ": 0.2, "pre_seed": 0.1, "seriesB": 0.3, "Seed Round": 0.25, "series c+": 0.15}'::jsonb END AS alloc
+  FROM generate_series(1, $rows) i;
+CREATE TABLE jsrc_canonical AS SELECT id, stage_norm.normalize_stage_distribution(alloc) AS alloc FROM jsrc;
+CREATE TABLE t_j_none (id bigint PRIMARY KEY, alloc jsonb);
+CREATE TABLE t_j_enforce (id bigint PRIMARY KEY, alloc jsonb);
+SELECT stage_norm.attach('t_j_enforce', 'alloc');
+CREATE TABLE t_j_canonical (id bigint PRIMARY KEY, alloc jsonb);
+SELECT stage_norm.attach('t_j_canonical', 'alloc');
+CREATE TABLE t_j_plpgsql (id bigint PRIMARY KEY, alloc jsonb);
+CREATE TRIGGER p BEFORE INSERT OR UPDATE ON t_j_plpgsql FOR EACH ROW EXECUTE FUNCTION bench.plpgsql_distribution_trigger();
 CHECKPOINT;
 SQL
 single < "$dir/setup.sql"
 if grep -q "ERROR" "$dir/setup.out"; then grep -m3 "ERROR" "$dir/setup.out" >&2; echo "callgrind: setup failed" >&2; exit 1; fi
 declare -A ir
-for v in startup none lo off username enforce canonical override plpgsql u_none u_lo u_enforce; do
+# VARIANTS="startup none enforce canonical" runs a subset (the checks then print only what they can).
+for v in ${VARIANTS:-startup none lo off username enforce canonical override plpgsql u_none u_lo u_enforce}; do
   # A fresh backend per variant; it also pays its start-up, the same for every variant (the
   # startup variant measures it alone, to be subtracted).
   from=src; [[ $v == canonical ]] && from=src_canonical
+  [[ $v == j_* ]] && from=jsrc; [[ $v == j_canonical ]] && from=jsrc_canonical
   # override: the table's own enforce override under a session in warn, with the canary at 10%.
   sets="SET stage_norm.mode = enforce;"
   [[ $v == override ]] && sets="SET stage_norm.mode = warn; SET stage_norm.enforce_percent = 10;"
@@ -83,6 +100,22 @@ for v in startup none lo off username enforce canonical override plpgsql u_none 
   ir[$v]=$(grep -m1 '^summary:' "$dir/cg.$v" | awk '{print $2}')
   [[ -n "${ir[$v]}" ]] || { echo "callgrind: no summary for $v" >&2; cat "$dir/vg.$v" >&2; exit 1; }
 done
+if [[ -n "${VARIANTS:-}" ]]; then
+  echo "instructions per row over no trigger ($rows rows), start-up subtracted:"
+  for v in ${VARIANTS}; do
+    [[ $v == startup || $v == none || $v == j_none || $v == u_* ]] && continue
+    b=${ir[none]:-}; [[ $v == j_* ]] && b=${ir[j_none]:-}
+    [[ -n "$b" ]] && awk -v v="$v" -v a="${ir[$v]}" -v b="$b" -v n="$rows" 'BEGIN { printf "  %-12s %8.0f\n", v, (a-b)/n }'
+  done
+  if [[ -n "${ir[j_none]:-}" && -n "${ir[j_enforce]:-}" && -n "${ir[j_canonical]:-}" && -n "${ir[startup]:-}" ]]; then
+    awk -v S="${ir[startup]}" -v b="${ir[j_none]}" -v e="${ir[j_enforce]}" -v c="${ir[j_canonical]}" -v p="${ir[j_plpgsql]:-0}" -v n="$rows" 'BEGIN {
+      printf "jsonb distributions (start-up subtracted): INSERT with no trigger %.0f per row\n", (b-S)/n
+      printf "  canonical / none                       %.3f  (ceiling 1.10)\n", (c-S)/(b-S)
+      if (p > 0) printf "  (enforce - none) / (plpgsql - none)    %.3f  (ceiling 0.05)\n", (e-b)/(p-b)
+    }'
+  fi
+  exit 0
+fi
 cp "$dir/cg.enforce" "$out/callgrind.enforce"
 base=${ir[none]}
 echo "instructions per row over no trigger ($rows rows, one INSERT ... SELECT, single-user backend):"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 rounds=${BENCH_ROUNDS:-7}
-suites=${BENCH_SUITES:-normalize normalize_custom trigger}
+suites=${BENCH_SUITES:-normalize normalize_custom trigger distributions}
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE bench" >/dev/null
 export PGDATABASE=bench
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION stage_norm" -f lib.sql >/dev/null
@@ -13,3 +13,4 @@ for s in $suites; do
   echo "== $s"
   PGOPTIONS="-c bench.rounds=$rounds -c bench.rows=${BENCH_ROWS:-1000000}" psql -X -q -v ON_ERROR_STOP=1 -f "$s.sql"
 done
+if command -v node >/dev/null; then echo "== node"; node node/bench.js; fi

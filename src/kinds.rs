@@ -74,11 +74,11 @@ pub fn distribution_reasons(bytes: &[u8]) -> Vec<String> {
 }
 
 /// The canonical form of a distribution as a new jsonb datum (current memory context), or None
-/// when it is invalid.
-pub unsafe fn canonical_distribution(bytes: &[u8]) -> Option<pg_sys::Datum> {
+/// when it is invalid; `Some(None)` when it is canonical already (the input is its own form).
+pub unsafe fn canonical_distribution(bytes: &[u8]) -> Option<Option<pg_sys::Datum>> {
     let Jsonb::Object(obj) = read_jsonb(bytes) else { return None };
-    let form = dist::canonical_form(&obj, classify)?;
-    Some(build_distribution(&form))
+    let (canonical, form) = dist::canonical_form(&obj, classify)?;
+    Some((!canonical).then(|| build_distribution(&form)))
 }
 
 unsafe fn build_distribution(form: &[(StageId, Weight)]) -> pg_sys::Datum {
@@ -91,7 +91,8 @@ unsafe fn build_distribution(form: &[(StageId, Weight)]) -> pg_sys::Datum {
         let mut k: pg_sys::JsonbValue = std::mem::zeroed();
         k.type_ = pg_sys::jbvType::jbvString;
         k.val.string.len = name.len() as c_int;
-        k.val.string.val = pg_sys::pnstrdup(name.as_ptr().cast(), name.len());
+        // The set's own bytes: they outlive this call (the set changes only between statements).
+        k.val.string.val = name.as_ptr().cast_mut().cast();
         pg_sys::pushJsonbValue(&mut state, WJB_KEY, &mut k);
         let mut v: pg_sys::JsonbValue = std::mem::zeroed();
         v.type_ = pg_sys::jbvType::jbvNumeric;
@@ -136,7 +137,7 @@ pub fn scan_array(arr: &Array) -> ArrayScan {
             None => {
                 s.unknown += 1;
                 if s.first_unknown.len() < dist::DETAIL_REASONS {
-                    s.first_unknown.push((i + 1, crate::trigger::quote(&v[hdr..])));
+                    s.first_unknown.push((i + 1, crate::trigger::quote(&v[hdr..]).replace('"', "\\\"")));
                 }
             }
         }
@@ -217,11 +218,10 @@ unsafe fn text_array(items: &[String]) -> pg_sys::Datum {
 #[pg_guard]
 unsafe extern "C-unwind" fn normalize_stage_distribution_body(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     cache::refresh();
-    let bytes = jsonb_bytes(arg(fcinfo, 0));
-    match distribution_verdict(bytes) {
-        Verdict::Canonical => arg(fcinfo, 0),
-        Verdict::Normalizable => canonical_distribution(bytes).unwrap_or_else(|| return_null(fcinfo)),
-        Verdict::Invalid => return_null(fcinfo),
+    match canonical_distribution(jsonb_bytes(arg(fcinfo, 0))) {
+        Some(Some(d)) => d,
+        Some(None) => arg(fcinfo, 0),
+        None => return_null(fcinfo),
     }
 }
 

@@ -74,7 +74,16 @@ impl<'a> Num<'a> {
         }
     }
     /// Is 0 <= self <= 1?
+    #[inline]
     pub fn in_unit_range(&self) -> bool {
+        // Fast paths for the usual weights: a positive number whose first digit weighs below 1
+        // (numeric strips leading zero digits, but a zero first digit only makes it smaller).
+        if !self.neg && self.weight < 0 {
+            return true;
+        }
+        if !self.neg && self.weight == 0 && self.digits.len() == 2 {
+            return self.digit(0) <= 1;
+        }
         !self.is_negative() && self.cmp_one() != Ordering::Greater
     }
 }
@@ -306,8 +315,8 @@ impl Sum {
         let lo = n.weight - (nd as i32 - 1);
         if n.weight <= FIXED_HI && lo >= FIXED_LO {
             let mut v: i128 = 0;
-            for i in 0..nd {
-                v = v * i128::from(NBASE) + i128::from(n.digit(i));
+            for ch in n.digits.chunks_exact(2) {
+                v = v * i128::from(NBASE) + i128::from(u16::from_ne_bytes([ch[0], ch[1]]));
             }
             // v is in units of 10000^lo; bring it to 10000^FIXED_LO.
             for _ in FIXED_LO..lo {
@@ -363,6 +372,12 @@ impl Sum {
         } else {
             SumClass::Other
         }
+    }
+
+    /// Is the sum at most 1 (and not negative)?
+    pub fn at_most_one(&self) -> bool {
+        let (neg, mag) = self.exact();
+        !neg && cmp_mag(&mag, 0, &[1]) != Ordering::Greater
     }
 
     /// Is the sum at most 100 (and not negative)?

@@ -84,10 +84,26 @@ pub fn reasons(doc: &Jsonb, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Vec<
     // Every weight a number from 0 to 100: what percentages look like.
     let mut percent_range = true;
     let mut above_one: Vec<String> = Vec::new();
+    // Per stage: its number of keys and their sum (for merged weights above 1).
+    let mut per: Vec<(StageId, u32, Sum)> = Vec::new();
     for (key, value) in obj.iter() {
         let q = quote_key(key);
-        if classify(key).is_none() {
+        let class = classify(key);
+        if class.is_none() {
             out.push(format!("unknown key \"{q}\""));
+        }
+        if let (Some((id, _)), JValue::Number(n, _)) = (class, value) {
+            match per.iter_mut().find(|p| p.0 == id) {
+                Some(p) => {
+                    p.1 += 1;
+                    p.2.add(&n);
+                }
+                None => {
+                    let mut s = Sum::new();
+                    s.add(&n);
+                    per.push((id, 1, s));
+                }
+            }
         }
         match value {
             JValue::Number(n, _) => {
@@ -117,6 +133,14 @@ pub fn reasons(doc: &Jsonb, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Vec<
         .into_iter()
         .filter_map(|r| if r.is_empty() { held.next().filter(|_| !percentages) } else { Some(r) })
         .collect();
+    for (_, keys, sum) in &per {
+        if *keys > 1 && !sum.at_most_one() {
+            out.push(format!(
+                "{keys} keys name the same stage and their weights add up to {}, above 1",
+                truncate(&sum.to_decimal_string())
+            ));
+        }
+    }
     if percentages {
         out.push(format!(
             "weights sum to {}: looks like percentages (divide each weight by 100)",
@@ -156,16 +180,20 @@ pub enum Weight<'a> {
     Merged(String),
 }
 
-/// The canonical form of a valid distribution: (stage, weight) in stage order. `None` when the
-/// distribution is invalid.
-pub fn canonical_form<'a>(obj: &Object<'a>, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Option<Vec<(StageId, Weight<'a>)>> {
-    let mut per: Vec<(StageId, Option<&'a [u8]>, Sum)> = Vec::new();
+/// The canonical form of a valid distribution: (stage, weight) in stage order, and whether every
+/// key was canonical already (then the input is its own canonical form). `None` when the
+/// distribution is invalid. One pass: what `verdict` checks, plus the merge.
+pub type Form<'a> = (bool, Vec<(StageId, Weight<'a>)>);
+pub fn canonical_form<'a>(obj: &Object<'a>, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Option<Form<'a>> {
+    let mut per: Vec<(StageId, Option<&'a [u8]>, Sum)> = Vec::with_capacity(obj.len().min(64));
     let mut total = Sum::new();
+    let mut canonical = true;
     if obj.is_empty() {
         return None;
     }
     for (key, value) in obj.iter() {
-        let (id, _) = classify(key)?;
+        let (id, is_canonical) = classify(key)?;
+        canonical &= is_canonical;
         let JValue::Number(n, raw) = value else { return None };
         if !n.in_unit_range() {
             return None;
@@ -183,18 +211,20 @@ pub fn canonical_form<'a>(obj: &Object<'a>, mut classify: impl FnMut(&[u8]) -> K
             }
         }
     }
-    if total.class() != SumClass::One {
+    if total.class() != SumClass::One || per.iter().any(|p| p.1.is_none() && !p.2.at_most_one()) {
+        // (a merged weight may exceed 1 while the total is within 1 + 1e-6)
         return None;
     }
     per.sort_by_key(|p| p.0);
-    Some(
+    Some((
+        canonical,
         per.into_iter()
             .map(|(id, one, s)| match one {
                 Some(n) => (id, Weight::One(n)),
                 None => (id, Weight::Merged(s.to_decimal_string())),
             })
             .collect(),
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -275,7 +305,8 @@ mod tests {
         let b = build(&[("Seed", V::N("0.1")), ("seed", V::N("0.2")), ("series-a", V::N("0.7"))]);
         assert_eq!(verdict(&doc(&b), classify), Verdict::Normalizable);
         let Jsonb::Object(o) = doc(&b) else { panic!() };
-        let form = canonical_form(&o, classify).unwrap();
+        let (all_canonical, form) = canonical_form(&o, classify).unwrap();
+        assert!(!all_canonical);
         assert_eq!(form.len(), 2);
         assert!(matches!(&form[0], (1, Weight::Merged(s)) if s == "0.3"));
         assert!(matches!(&form[1], (2, Weight::One(_))));
@@ -295,6 +326,10 @@ mod tests {
         assert_eq!(r[0], "weight of \"seed\" is above 1");
         assert_eq!(r[1], "weight of \"series-a\" is negative");
         assert!(r[2].starts_with("weights sum to 99999999"), "{}", r[2]);
+        let b = build(&[("Seed", V::N("0.5")), ("seed round", V::N("0.5000010"))]);
+        let Jsonb::Object(o) = doc(&b) else { panic!() };
+        assert!(canonical_form(&o, classify).is_none());
+        assert_eq!(reasons(&doc(&b), classify), vec!["2 keys name the same stage and their weights add up to 1.0000010, above 1"]);
         let b = build(&[("seed", V::N("150")), ("series-a", V::N("-50"))]);
         assert_eq!(
             reasons(&doc(&b), classify),

@@ -26,6 +26,8 @@ SELECT stage_norm.stage_distribution_errors('{"seed": 0.5, "series-a": 0.499}');
 SELECT stage_norm.stage_distribution_errors('{"seed": 50, "series a": 50}');        -- percentages
 SELECT stage_norm.stage_distribution_errors('{"seed": 25.5, "series-a": 74.5}');
 SELECT stage_norm.stage_distribution_errors('{"seed": 150, "series-a": -50}');     -- not percentages: a negative weight
+SELECT stage_norm.stage_distribution_errors('{"SEED": 0.5, "seed round": 0.5000010}');  -- merged above 1, total within 1e-6
+SELECT stage_norm.normalize_stage_distribution('{"SEED": 0.5, "seed round": 0.5000010}');
 SELECT stage_norm.stage_distribution_errors('{"growth": 0.5, "seed": 0.5}');
 SELECT stage_norm.stage_distribution_errors('{"seed": "0.5", "series-a": 0.5}');
 SELECT stage_norm.stage_distribution_errors('{"seed": "NaN", "series-a": "Infinity"}');

@@ -17,7 +17,8 @@ pub(super) unsafe fn judge<'a>(datum: pg_sys::Datum, is_update: bool, build: boo
         ),
         Dist::Normalizable if !build => Judged::Rewrite(Rewrite::replacing(pg_sys::Datum::from(0))),
         Dist::Normalizable => match kinds::canonical_distribution(bytes) {
-            Some(d) => Judged::Rewrite(Rewrite::replacing(d)),
+            Some(Some(d)) => Judged::Rewrite(Rewrite::replacing(d)),
+            Some(None) => Judged::Passed,
             None => problem(bytes),
         },
         Dist::Invalid => problem(bytes),

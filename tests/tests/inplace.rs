@@ -3,6 +3,13 @@
 //! layouts, write the same rows through the trigger and, without it, through PostgreSQL's own
 //! tuple building (`normalize_stage_builtin` in the statement), and require every stored row to
 //! be identical, before and after UPDATEs, and the heap to pass amcheck's `verify_heapam`.
+//!
+//! Some layouts also carry a governed jsonb stage distribution and/or a governed text[] or
+//! varchar(40)[] stage array beside the governed text columns (never rewritten inside the row:
+//! a new datum replaces them); their reference values come from `normalize_stage_distribution`
+//! and `normalize_stages` in the statement. Rows are compared as text and as stored bytes
+//! (pageinspect: each attribute, the null bitmap, and the whole tuple data when no value was
+//! toasted differently because of the tables' different storage settings).
 use postgres::Client;
 use stage_norm_client_tests::*;
 use std::io::Write;
@@ -52,6 +59,106 @@ fn label(r: &mut Rng, max: usize, custom: bool) -> String {
     }
 }
 
+/// Known keys of a distribution by stage (default set, or the 7-stage custom set): canonical
+/// names, same size, shrinking, growing, non-ASCII, and one with a 4-byte header.
+fn stage_variants(custom: bool) -> Vec<Vec<String>> {
+    let long = |s: &str| format!("{s}{}", " ".repeat(140));
+    let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    if custom {
+        vec![
+            v(&["pre-seed", "pre seed"]),
+            v(&["seed", "Seed Round"]),
+            v(&["series-a", "series a"]),
+            v(&["series-b", "seriesB"]),
+            v(&["series-c", "Series C"]),
+            v(&["series-d", "Series D", "SERIES-D", "series d2"]),
+            [v(&["growth", "Growth", "GROWTH", "growth round", "Growth  ", "Ｇｒｏｗｔｈ"]), vec![long("Growth")]].concat(),
+        ]
+    } else {
+        vec![
+            v(&["pre-seed", "Pre Seed", "pre_seed", "PRE-SEED", "preseed", "pre−seed"]),
+            v(&["seed", "Seed", "SEED", "Seed Round", "  Seed  ", "seed round"]),
+            [v(&["series-a", "series a", "Series A ", "seriesa", "Ｓｅｒｉｅｓ　Ａ", "Series A-2 Round"]), vec![long("Series A")]].concat(),
+            v(&["series-b", "SERIES B", "seriesB", "series b2", "Series B–1"]),
+            v(&["series-c+", "Series C+", "Series C Plus", "Series D", "Series E"]),
+        ]
+    }
+}
+
+/// A valid stage distribution (JSON text) with known keys, some naming the same stage (merged
+/// by the trigger), weights of 1 to 8 decimals in several spellings that sum to 1, sometimes
+/// short of 1 by less than 1e-6.
+fn distribution(r: &mut Rng, custom: bool) -> String {
+    let variants = stage_variants(custom);
+    let n_stages = 1 + r.below(variants.len().min(4));
+    let mut stages: Vec<usize> = Vec::new();
+    while stages.len() < n_stages {
+        let s = r.below(variants.len());
+        if !stages.contains(&s) {
+            stages.push(s);
+        }
+    }
+    let mut keys: Vec<String> = Vec::new();
+    for &s in &stages {
+        for _ in 0..if r.chance(25) { 2 } else { 1 } {
+            let k = variants[s][r.below(variants[s].len())].clone();
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    let scale = 1 + r.below(8) as u32;
+    let units = 10u64.pow(scale);
+    let mut cuts: Vec<u64> = (1..keys.len()).map(|_| r.next() % (units + 1)).collect();
+    cuts.sort_unstable();
+    let mut parts: Vec<u64> = Vec::new();
+    let mut prev = 0;
+    for c in cuts.into_iter().chain([units]) {
+        parts.push(c - prev);
+        prev = c;
+    }
+    if scale >= 7 && r.chance(20) {
+        let last = parts.last_mut().unwrap();
+        *last -= (1 + r.below(9) as u64).min(*last);
+    }
+    let weights = parts.iter().map(|&p| match r.below(4) {
+        0 => format!("{p}e-{scale}"),
+        1 => {
+            let s = format!("{}.{:0w$}", p / units, p % units, w = scale as usize);
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+        _ => format!("{}.{:0w$}", p / units, p % units, w = scale as usize),
+    });
+    let pairs: Vec<String> = keys.iter().zip(weights).map(|(k, w)| format!("\"{k}\": {w}")).collect();
+    format!("{{{}}}", pairs.join(", "))
+}
+
+/// A stage array literal of known labels (NULL elements among them): empty, one dimension,
+/// with a lower bound, or two dimensions.
+fn stage_array(r: &mut Rng, max: usize, custom: bool) -> String {
+    let elems = |r: &mut Rng, n: usize| -> String {
+        let e: Vec<String> =
+            (0..n).map(|_| if r.chance(15) { "NULL".to_string() } else { format!("\"{}\"", label(r, max, custom)) }).collect();
+        e.join(",")
+    };
+    match r.below(10) {
+        0 => "{}".to_string(),
+        1 => {
+            let w = 1 + r.below(3);
+            let rows: Vec<String> = (0..2).map(|_| format!("{{{}}}", elems(r, w))).collect();
+            format!("{{{}}}", rows.join(","))
+        }
+        2 => {
+            let n = 1 + r.below(4);
+            format!("[0:{}]={{{}}}", n - 1, elems(r, n))
+        }
+        _ => {
+            let n = 1 + r.below(6);
+            format!("{{{}}}", elems(r, n))
+        }
+    }
+}
+
 /// Other column types: (SQL type, value generator) covering every alignment and storage kind.
 fn other_value(ty: &str, r: &mut Rng) -> String {
     match ty {
@@ -88,6 +195,9 @@ const OTHER_TYPES: &[&str] = &[
 /// Governed column types, domains included (their CHECKs accept every label and stage, so that
 /// both paths store the same rows; refusing domains are pg_test/sql/integrity.sql's).
 const GOVERNED_TYPES: &[&str] = &["text", "varchar(40)", "char(12)", "varchar", "text", "stage_d", "stage_vd"];
+/// Fixed-length types (every other column is a varlena).
+const FIXED_TYPES: &[&str] =
+    &["smallint", "integer", "bigint", "boolean", "double precision", "\"char\"", "date", "interval", "uuid", "timestamptz"];
 const DOMAINS: &str = "CREATE DOMAIN stage_d AS text CHECK (octet_length(VALUE) < 1000);
      CREATE DOMAIN stage_vd AS varchar(40) CHECK (VALUE <> 'never');";
 
@@ -111,7 +221,27 @@ impl Layout {
             let at = r.below(cols.len() + 1);
             cols.insert(at, (format!("g{i}"), GOVERNED_TYPES[r.below(GOVERNED_TYPES.len())].to_string(), true));
         }
+        // A governed distribution and/or stage array in some layouts.
+        if r.chance(50) {
+            let at = r.below(cols.len() + 1);
+            cols.insert(at, ("j0".to_string(), "jsonb".to_string(), true));
+        }
+        if r.chance(50) {
+            let at = r.below(cols.len() + 1);
+            let t = if r.chance(50) { "text[]" } else { "varchar(40)[]" };
+            cols.insert(at, ("a0".to_string(), t.to_string(), true));
+        }
         Layout { cols, custom }
+    }
+
+    /// Column `i` is a governed distribution.
+    fn is_dist(&self, i: usize) -> bool {
+        self.cols[i].2 && self.cols[i].1 == "jsonb"
+    }
+
+    /// Column `i` is a governed stage array.
+    fn is_array(&self, i: usize) -> bool {
+        self.cols[i].2 && self.cols[i].1.ends_with("[]")
     }
 
     fn create(&self, c: &mut Client, table: &str, trigger: bool) {
@@ -143,9 +273,14 @@ impl Layout {
     fn row(&self, r: &mut Rng) -> Vec<Option<String>> {
         self.cols
             .iter()
-            .map(|(_, t, gov)| {
+            .enumerate()
+            .map(|(i, (_, t, gov))| {
                 if r.chance(15) {
                     None
+                } else if self.is_dist(i) {
+                    Some(distribution(r, self.custom))
+                } else if self.is_array(i) {
+                    Some(stage_array(r, if t.starts_with("varchar") { 40 } else { usize::MAX }, self.custom))
                 } else if *gov {
                     Some(label(r, if t.starts_with("char") { 12 } else { usize::MAX }, self.custom))
                 } else {
@@ -170,7 +305,11 @@ impl Layout {
             None => format!("NULL::{t}"),
             Some(s) => {
                 let lit = format!("'{}'", s.replace('\'', "''"));
-                if *gov && reference {
+                if reference && self.is_dist(i) {
+                    format!("stage_norm.normalize_stage_distribution({lit}::jsonb)")
+                } else if reference && self.is_array(i) {
+                    format!("stage_norm.normalize_stages({lit}::{t})::{t}")
+                } else if *gov && reference {
                     format!("{}({lit})::{t}", self.reference())
                 } else {
                     format!("{lit}::{t}")
@@ -188,12 +327,62 @@ fn rows_as_text(c: &mut Client, table: &str) -> Vec<(i64, String)> {
         .collect()
 }
 
-fn assert_same(c: &mut Client, seed: u64, step: &str) {
+/// A live tuple as stored: (id, HEAP_HASNULL | HEAP_HASVARWIDTH, t_hoff, null bitmap, the
+/// tuple's data, each attribute's bytes).
+type RawRow = (i64, i32, i16, Option<String>, Vec<u8>, Vec<Option<Vec<u8>>>);
+
+fn raw_rows(c: &mut Client, table: &str) -> Vec<RawRow> {
+    c.query(
+        &format!(
+            "WITH live AS (SELECT id, ((ctid::text::point)[0])::int AS blk, ((ctid::text::point)[1])::int AS lp FROM {table})
+             SELECT l.id, i.t_infomask & 3, i.t_hoff, i.t_bits, i.t_data,
+                    tuple_data_split('{table}'::regclass, i.t_data, i.t_infomask, i.t_infomask2, i.t_bits)
+               FROM (SELECT DISTINCT blk FROM live) b
+               CROSS JOIN LATERAL heap_page_items(get_raw_page('{table}', b.blk)) i
+               JOIN live l ON l.blk = b.blk AND l.lp = i.lp
+              ORDER BY l.id"
+        ),
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+    .collect()
+}
+
+/// A stored varlena that is out of line or compressed: the two tables' storage settings differ
+/// (text columns are EXTERNAL in t_trig), so the toaster may treat the same row differently.
+fn toasted(v: &[u8]) -> bool {
+    v.first().is_some_and(|&b| b == 0x01 || b & 0x03 == 0x02)
+}
+
+fn assert_same(c: &mut Client, layout: &Layout, seed: u64, step: &str) {
     let got = rows_as_text(c, "t_trig");
     let want = rows_as_text(c, "t_ref");
     assert_eq!(got.len(), want.len(), "seed {seed}, {step}: row counts");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w, "seed {seed}, {step}: stored row differs from PostgreSQL's own");
+    }
+    let got = raw_rows(c, "t_trig");
+    let want = raw_rows(c, "t_ref");
+    assert_eq!(got.len(), want.len(), "seed {seed}, {step}: live tuples");
+    for (g, w) in got.iter().zip(&want) {
+        let id = g.0;
+        assert_eq!(g.0, w.0, "seed {seed}, {step}: live tuples");
+        assert_eq!(g.5.len(), layout.cols.len() + 1, "seed {seed}, {step}, id {id}: attributes");
+        let mut differently_toasted = false;
+        for k in 0..g.5.len() {
+            let varlena = k > 0 && !FIXED_TYPES.contains(&layout.cols[k - 1].1.as_str());
+            let name = if k == 0 { "id" } else { layout.cols[k - 1].0.as_str() };
+            match (&g.5[k], &w.5[k]) {
+                (Some(a), Some(b)) if varlena && (toasted(a) || toasted(b)) => differently_toasted |= a != b,
+                (a, b) => assert!(a == b, "seed {seed}, {step}, id {id}: stored bytes of {name} differ: {a:x?} vs {b:x?}"),
+            }
+        }
+        assert_eq!((g.1, g.2, &g.3), (w.1, w.2, &w.3), "seed {seed}, {step}, id {id}: tuple header (varwidth/null flags, t_hoff, null bitmap)");
+        if !differently_toasted {
+            assert!(g.4 == w.4, "seed {seed}, {step}, id {id}: tuple data differs (alignment padding?)");
+        }
     }
     let corrupt: Vec<String> = c
         .query("SELECT format('%s/%s/%s: %s', blkno, offnum, attnum, msg) FROM verify_heapam('t_trig')", &[])
@@ -247,7 +436,7 @@ fn run_layout(c: &mut Client, seed: u64, custom: bool) {
         w.finish().unwrap();
         c.batch_execute(&format!("INSERT INTO t_ref (id, {}) VALUES {}", names.join(", "), refr.join(", "))).unwrap();
     }
-    assert_same(c, seed, "insert");
+    assert_same(c, &layout, seed, "insert");
 
     // UPDATEs: governed and other columns, some rows keep their value; then ON CONFLICT DO UPDATE.
     for round in 0..3 {
@@ -263,7 +452,7 @@ fn run_layout(c: &mut Client, seed: u64, custom: bool) {
             ))
             .unwrap();
         }
-        assert_same(c, seed, &format!("update {round} of {name}"));
+        assert_same(c, &layout, seed, &format!("update {round} of {name}"));
     }
     let row = layout.row(&mut r);
     let set: Vec<String> = names.iter().map(|n| format!("{n} = EXCLUDED.{n}")).collect();
@@ -278,16 +467,17 @@ fn run_layout(c: &mut Client, seed: u64, custom: bool) {
         ))
         .unwrap();
     }
-    assert_same(c, seed, "insert on conflict do update");
+    assert_same(c, &layout, seed, "insert on conflict do update");
 }
 
-/// 60 random layouts (1 to 3 governed columns, domains among them, among up to 8 others of 15
-/// types, NULLs, wide and TOASTed values; a PL/pgSQL trigger before stage_norm's that changes a
-/// governed value on UPDATE); INSERT, COPY, UPDATE, ON CONFLICT DO UPDATE.
+/// 60 random layouts (1 to 3 governed columns, domains among them, and in about half of them a
+/// governed jsonb distribution and/or a governed text[]/varchar(40)[] stage array, among up to
+/// 8 others of 15 types, NULLs, wide and TOASTed values; a PL/pgSQL trigger before stage_norm's
+/// that changes a governed value on UPDATE); INSERT, COPY, UPDATE, ON CONFLICT DO UPDATE.
 #[test]
 fn rows_match_postgres_own_tuple_building() {
     let mut c = fresh_db("sn_inplace");
-    c.batch_execute("CREATE EXTENSION amcheck; SET stage_norm.mode = enforce").unwrap();
+    c.batch_execute("CREATE EXTENSION amcheck; CREATE EXTENSION pageinspect; SET stage_norm.mode = enforce").unwrap();
     c.batch_execute(DOMAINS).unwrap();
     for seed in 1..=60u64 {
         run_layout(&mut c, seed * 0x9E37_79B9_7F4A_7C15, false);
@@ -299,7 +489,7 @@ fn rows_match_postgres_own_tuple_building() {
 #[test]
 fn rows_match_with_a_custom_set() {
     let mut c = fresh_db("sn_inplace_custom");
-    c.batch_execute("CREATE EXTENSION amcheck; SET stage_norm.mode = enforce").unwrap();
+    c.batch_execute("CREATE EXTENSION amcheck; CREATE EXTENSION pageinspect; SET stage_norm.mode = enforce").unwrap();
     c.batch_execute(DOMAINS).unwrap();
     c.batch_execute("SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth')")
         .unwrap();
