@@ -130,14 +130,22 @@ INSERT INTO portfolio VALUES (2, 'Seed', '{"Seed": 1}', '{Seed,growth}', '{seed}
 SET stage_norm.mode = 'warn';
 INSERT INTO portfolio VALUES (3, 'Series A', '{"Seed": 0.5, "series a": 0.25, "Series-A": 0.25}', '{Seed,NULL,series b}', '{pre seed}');
 INSERT INTO portfolio VALUES (4, 'seed', '{"growth": 0.5, "seed": 0.4}', '{Seed,growth}', '{x}');
--- enforce: invalid distributions and arrays with an unknown stage are rejected (23514).
+-- enforce: invalid distributions and arrays with an unknown stage are rejected (23514; the
+-- error fields are checked with GET STACKED DIAGNOSTICS below and from a real client in
+-- tests/tests/distributions.rs).
 SET stage_norm.mode = 'enforce';
-\set VERBOSITY verbose
 INSERT INTO portfolio VALUES (5, 'seed', '{"growth": 0.5, "seed": 0.4}', NULL, NULL);
 INSERT INTO portfolio VALUES (5, 'seed', '{"seed": 50, "series-a": 50}', NULL, NULL);
 INSERT INTO portfolio VALUES (5, 'seed', NULL, '{a,b,c,d,e,f,g}', NULL);
 INSERT INTO portfolio VALUES (5, 'seed', NULL, NULL, '{seed,growth}');
-\set VERBOSITY default
+DO $$
+DECLARE st text; sch text; tab text; col text; det text;
+BEGIN
+    INSERT INTO portfolio VALUES (6, 'seed', '{"seed": 0.5}', NULL, NULL);
+EXCEPTION WHEN check_violation THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, sch = SCHEMA_NAME, tab = TABLE_NAME, col = COLUMN_NAME, det = PG_EXCEPTION_DETAIL;
+    RAISE NOTICE 'sqlstate %, schema %, table %, column %: %', st, sch, tab, col, det;
+END $$;
 INSERT INTO portfolio VALUES (5, 'seed', '{"SEED": 0.5, "series-b": 0.5}', '{{Seed,series a},{NULL,pre seed}}', '{}');
 -- UPDATE: an unchanged value is left alone, even an invalid one stored under warn.
 UPDATE portfolio SET stage = 'Seed' WHERE id = 4;
