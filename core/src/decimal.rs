@@ -374,16 +374,10 @@ impl Sum {
         }
     }
 
-    /// Is the sum at most 1 (and not negative)?
-    pub fn at_most_one(&self) -> bool {
+    /// Is the sum at most `bound` (a whole number below 10000) and not negative?
+    pub fn at_most(&self, bound: u32) -> bool {
         let (neg, mag) = self.exact();
-        !neg && cmp_mag(&mag, 0, &[1]) != Ordering::Greater
-    }
-
-    /// Is the sum at most 100 (and not negative)?
-    pub fn at_most_hundred(&self) -> bool {
-        let (neg, mag) = self.exact();
-        !neg && cmp_mag(&mag, 0, &[100]) != Ordering::Greater
+        !neg && cmp_mag(&mag, 0, &[bound]) != Ordering::Greater
     }
 
     /// The sum as numeric_out prints it (scale = the largest scale of the terms).

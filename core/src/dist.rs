@@ -93,17 +93,7 @@ pub fn reasons(doc: &Jsonb, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Vec<
             out.push(format!("unknown key \"{q}\""));
         }
         if let (Some((id, _)), JValue::Number(n, _)) = (class, value) {
-            match per.iter_mut().find(|p| p.0 == id) {
-                Some(p) => {
-                    p.1 += 1;
-                    p.2.add(&n);
-                }
-                None => {
-                    let mut s = Sum::new();
-                    s.add(&n);
-                    per.push((id, 1, s));
-                }
-            }
+            merge(&mut per, id, &n, 1u32, |k| *k += 1);
         }
         match value {
             JValue::Number(n, _) => {
@@ -113,7 +103,7 @@ pub fn reasons(doc: &Jsonb, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Vec<
                 } else if !n.in_unit_range() {
                     let mut h = Sum::new();
                     h.add(&n);
-                    percent_range &= h.at_most_hundred();
+                    percent_range &= h.at_most(100);
                     // Held back: percentages get one reason instead of one per weight.
                     above_one.push(format!("weight of \"{q}\" is above 1"));
                     out.push(String::new());
@@ -134,7 +124,7 @@ pub fn reasons(doc: &Jsonb, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Vec<
         .filter_map(|r| if r.is_empty() { held.next().filter(|_| !percentages) } else { Some(r) })
         .collect();
     for (_, keys, sum) in &per {
-        if *keys > 1 && !sum.at_most_one() {
+        if *keys > 1 && !sum.at_most(1) {
             out.push(format!(
                 "{keys} keys name the same stage and their weights add up to {}, above 1",
                 truncate(&sum.to_decimal_string())
@@ -162,14 +152,28 @@ fn truncate(s: &str) -> String {
     }
 }
 
-/// The DETAIL text of a list of reasons: the first [`DETAIL_REASONS`] and how many more.
-pub fn detail(reasons: &[String]) -> String {
-    let shown: Vec<&str> = reasons.iter().take(DETAIL_REASONS).map(|s| s.as_str()).collect();
+/// The DETAIL text of reasons: `shown` (the first few) joined, and how many more of `total`.
+pub fn detail(shown: &[String], total: usize) -> String {
     let mut s = shown.join("; ");
-    if reasons.len() > DETAIL_REASONS {
-        s.push_str(&format!("; and {} more", reasons.len() - DETAIL_REASONS));
+    if total > shown.len() {
+        s.push_str(&format!("; and {} more", total - shown.len()));
     }
     s
+}
+
+/// Adds weight `n` of stage `id` to the per-stage sums (`keys`: how many keys named it).
+fn merge<T>(per: &mut Vec<(StageId, T, Sum)>, id: StageId, n: &crate::decimal::Num, first: T, again: impl FnOnce(&mut T)) {
+    match per.iter_mut().find(|p| p.0 == id) {
+        Some(p) => {
+            again(&mut p.1);
+            p.2.add(n);
+        }
+        None => {
+            let mut s = Sum::new();
+            s.add(n);
+            per.push((id, first, s));
+        }
+    }
 }
 
 /// One key of the canonical form: the stage and its weight, either one of the input's numbers
@@ -199,19 +203,10 @@ pub fn canonical_form<'a>(obj: &Object<'a>, mut classify: impl FnMut(&[u8]) -> K
             return None;
         }
         total.add(&n);
-        match per.iter_mut().find(|p| p.0 == id) {
-            Some(p) => {
-                p.1 = None;
-                p.2.add(&n);
-            }
-            None => {
-                let mut s = Sum::new();
-                s.add(&n);
-                per.push((id, Some(raw), s));
-            }
-        }
+        // A stage named by several keys keeps no single input number: its weight is the sum.
+        merge(&mut per, id, &n, Some(raw), |one| *one = None);
     }
-    if total.class() != SumClass::One || per.iter().any(|p| p.1.is_none() && !p.2.at_most_one()) {
+    if total.class() != SumClass::One || per.iter().any(|p| p.1.is_none() && !p.2.at_most(1)) {
         // (a merged weight may exceed 1 while the total is within 1 + 1e-6)
         return None;
     }
@@ -349,6 +344,6 @@ mod tests {
         let b = build(&pairs);
         let r = reasons(&doc(&b), classify);
         assert_eq!(r.len(), 8);
-        assert_eq!(detail(&r), format!("{}; and 3 more", r[..5].join("; ")));
+        assert_eq!(detail(&r[..5], r.len()), format!("{}; and 3 more", r[..5].join("; ")));
     }
 }

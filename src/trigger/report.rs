@@ -40,14 +40,7 @@ pub(super) struct Structured<'a> {
     pub(super) raw: &'a [u8],
 }
 
-/// The first reasons and how many more (`total` counts them all).
-pub(super) fn bounded(reasons: &[String], total: usize) -> String {
-    let mut s = reasons.join("; ");
-    if total > reasons.len() {
-        s.push_str(&format!("; and {} more", total - reasons.len()));
-    }
-    s
-}
+use stage_norm_core::dist::detail as bounded;
 
 impl Problem<'_> {
     /// The bytes the canary bucket hashes when the table has no primary key.
