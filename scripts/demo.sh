@@ -94,6 +94,23 @@ SELECT label, stage_norm.normalize_stage(label) AS canonical, stage_norm.stage_r
 INSERT INTO deals (id, company, stage) VALUES (3, 'Rook Games', 'Series D');
 SELECT id, company, stage FROM deals ORDER BY id;
 \echo
+\echo 'Stage distributions (jsonb: stage -> weight, exact decimal) and stage arrays (docs/distributions.md):'
+SELECT d AS distribution, stage_norm.normalize_stage_distribution(d) AS canonical, stage_norm.stage_distribution_errors(d) AS reasons
+  FROM (VALUES ('{"Series A ": 0.5, "seed round": 0.25, "Seed": 0.25}'::jsonb),
+               ('{"seed": 0.1, "series-a": 0.2, "Growth": 0.7}'),
+               ('{"seed": 50, "series-a": 50}'),
+               ('{"Angel": 0.5, "seed": 0.4}')) v(d);
+CREATE TABLE strategy (id int PRIMARY KEY, alloc jsonb, path text[]);
+SELECT stage_norm.attach('strategy', 'alloc', 'path');
+INSERT INTO strategy VALUES (1, '{"Series A": 0.6, "seed": 0.4}', ARRAY['Seed', 'Series A', 'Series D2']);
+SELECT * FROM strategy;
+\echo 'Under enforce, an invalid distribution is rejected with every reason:'
+SET stage_norm.mode = enforce;
+\set ON_ERROR_STOP 0
+INSERT INTO strategy VALUES (2, '{"seed": 0.5, "series-a": 0.4}', NULL);
+\set ON_ERROR_STOP 1
+RESET stage_norm.mode;
+\echo
 \echo 'Rollback of every table at once (docs/runbook.md): LOAD ''stage_norm''; then'
 \echo '  ALTER SYSTEM SET stage_norm.max_mode = ''warn''; then SELECT pg_reload_conf();'
 \echo
