@@ -52,6 +52,7 @@ BENCH_CONF ?= --conf 'fsync = on' --conf 'full_page_writes = on' --conf 'synchro
 bench: install
 	$(CLUSTER) $(BENCH_CONF) -- bash bench/run.sh
 	bash bench/callgrind.sh
+	VARIANTS="startup j_none j_canonical" bash bench/callgrind.sh 1000000
 
 clean:
 	cargo clean

@@ -107,11 +107,11 @@ if [[ -n "${VARIANTS:-}" ]]; then
     b=${ir[none]:-}; [[ $v == j_* ]] && b=${ir[j_none]:-}
     [[ -n "$b" ]] && awk -v v="$v" -v a="${ir[$v]}" -v b="$b" -v n="$rows" 'BEGIN { printf "  %-12s %8.0f\n", v, (a-b)/n }'
   done
-  if [[ -n "${ir[j_none]:-}" && -n "${ir[j_enforce]:-}" && -n "${ir[j_canonical]:-}" && -n "${ir[startup]:-}" ]]; then
-    awk -v S="${ir[startup]}" -v b="${ir[j_none]}" -v e="${ir[j_enforce]}" -v c="${ir[j_canonical]}" -v p="${ir[j_plpgsql]:-0}" -v n="$rows" 'BEGIN {
+  if [[ -n "${ir[j_none]:-}" && -n "${ir[j_canonical]:-}" && -n "${ir[startup]:-}" ]]; then
+    awk -v S="${ir[startup]}" -v b="${ir[j_none]}" -v e="${ir[j_enforce]:-0}" -v c="${ir[j_canonical]}" -v p="${ir[j_plpgsql]:-0}" -v n="$rows" 'BEGIN {
       printf "jsonb distributions (start-up subtracted): INSERT with no trigger %.0f per row\n", (b-S)/n
       printf "  canonical / none                       %.3f  (ceiling 1.10)\n", (c-S)/(b-S)
-      if (p > 0) printf "  (enforce - none) / (plpgsql - none)    %.3f  (ceiling 0.05)\n", (e-b)/(p-b)
+      if (p > 0 && e > 0) printf "  (enforce - none) / (plpgsql - none)    %.3f  (ceiling 0.05)\n", (e-b)/(p-b)
     }'
   fi
   exit 0

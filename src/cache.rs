@@ -69,9 +69,27 @@ impl CanonIndex {
     const EMPTY: CanonIndex = CanonIndex { slots: [0; CANON_SLOTS], names: [(std::ptr::null(), 0); stage_norm_core::MAX_STAGES] };
 }
 
+/// The slot of a name: its length, first and last bytes (the default set's `series-a` ...
+/// `series-e` differ only in the last).
 #[inline(always)]
-fn canon_slot(len: usize, first: u8) -> usize {
-    (len.wrapping_mul(7) ^ usize::from(first)) & (CANON_SLOTS - 1)
+fn canon_slot(b: &[u8]) -> usize {
+    let (first, last) = (usize::from(b[0]), usize::from(b[b.len() - 1]));
+    (b.len().wrapping_mul(7) ^ first ^ last.wrapping_mul(13)) & (CANON_SLOTS - 1)
+}
+
+/// `a == b` for slices of equal length, without a call for names up to 16 bytes (overlapping
+/// word loads).
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    debug_assert_eq!(n, b.len());
+    let w8 = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap());
+    let w4 = |s: &[u8], at: usize| u32::from_ne_bytes(s[at..at + 4].try_into().unwrap());
+    match n {
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        _ => a == b,
+    }
 }
 
 fn build_canon_index(set: &StageSet) -> CanonIndex {
@@ -79,7 +97,7 @@ fn build_canon_index(set: &StageSet) -> CanonIndex {
     for (i, n) in set.stages.iter().enumerate() {
         let b = n.as_bytes();
         ix.names[i] = (b.as_ptr(), b.len());
-        let slot = &mut ix.slots[canon_slot(b.len(), b[0])];
+        let slot = &mut ix.slots[canon_slot(b)];
         *slot = if *slot == 0 { i as u8 + 1 } else { CANON_AMBIGUOUS };
     }
     ix
@@ -89,22 +107,27 @@ fn build_canon_index(set: &StageSet) -> CanonIndex {
 /// indexed). Call [`refresh`] first.
 #[inline(always)]
 pub fn canonical_id_bytes(b: &[u8]) -> Option<StageId> {
-    let &first = b.first()?;
+    if b.is_empty() {
+        return None;
+    }
     // SAFETY: single-threaded; rebuilt only by `reload`, together with the set it points into.
     let ix = unsafe { &*CANON.get() };
-    match ix.slots[canon_slot(b.len(), first)] {
+    match ix.slots[canon_slot(b)] {
         0 => None,
         CANON_AMBIGUOUS => set().canonical_id_bytes(b),
         k => {
             let (p, n) = ix.names[usize::from(k - 1)];
             // SAFETY: `p` points at `n` bytes of a name of the current set.
-            (n == b.len() && unsafe { std::slice::from_raw_parts(p, n) } == b).then_some(k - 1)
+            (n == b.len() && same_bytes(unsafe { std::slice::from_raw_parts(p, n) }, b)).then_some(k - 1)
         }
     }
 }
 static TABLE_MODES: Global<Option<TableModes>> = Global::new(None);
 static KEY_BUF: Global<String> = Global::new(String::new());
 static MEMO: Global<[MemoEntry; MEMO_SLOTS]> = Global::new([MemoEntry::EMPTY; MEMO_SLOTS]);
+/// The keys of the last stage distribution the trigger judged ([`stage_norm_core::dist::KeyMemo`]);
+/// cleared with [`MEMO`], so it always agrees with [`classify`].
+pub static KEY_MEMO: Global<stage_norm_core::dist::KeyMemo> = Global::new(stage_norm_core::dist::KeyMemo::EMPTY);
 
 /// The trigger's memo of recent labels: direct-mapped, 256 slots, labels up to 23 bytes.
 /// A column of stages holds few distinct spellings, so most rows are a hit: a hash of the
@@ -319,6 +342,7 @@ fn reload() {
         }
         *ALIASES.get() = Some(aliases);
         *MEMO.get() = [MemoEntry::EMPTY; MEMO_SLOTS];
+        KEY_MEMO.get().clear();
         *TABLE_MODES.get() = Some(modes);
         let g = GENERATION.get();
         *g = g.wrapping_add(1);

@@ -65,7 +65,11 @@ pub fn read_array(bytes: &[u8]) -> Option<Array<'_>> {
 /// The verdict on a distribution (keys by [`classify`]).
 #[inline]
 pub fn distribution_verdict(bytes: &[u8]) -> Verdict {
-    dist::verdict(&read_jsonb(bytes), classify)
+    // SAFETY: single-threaded; cleared by the cache's reload, never held across it.
+    match dist::quick_verdict(bytes, classify, Some(unsafe { cache::KEY_MEMO.get() })) {
+        Some(v) => v,
+        None => dist::verdict(&read_jsonb(bytes), classify),
+    }
 }
 
 /// Every reason why a distribution is invalid (empty when it can be normalized).
@@ -234,8 +238,9 @@ unsafe extern "C-unwind" fn stage_distribution_errors_body(fcinfo: pg_sys::Funct
 #[pg_guard]
 unsafe extern "C-unwind" fn is_valid_stage_distribution_body(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     cache::refresh();
-    let doc = read_jsonb(jsonb_bytes(arg(fcinfo, 0)));
-    pg_sys::Datum::from(dist::verdict(&doc, classify_canonical) == Verdict::Canonical)
+    let bytes = jsonb_bytes(arg(fcinfo, 0));
+    let v = dist::quick_verdict(bytes, classify_canonical, None).unwrap_or_else(|| dist::verdict(&read_jsonb(bytes), classify_canonical));
+    pg_sys::Datum::from(v == Verdict::Canonical)
 }
 
 #[pg_guard]

@@ -12,11 +12,11 @@ use crate::decimal::Num;
 compile_error!("stage_norm_core::binary reads little-endian varlena headers");
 
 #[inline(always)]
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 #[inline(always)]
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
@@ -53,7 +53,7 @@ pub fn numeric(data: &[u8]) -> Option<Num<'_>> {
             let w = i32::from(h & 0x003F);
             let weight = if h & 0x0040 != 0 { w | !0x3F } else { w };
             let digits = &data[2..];
-            (digits.len() % 2 == 0).then_some(Num {
+            digits.len().is_multiple_of(2).then_some(Num {
                 neg: h & 0x2000 != 0,
                 weight,
                 dscale: u32::from((h & 0x1F80) >> 7),
@@ -63,18 +63,18 @@ pub fn numeric(data: &[u8]) -> Option<Num<'_>> {
         sign => {
             let weight = i32::from(u16_at(data, 2)? as i16);
             let digits = data.get(4..)?;
-            (digits.len() % 2 == 0).then_some(Num { neg: sign == 0x4000, weight, dscale: u32::from(h & 0x3FFF), digits })
+            digits.len().is_multiple_of(2).then_some(Num { neg: sign == 0x4000, weight, dscale: u32::from(h & 0x3FFF), digits })
         }
     }
 }
 
-const JB_CMASK: u32 = 0x0FFF_FFFF;
-const JB_FSCALAR: u32 = 0x1000_0000;
-const JB_FOBJECT: u32 = 0x2000_0000;
-const JB_FARRAY: u32 = 0x4000_0000;
-const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
-const JENTRY_TYPEMASK: u32 = 0x7000_0000;
-const JENTRY_HAS_OFF: u32 = 0x8000_0000;
+pub(crate) const JB_CMASK: u32 = 0x0FFF_FFFF;
+pub(crate) const JB_FSCALAR: u32 = 0x1000_0000;
+pub(crate) const JB_FOBJECT: u32 = 0x2000_0000;
+pub(crate) const JB_FARRAY: u32 = 0x4000_0000;
+pub(crate) const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
+pub(crate) const JENTRY_TYPEMASK: u32 = 0x7000_0000;
+pub(crate) const JENTRY_HAS_OFF: u32 = 0x8000_0000;
 
 /// A value inside a jsonb container.
 #[derive(Clone, Copy, Debug)]

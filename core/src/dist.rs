@@ -68,6 +68,162 @@ pub fn verdict(doc: &Jsonb, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Verd
     }
 }
 
+/// The keys of the last distribution whose keys were all stages, as they are stored (their
+/// JEntries and bytes), and whether they were all canonical names. A column of distributions
+/// names the same stages row after row while the weights change, so [`quick_verdict`] compares
+/// the keys with these bytes instead of classifying each key again. The caller clears it
+/// whenever the classification of keys may change (stage set, aliases).
+pub struct KeyMemo {
+    /// Pairs, and bytes used in `buf` (entries then keys); 0 when empty.
+    n: usize,
+    used: usize,
+    canonical: bool,
+    buf: [u8; KEY_MEMO_BYTES],
+}
+const KEY_MEMO_BYTES: usize = 512;
+
+impl KeyMemo {
+    pub const EMPTY: KeyMemo = KeyMemo { n: 0, used: 0, canonical: false, buf: [0; KEY_MEMO_BYTES] };
+    pub fn clear(&mut self) {
+        self.n = 0;
+        self.used = 0;
+    }
+}
+
+/// The trigger's fast path: the verdict on a distribution as its bytes are stored (the jsonb
+/// contents after the varlena header), in one walk over the container with no iterator and
+/// no general decimal: for an object of 1 to 64 string keys whose values are all numbers in
+/// `numeric`'s short format from 0 to 1 with at most 16 decimals (every realistic weight),
+/// their sum is exact in a `u64` of units of 1e-16. Keys equal to the `memo`'s are not
+/// classified again. `None` for anything else: then [`verdict`] decides (the two agree
+/// wherever this one answers; property tests check it).
+#[inline]
+pub fn quick_verdict(data: &[u8], mut classify: impl FnMut(&[u8]) -> KeyClass, memo: Option<&mut KeyMemo>) -> Option<Verdict> {
+    use crate::binary::{u32_at, JB_CMASK, JB_FARRAY, JB_FOBJECT, JB_FSCALAR, JENTRY_HAS_OFF, JENTRY_OFFLENMASK, JENTRY_TYPEMASK};
+    const MAX_PAIRS: usize = 64;
+    const JENTRY_NUMERIC: u32 = 0x1000_0000;
+    let h = u32_at(data, 0)?;
+    let n = (h & JB_CMASK) as usize;
+    if h & (JB_FOBJECT | JB_FARRAY | JB_FSCALAR) != JB_FOBJECT || n == 0 || n > MAX_PAIRS {
+        return None;
+    }
+    let entries = data.get(4..4 + 8 * n)?;
+    let (key_entries, value_entries) = entries.split_at(4 * n);
+    let base = &data[4 + 8 * n..];
+    let word = |c: &[u8]| u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    // getJsonbOffset walked forwards: each child ends at its offset (HAS_OFF) or after its length.
+    let end = |e: u32, off: usize| {
+        let v = (e & JENTRY_OFFLENMASK) as usize;
+        if e & JENTRY_HAS_OFF != 0 { v } else { off + v }
+    };
+    let remembered = memo.as_ref().is_some_and(|m| {
+        m.n == n && m.buf[..4 * n] == *key_entries && base.get(..m.used - 4 * n) == Some(&m.buf[4 * n..m.used])
+    });
+    let (mut off, canonical) = if remembered {
+        let m = memo.as_ref()?;
+        (m.used - 4 * n, m.canonical)
+    } else {
+        let mut off = 0usize;
+        let mut canonical = true;
+        for c in key_entries.chunks_exact(4) {
+            let e = word(c);
+            if e & JENTRY_TYPEMASK != 0 {
+                return None;
+            }
+            let to = end(e, off);
+            let Some((_, is_canonical)) = classify(base.get(off..to)?) else { return Some(Verdict::Invalid) };
+            canonical &= is_canonical;
+            off = to;
+        }
+        if let Some(m) = memo {
+            if 4 * n + off <= KEY_MEMO_BYTES {
+                m.buf[..4 * n].copy_from_slice(key_entries);
+                m.buf[4 * n..4 * n + off].copy_from_slice(&base[..off]);
+                (m.n, m.used, m.canonical) = (n, 4 * n + off, canonical);
+            }
+        }
+        (off, canonical)
+    };
+    let mut sum: u64 = 0;
+    for c in value_entries.chunks_exact(4) {
+        let e = word(c);
+        if e & JENTRY_TYPEMASK != JENTRY_NUMERIC {
+            return None;
+        }
+        let to = end(e, off);
+        let v = base.get((off + 3) & !3..to)?;
+        sum += match one_digit_weight(v) {
+            Some(x) => x,
+            None => unit_weight(v)?,
+        };
+        off = to;
+    }
+    Some(match (sum.abs_diff(UNIT) <= UNIT / 1_000_000, canonical) {
+        (true, true) => Verdict::Canonical,
+        (true, false) => Verdict::Normalizable,
+        (false, _) => Verdict::Invalid,
+    })
+}
+
+/// 1 in units of 1e-16.
+const UNIT: u64 = 10_000_000_000_000_000;
+
+/// A jsonb number (its whole `numeric` varlena) in units of 1e-16, when it is in the short
+/// format, from 0 to 1, with at most 16 decimals; `None` otherwise.
+/// The commonest weight in one load: a `numeric` with a 4-byte varlena header, the short
+/// format, a + sign and a single base-10000 digit of weight 10000^0 to 10000^-4 (0.1, 0.25,
+/// 0.125, 1). `None` for anything else, which [`unit_weight`] reads.
+#[inline(always)]
+fn one_digit_weight(v: &[u8]) -> Option<u64> {
+    // Units of 1e-16 per digit, by the header's low 7 bits (weight sign and weight): 0 for
+    // weight 0, 0x7F for -1, ... 0x7C for -4; 0 where the fast path does not apply.
+    const UNITS: [u64; 128] = {
+        let mut t = [0u64; 128];
+        t[0] = UNIT;
+        t[0x7F] = 1_000_000_000_000;
+        t[0x7E] = 100_000_000;
+        t[0x7D] = 10_000;
+        t[0x7C] = 1;
+        t
+    };
+    let x = u64::from_le_bytes(v.try_into().ok()?);
+    let (hdr, h, digit) = (x as u32, (x >> 32) as u16, (x >> 48) as u16);
+    // varlena header: 8 bytes, 4-byte form; numeric header: short format, + sign
+    if hdr != 8 << 2 || h & 0xE000 != 0x8000 {
+        return None;
+    }
+    let units = UNITS[usize::from(h & 0x7F)];
+    let w = u64::from(digit) * units;
+    (units != 0 && w <= UNIT).then_some(w)
+}
+
+#[inline(always)]
+fn unit_weight(v: &[u8]) -> Option<u64> {
+    // 10000^(p + 4) for a digit of weight 10000^p, p = -4..=0
+    const SCALE: [u64; 5] = [1, 10_000, 100_000_000, 1_000_000_000_000, UNIT];
+    let (hdr, total) = crate::binary::varlena_at(v)?;
+    let d = &v[hdr..total];
+    let h = crate::binary::u16_at(d, 0)?;
+    if h & 0xC000 != 0x8000 || !d.len().is_multiple_of(2) {
+        return None; // not the short format
+    }
+    let w = i32::from(h & 0x3F);
+    let mut p = if h & 0x40 != 0 { w | !0x3F } else { w };
+    let mut x: u64 = 0;
+    for ch in d[2..].chunks_exact(2) {
+        let digit = u64::from(u16::from_ne_bytes([ch[0], ch[1]]));
+        if digit != 0 {
+            if !(-4..=0).contains(&p) || digit >= 10_000 {
+                return None;
+            }
+            x += digit * SCALE[(p + 4) as usize];
+        }
+        p -= 1;
+    }
+    // A negative sign on a zero is zero (numeric has no -0).
+    (x <= UNIT && (h & 0x2000 == 0 || x == 0)).then_some(x)
+}
+
 /// Every reason why a distribution is invalid (empty when it is valid), in a fixed order: the
 /// shape, then each key in jsonb's key order (unknown key, then its weight), then the sum.
 pub fn reasons(doc: &Jsonb, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Vec<String> {
@@ -236,6 +392,12 @@ mod tests {
     }
 
     fn build(pairs: &[(&str, V)]) -> Vec<u8> {
+        build_fmt(pairs, false, false)
+    }
+
+    /// `short`: numbers in numeric's short format where it fits (as PostgreSQL stores them);
+    /// `hdr1`: with 1-byte varlena headers (a numeric taken from a stored row).
+    fn build_fmt(pairs: &[(&str, V)], short: bool, hdr1: bool) -> Vec<u8> {
         let mut ps: Vec<_> = pairs.iter().collect();
         ps.sort_by(|a, b| (a.0.len(), a.0.as_bytes()).cmp(&(b.0.len(), b.0.as_bytes())));
         let n = ps.len();
@@ -259,12 +421,25 @@ mod tests {
                     }
                     let o = OwnedNum::parse(s).unwrap();
                     let mut num = Vec::new();
-                    let sd: u16 = (if o.neg { 0x4000 } else { 0 }) | o.dscale as u16;
-                    num.extend_from_slice(&sd.to_le_bytes());
-                    num.extend_from_slice(&(o.weight as i16).to_le_bytes());
+                    if short && o.dscale <= 63 && (-64..=63).contains(&o.weight) {
+                        let h: u16 = 0x8000
+                            | if o.neg { 0x2000 } else { 0 }
+                            | ((o.dscale as u16) << 7)
+                            | if o.weight < 0 { 0x40 } else { 0 }
+                            | (o.weight as u16 & 0x3F);
+                        num.extend_from_slice(&h.to_le_bytes());
+                    } else {
+                        let sd: u16 = (if o.neg { 0x4000 } else { 0 }) | o.dscale as u16;
+                        num.extend_from_slice(&sd.to_le_bytes());
+                        num.extend_from_slice(&(o.weight as i16).to_le_bytes());
+                    }
                     num.extend_from_slice(&o.digits);
-                    let total = (num.len() + 4) as u32;
-                    data.extend_from_slice(&(total << 2).to_le_bytes());
+                    if hdr1 && num.len() + 1 <= 127 {
+                        data.push((((num.len() + 1) as u8) << 1) | 1);
+                    } else {
+                        let total = (num.len() + 4) as u32;
+                        data.extend_from_slice(&(total << 2).to_le_bytes());
+                    }
                     data.extend_from_slice(&num);
                     entries.push(0x1000_0000 | (data.len() - start) as u32);
                 }
@@ -345,5 +520,136 @@ mod tests {
         let r = reasons(&doc(&b), classify);
         assert_eq!(r.len(), 8);
         assert_eq!(detail(&r[..5], r.len()), format!("{}; and 3 more", r[..5].join("; ")));
+    }
+
+    proptest::proptest! {
+        /// Wherever the trigger's fast path answers, it answers as `verdict` does.
+        #[test]
+        fn quick_verdict_agrees(
+            pairs in proptest::collection::vec((0usize..7, 0u8..10, -3_000_000_000i64..20_000_000_000_000_000, 0u32..20), 0..9),
+            short in proptest::prelude::any::<bool>(),
+            hdr1 in proptest::prelude::any::<bool>(),
+        ) {
+            const KEYS: [&str; 7] = ["seed", "Seed", "seed round", "series-a", "Series A", "growth", "x"];
+            let nums: Vec<String> = pairs.iter().map(|&(_, _, m, sc)| {
+                let neg = m < 0;
+                let digits = format!("{:0>width$}", m.unsigned_abs(), width = sc as usize + 1);
+                let (int, frac) = digits.split_at(digits.len() - sc as usize);
+                format!("{}{}{}{}", if neg { "-" } else { "" }, int, if sc > 0 { "." } else { "" }, frac)
+            }).collect();
+            let mut seen = std::collections::HashSet::new();
+            let ps: Vec<(&str, V)> = pairs.iter().zip(&nums)
+                .filter(|((k, ..), _)| seen.insert(*k))
+                .map(|(&(k, kind, ..), s)| (KEYS[k], match kind { 0 => V::Null, 1 => V::S("0.5"), _ => V::N(s.as_str()) }))
+                .collect();
+            let b = build_fmt(&ps, short, hdr1);
+            if let Some(q) = quick_verdict(&b, classify, None) {
+                proptest::prop_assert_eq!(q, verdict(&doc(&b), classify), "{:?}", ps.iter().map(|p| p.0).collect::<Vec<_>>());
+            }
+            // With a memo: cold, then warm (the same keys), then after another document.
+            let mut memo = KeyMemo::EMPTY;
+            let cold = quick_verdict(&b, classify, Some(&mut memo));
+            proptest::prop_assert_eq!(cold, quick_verdict(&b, classify, None));
+            proptest::prop_assert_eq!(quick_verdict(&b, classify, Some(&mut memo)), cold);
+            let other = build_fmt(&[("seed", V::N("1"))], true, false);
+            let _ = quick_verdict(&other, classify, Some(&mut memo));
+            proptest::prop_assert_eq!(quick_verdict(&b, classify, Some(&mut memo)), cold);
+        }
+    }
+
+    proptest::proptest! {
+        /// The same on valid distributions: weights of `scale` decimals summing to exactly 1
+        /// (or off by `off` units of the last decimal), keys canonical or not.
+        #[test]
+        fn quick_verdict_agrees_on_valid(
+            parts in proptest::collection::vec((0usize..5, 0u64..1_000_000_000_000_000_000), 1..6),
+            scale in 1u32..19,
+            off in -2i64..3,
+            short in proptest::prelude::any::<bool>(),
+        ) {
+            const KEYS: [&str; 5] = ["seed", "Seed", "seed round", "series-a", "Series A"];
+            let one = 10u128.pow(scale);
+            let cap = (one / parts.len() as u128).max(1);
+            let mut ws: Vec<u128> = parts.iter().map(|&(_, x)| u128::from(x) % cap).collect();
+            let rest: u128 = ws[1..].iter().sum();
+            ws[0] = (one - rest).saturating_add_signed(i128::from(off));
+            let fmt = |w: u128| {
+                let d = format!("{:0>width$}", w, width = scale as usize + 1);
+                let (i, f) = d.split_at(d.len() - scale as usize);
+                format!("{i}.{f}")
+            };
+            let nums: Vec<String> = ws.iter().map(|&w| fmt(w)).collect();
+            let mut seen = std::collections::HashSet::new();
+            let ps: Vec<(&str, V)> = parts.iter().zip(&nums)
+                .filter(|((k, _), _)| seen.insert(*k))
+                .map(|(&(k, _), s)| (KEYS[k], V::N(s.as_str())))
+                .collect();
+            let b = build_fmt(&ps, short, false);
+            if let Some(q) = quick_verdict(&b, classify, None) {
+                proptest::prop_assert_eq!(q, verdict(&doc(&b), classify), "{:?}", nums);
+            }
+            // A warm memo from a document with the same keys and other weights, and its own.
+            let mut memo = KeyMemo::EMPTY;
+            let same_keys: Vec<(&str, V)> = ps.iter().map(|p| (p.0, V::N("0"))).collect();
+            let _ = quick_verdict(&build_fmt(&same_keys, short, false), classify, Some(&mut memo));
+            proptest::prop_assert_eq!(quick_verdict(&b, classify, Some(&mut memo)), quick_verdict(&b, classify, None));
+        }
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes: the fast path never panics, and agrees with `verdict` where it answers.
+        #[test]
+        fn quick_verdict_on_any_bytes(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut memo = KeyMemo::EMPTY;
+            let q = quick_verdict(&b, classify, Some(&mut memo));
+            proptest::prop_assert_eq!(quick_verdict(&b, classify, Some(&mut memo)), q);
+            if let (Some(q), Some(d)) = (q, crate::binary::jsonb(&b)) {
+                proptest::prop_assert_eq!(q, verdict(&d, classify));
+            }
+        }
+    }
+
+    #[test]
+    fn quick_verdict_answers_the_usual() {
+        let b = build_fmt(&[("seed", V::N("0.1")), ("series-a", V::N("0.9"))], true, false);
+        assert_eq!(quick_verdict(&b, classify, None), Some(Verdict::Canonical));
+        let b = build_fmt(&[("Seed", V::N("0.1")), ("series-a", V::N("0.9000005"))], true, true);
+        assert_eq!(quick_verdict(&b, classify, None), Some(Verdict::Normalizable));
+        let b = build_fmt(&[("seed", V::N("0.1")), ("series-a", V::N("0.8999989"))], true, false);
+        assert_eq!(quick_verdict(&b, classify, None), Some(Verdict::Invalid));
+        let b = build_fmt(&[("seed", V::N("-0")), ("series-a", V::N("1"))], true, false);
+        assert_eq!(quick_verdict(&b, classify, None), Some(Verdict::Canonical));
+        // 1 ± 1e-6 inclusive, exactly
+        for (w, v) in [("0.900001", Verdict::Canonical), ("0.8999990", Verdict::Canonical), ("0.9000010000000001", Verdict::Invalid)] {
+            let b = build_fmt(&[("seed", V::N("0.1")), ("series-a", V::N(w))], true, false);
+            assert_eq!(quick_verdict(&b, classify, None), Some(v), "{w}");
+            assert_eq!(verdict(&doc(&b), classify), v, "{w}");
+        }
+        // left to `verdict`: the long format, 17 decimals, above 1, negative, not a number
+        for (w, short) in [("0.5", false), ("0.50000000000000001", true), ("1.5", true), ("-0.5", true)] {
+            let b = build_fmt(&[("seed", V::N("0.5")), ("series-a", V::N(w))], short, false);
+            assert_eq!(quick_verdict(&b, classify, None), None, "{w}");
+        }
+        let b = build_fmt(&[("seed", V::Null)], true, false);
+        assert_eq!(quick_verdict(&b, classify, None), None);
+        assert_eq!(quick_verdict(&build_fmt(&[("growth", V::N("1"))], true, false), classify, None), Some(Verdict::Invalid));
+        // The memo: keys classified once for the same keys, again after clear() or other keys.
+        let calls = std::cell::Cell::new(0);
+        let counting = |k: &[u8]| {
+            calls.set(calls.get() + 1);
+            classify(k)
+        };
+        let mut memo = KeyMemo::EMPTY;
+        let a = build_fmt(&[("Seed", V::N("0.25")), ("series-a", V::N("0.75"))], true, false);
+        let b = build_fmt(&[("Seed", V::N("0.5")), ("series-a", V::N("0.5"))], true, false);
+        assert_eq!(quick_verdict(&a, counting, Some(&mut memo)), Some(Verdict::Normalizable));
+        assert_eq!(quick_verdict(&b, counting, Some(&mut memo)), Some(Verdict::Normalizable));
+        assert_eq!(calls.get(), 2);
+        memo.clear();
+        assert_eq!(quick_verdict(&b, counting, Some(&mut memo)), Some(Verdict::Normalizable));
+        assert_eq!(calls.get(), 4);
+        let c = build_fmt(&[("seed", V::N("0.5")), ("series-a", V::N("0.5"))], true, false);
+        assert_eq!(quick_verdict(&c, counting, Some(&mut memo)), Some(Verdict::Canonical));
+        assert_eq!(calls.get(), 6);
     }
 }

@@ -6,9 +6,16 @@ use stage_norm_core::{binary, dist};
 
 fuzz_target!(|data: &[u8]| {
     let _ = binary::numeric(data);
+    let classify = |k: &[u8]| if k == b"seed" { Some((1, true)) } else if k.is_empty() { None } else { Some((0, false)) };
+    // The trigger's fast path, cold and warm memo; where it answers, `verdict` must agree.
+    let mut memo = dist::KeyMemo::EMPTY;
+    let quick = dist::quick_verdict(data, classify, Some(&mut memo));
+    assert_eq!(quick, dist::quick_verdict(data, classify, Some(&mut memo)));
     if let Some(doc) = binary::jsonb(data) {
-        let classify = |k: &[u8]| if k == b"seed" { Some((1, true)) } else if k.is_empty() { None } else { Some((0, false)) };
-        let _ = dist::verdict(&doc, classify);
+        let v = dist::verdict(&doc, classify);
+        if let Some(q) = quick {
+            assert_eq!(q, v);
+        }
         let _ = dist::reasons(&doc, classify);
         if let binary::Jsonb::Object(o) = doc {
             let _ = dist::canonical_form(&o, classify).map(|f| f.1.len());

@@ -168,3 +168,23 @@ SELECT stage_norm.attach('not_governed', 'd');
 SELECT stage_norm.attach('not_governed', 'nested');
 DROP TABLE not_governed;
 DROP DOMAIN dist_domain;
+
+-- The trigger remembers the keys of the last distribution it judged (a memo of their bytes):
+-- an alias removed, or a stage set changed, between two rows with the same keys must be seen.
+CREATE TABLE memo_keys (id int PRIMARY KEY, alloc jsonb);
+SELECT stage_norm.attach('memo_keys', 'alloc');
+SET stage_norm.mode = enforce;
+SELECT stage_norm.add_alias('Angel', 'pre-seed');
+INSERT INTO memo_keys VALUES (1, '{"Angel": 0.5, "seed": 0.5}');
+INSERT INTO memo_keys VALUES (2, '{"Angel": 0.25, "seed": 0.75}');
+SELECT stage_norm.remove_alias('Angel');
+INSERT INTO memo_keys VALUES (3, '{"Angel": 0.5, "seed": 0.5}');      -- rejected: no alias now
+INSERT INTO memo_keys VALUES (4, '{"pre-seed": 0.5, "series-b": 0.5}');
+INSERT INTO memo_keys VALUES (5, '{"pre-seed": 0.4, "series-b": 0.6}');
+SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a');
+INSERT INTO memo_keys VALUES (6, '{"pre-seed": 0.5, "series-b": 0.5}');  -- rejected: series-b left the set
+SELECT stage_norm.reset_stages();
+INSERT INTO memo_keys VALUES (7, '{"pre-seed": 0.5, "series-b": 0.5}');
+SELECT id, alloc FROM memo_keys ORDER BY id;
+RESET stage_norm.mode;
+DROP TABLE memo_keys;
