@@ -76,6 +76,18 @@ extension_sql_file!(
     name = "add_check",
     requires = ["columns", "distributions", "stages", functions::is_canonical_stage, functions::in_transaction_block]
 );
+extension_sql_file!(
+    "../sql/migrate.sql",
+    name = "migrate",
+    requires = [
+        "columns",
+        "distributions",
+        "stages",
+        "add_check",
+        functions::is_canonical_stage,
+        functions::in_transaction_block
+    ]
+);
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

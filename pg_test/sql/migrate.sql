@@ -1,0 +1,130 @@
+-- stage_norm.migrate, rollback_migration, purge_migration_undo, verify, assert_verified.
+-- NOTICEs carry durations and ETAs: silenced here, asserted by the client tests.
+SET client_min_messages = warning;
+
+CREATE TABLE pc (id int PRIMARY KEY, stage text);
+INSERT INTO pc SELECT i, (ARRAY['Series A ', 'pre_seed', 'seed', NULL, 'growth', 'seriesB', 'series-a'])[1 + i % 7]
+  FROM generate_series(1, 40) i;
+CREATE TABLE pc_orig AS SELECT * FROM pc;
+SELECT stage_norm.attach('pc', 'stage');
+SET stage_norm.mode = enforce;   -- migrate's own UPDATEs pass through the trigger
+
+CALL stage_norm.migrate('pc', 'stage', batch_size => 7);
+SELECT stage, count(*) FROM pc GROUP BY 1 ORDER BY 1;
+SELECT run_id, table_name, column_name, column_kind, key_columns, status, rows_before, rows_after, nulls_before, nulls_after,
+       rows_scanned, rows_updated, rows_unknown, batches, lock_retries, pid, cursor_key
+  FROM stage_norm.migration_runs;
+SELECT batch, key_from, key_to, rows_scanned, rows_updated, rows_unknown, attempts, status
+  FROM stage_norm.migration_batches ORDER BY batch;
+SELECT count(*) AS undo_rows, count(DISTINCT key) AS keys FROM stage_norm.migration_undo WHERE run_id = 1;
+SELECT * FROM stage_norm.migration_progress;
+
+-- A second run updates nothing.
+CALL stage_norm.migrate('pc', 'stage', batch_size => 7);
+SELECT run_id, status, rows_scanned, rows_updated, rows_unknown FROM stage_norm.migration_runs ORDER BY run_id;
+
+-- The verifier, and its CI gate (the unknown 'growth' remains).
+SELECT v - 'last_run' AS report, v->'last_run'->'row_count_unchanged' AS same_rows, v->'last_run'->'no_null_introduced' AS no_null
+  FROM stage_norm.verify('pc', 'stage') v;
+DO $$
+DECLARE st text; tab text; col text; det text;
+BEGIN
+    PERFORM stage_norm.assert_verified('pc', 'stage');
+EXCEPTION WHEN check_violation THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, tab = TABLE_NAME, col = COLUMN_NAME, det = PG_EXCEPTION_DETAIL;
+    RAISE WARNING 'sqlstate %, table %, column %, detail has top values: %', st, tab, col, (det::jsonb->'top_non_canonical');
+END $$;
+
+-- Rollback: every original value back, except a row changed since the run (left, reported).
+UPDATE pc SET stage = 'series-b' WHERE id = 1;      -- was 'pre_seed', migrated to 'pre-seed'
+CALL stage_norm.rollback_migration(1, batch_size => 5);
+SELECT id, o.stage AS original, p.stage AS now FROM pc p JOIN pc_orig o USING (id)
+ WHERE p.stage IS DISTINCT FROM o.stage ORDER BY id;
+SELECT run_id, status, rows_restored, rows_conflicting FROM stage_norm.migration_runs WHERE run_id = 1;
+SELECT count(*) AS undo_left FROM stage_norm.migration_undo WHERE run_id = 1;
+-- A run rolled back is not resumed: the next call starts a new one.
+CALL stage_norm.migrate('pc', 'stage');
+SELECT run_id, status, rows_updated FROM stage_norm.migration_runs ORDER BY run_id;
+SELECT stage_norm.purge_migration_undo(run_id => 3);
+SELECT stage_norm.purge_migration_undo(older_than => '0 seconds');
+SELECT count(*) FROM stage_norm.migration_undo;
+
+-- max_batches: a bounded window, then the rest; composite text + uuid key.
+CREATE TABLE pk2 (fund text, id uuid, stage varchar(20), PRIMARY KEY (fund, id));
+INSERT INTO pk2 SELECT 'fund-' || (i % 3), ('00000000-0000-0000-0000-' || lpad(i::text, 12, '0'))::uuid,
+                       (ARRAY['Series A ', 'pre_seed', 'seed'])[1 + i % 3]
+  FROM generate_series(1, 25) i;
+CALL stage_norm.migrate('pk2', 'stage', batch_size => 4, max_batches => 2);
+SELECT status, batches, rows_scanned, rows_updated, cursor_key FROM stage_norm.migration_runs WHERE table_name = 'pk2';
+SELECT count(*) FILTER (WHERE stage_norm.is_canonical_stage(stage)) AS canonical FROM pk2;
+CALL stage_norm.migrate('pk2', 'stage', batch_size => 4);
+SELECT status, batches, rows_scanned, rows_updated, rows_before, rows_after FROM stage_norm.migration_runs WHERE table_name = 'pk2';
+SELECT stage, count(*) FROM pk2 GROUP BY 1 ORDER BY 1;
+SELECT (stage_norm.assert_verified('pk2', 'stage'))->'stages';
+
+-- A partitioned table: partition by partition.
+CREATE TABLE pp (region text, id bigint, stage text, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+CREATE TABLE pp_eu PARTITION OF pp FOR VALUES IN ('eu');
+CREATE TABLE pp_us PARTITION OF pp FOR VALUES IN ('us');
+INSERT INTO pp SELECT (ARRAY['eu', 'us'])[1 + i % 2], i, (ARRAY['Seed Round', 'SERIES B', 'series c+'])[1 + i % 3]
+  FROM generate_series(1, 30) i;
+CALL stage_norm.migrate('pp', 'stage', batch_size => 4, max_batches => 5);
+SELECT status, batches, rows_updated FROM stage_norm.migration_runs WHERE table_name = 'pp';
+CALL stage_norm.migrate('pp', 'stage', batch_size => 4);
+SELECT status, batches, rows_scanned, rows_updated, rows_before, rows_after FROM stage_norm.migration_runs WHERE table_name = 'pp';
+SELECT b.relid::regclass AS part, count(*) AS batches, sum(b.rows_updated) AS updated
+  FROM stage_norm.migration_batches b JOIN stage_norm.migration_runs r USING (run_id)
+ WHERE r.table_name = 'pp' GROUP BY 1 ORDER BY 1;
+SELECT stage, count(*) FROM pp GROUP BY 1 ORDER BY 1;
+
+-- jsonb distributions and stage arrays: invalid ones and unknown elements are left alone.
+CREATE TABLE kinds (id int PRIMARY KEY, alloc jsonb, path text[]);
+INSERT INTO kinds VALUES
+  (1, '{"Seed Round": 0.5, "seed": 0.5}', '{Seed,"series a"}'),
+  (2, '{"seed": 1}', '{seed}'),
+  (3, '{"growth": 1}', '{seed,growth}'),
+  (4, '{"seed": 0.5}', '{NULL,pre_seed}'),
+  (5, NULL, NULL);
+CREATE TABLE kinds_orig AS SELECT * FROM kinds;
+CALL stage_norm.migrate('kinds', 'alloc');
+CALL stage_norm.migrate('kinds', 'path');
+SELECT * FROM kinds ORDER BY id;
+SELECT column_name, column_kind, rows_updated, rows_unknown FROM stage_norm.migration_runs WHERE table_name = 'kinds' ORDER BY run_id;
+SELECT v->'non_canonical' AS non_canonical, v->'stages' AS stages, v->'invalid_reasons' AS reasons
+  FROM stage_norm.verify('kinds', 'alloc') v;
+SELECT v->'non_canonical' AS non_canonical, v->'stages' AS stages, v->'top_non_canonical' AS top
+  FROM stage_norm.verify('kinds', 'path') v;
+SELECT max(run_id) FILTER (WHERE column_name = 'alloc') AS run_alloc, max(run_id) FILTER (WHERE column_name = 'path') AS run_path
+  FROM stage_norm.migration_runs WHERE table_name = 'kinds' \gset
+CALL stage_norm.rollback_migration(:run_alloc);
+CALL stage_norm.rollback_migration(:run_path);
+SELECT count(*) AS differ FROM kinds k JOIN kinds_orig o USING (id)
+ WHERE k.alloc IS DISTINCT FROM o.alloc OR k.path::text IS DISTINCT FROM o.path::text;
+
+-- Per tenant.
+SELECT jsonb_pretty(v->'tenants') FROM stage_norm.verify('pk2', 'stage', tenant => 'fund') v;
+
+-- Refusals (CONTEXT lines, which carry PL/pgSQL line numbers, hidden).
+\set SHOW_CONTEXT never
+SET client_min_messages = notice;
+CREATE TABLE nopk (stage text);
+CALL stage_norm.migrate('nopk', 'stage');
+BEGIN;
+CALL stage_norm.migrate('pc', 'stage');
+ROLLBACK;
+CALL stage_norm.migrate('pc', 'nope');
+CALL stage_norm.migrate('pc', 'stage', batch_size => 0);
+CALL stage_norm.rollback_migration(999);
+SELECT stage_norm.purge_migration_undo();
+CREATE ROLE migrate_reader;
+GRANT SELECT ON pc TO migrate_reader;
+SET ROLE migrate_reader;
+CALL stage_norm.migrate('pc', 'stage');
+RESET ROLE;
+REVOKE ALL ON pc FROM migrate_reader;
+DROP ROLE migrate_reader;
+SELECT stage_norm.verify('pc', 'id');
+
+RESET stage_norm.mode;
+DROP TABLE pc, pc_orig, pk2, pp, kinds, kinds_orig, nopk;
+DELETE FROM stage_norm.migration_runs;

@@ -1,0 +1,686 @@
+-- Batched, resumable, reversible migration of existing rows (docs/migration.md):
+--   CALL stage_norm.migrate(tbl, col, ...)        keyset batches by primary key, COMMIT per batch
+--   CALL stage_norm.rollback_migration(run_id)     puts back the original values it changed
+--   stage_norm.purge_migration_undo(...)           drops undo data by run or by age
+--   stage_norm.verify(tbl, col) / assert_verified  what the column holds; 23514 when not canonical
+-- Bookkeeping: migration_runs (one row per run), migration_batches (one per committed batch),
+-- migration_undo (the original values), and the view migration_progress.
+
+CREATE TABLE stage_norm.migration_runs (
+    run_id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    relid         oid NOT NULL,                 -- the table (a partitioned table: its parent)
+    table_name    text NOT NULL,                -- as regclass printed it when the run started
+    column_name   name NOT NULL,
+    column_kind   text NOT NULL CHECK (column_kind IN ('text', 'jsonb', 'array')),
+    key_columns   name[] NOT NULL,
+    status        text NOT NULL DEFAULT 'running'
+                  CHECK (status IN ('running', 'paused', 'finished', 'failed', 'rolled back')),
+    batch_size    int NOT NULL,
+    keep_undo     boolean NOT NULL,
+    started_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    updated_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    finished_at   timestamptz,
+    cursor_relid  oid,                          -- the partition being walked (the table itself if not partitioned)
+    cursor_key    text[],                       -- the last key of the last committed batch there
+    rows_before   bigint,                       -- rows in the table when the run started
+    rows_after    bigint,                       -- ... and when it finished
+    nulls_before  bigint,
+    nulls_after   bigint,
+    rows_scanned  bigint NOT NULL DEFAULT 0,
+    rows_updated  bigint NOT NULL DEFAULT 0,
+    rows_unknown  bigint NOT NULL DEFAULT 0,
+    batches       int NOT NULL DEFAULT 0,
+    lock_retries  int NOT NULL DEFAULT 0,
+    rows_restored bigint,                       -- rollback_migration: put back
+    rows_conflicting bigint,                    -- ... and left alone (changed since the run)
+    pid           int,                          -- the backend running it
+    last_error    text
+);
+CREATE INDEX ON stage_norm.migration_runs (relid, column_name) WHERE status IN ('running', 'paused', 'failed');
+COMMENT ON TABLE stage_norm.migration_runs IS 'stage_norm.migrate: one row per run (resumed runs keep their row)';
+
+CREATE TABLE stage_norm.migration_batches (
+    run_id      bigint NOT NULL REFERENCES stage_norm.migration_runs ON DELETE CASCADE,
+    batch       int NOT NULL,
+    relid       oid NOT NULL,
+    key_from    text[],                         -- exclusive (NULL: from the start)
+    key_to      text[],                         -- inclusive (NULL: to the end)
+    rows_scanned bigint NOT NULL,
+    rows_updated bigint NOT NULL,
+    rows_unknown bigint NOT NULL,
+    duration_ms double precision NOT NULL,
+    attempts    int NOT NULL,
+    status      text NOT NULL CHECK (status IN ('done', 'failed')),
+    finished_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    PRIMARY KEY (run_id, batch)
+);
+COMMENT ON TABLE stage_norm.migration_batches IS 'stage_norm.migrate: one row per committed (or failed) batch';
+
+CREATE TABLE stage_norm.migration_undo (
+    run_id    bigint NOT NULL REFERENCES stage_norm.migration_runs ON DELETE CASCADE,
+    batch     int NOT NULL,
+    relid     oid NOT NULL,
+    key       text[] NOT NULL,                  -- the row's primary key, each column as text
+    old_value text NOT NULL,                    -- what the row held (text form of the column's type)
+    new_value text NOT NULL                     -- what migrate wrote
+);
+CREATE INDEX ON stage_norm.migration_undo (run_id, batch);
+COMMENT ON TABLE stage_norm.migration_undo IS 'stage_norm.migrate(keep_undo => true): the original value of every row it changed';
+
+-- Runs and undo data are the user's: pg_dump keeps them.
+SELECT pg_catalog.pg_extension_config_dump('stage_norm.migration_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('stage_norm.migration_runs_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('stage_norm.migration_batches', '');
+SELECT pg_catalog.pg_extension_config_dump('stage_norm.migration_undo', '');
+
+-- Nothing is readable or writable by PUBLIC: the undo table holds values of other tables.
+REVOKE ALL ON stage_norm.migration_runs, stage_norm.migration_batches, stage_norm.migration_undo FROM PUBLIC;
+
+CREATE VIEW stage_norm.migration_progress AS
+SELECT r.run_id, r.table_name, r.column_name, r.status, r.pid, r.started_at, r.updated_at,
+       r.batches, r.rows_scanned, r.rows_updated, r.rows_unknown, r.lock_retries, r.rows_before,
+       CASE WHEN r.rows_before > 0 THEN round(100.0 * least(r.rows_scanned, r.rows_before) / r.rows_before, 1) END AS percent_done,
+       CASE WHEN r.rows_scanned > 0 AND r.rows_before > r.rows_scanned AND r.status = 'running'
+            THEN (r.updated_at - r.started_at) * ((r.rows_before - r.rows_scanned)::float8 / r.rows_scanned) END AS eta,
+       r.last_error
+  FROM stage_norm.migration_runs r
+ WHERE r.status IN ('running', 'paused', 'failed');
+COMMENT ON VIEW stage_norm.migration_progress IS 'Runs of stage_norm.migrate not finished: figures as of their last committed batch, percent done and an ETA';
+
+-- The expression that normalizes a value of each kind, and the predicates on (old, new).
+CREATE FUNCTION stage_norm._migrate_sql(kind text, part text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE part
+        WHEN 'normalize' THEN CASE kind WHEN 'text' THEN 'stage_norm.normalize_stage(%1$s)'
+                                        WHEN 'jsonb' THEN 'stage_norm.normalize_stage_distribution(%1$s)'
+                                        ELSE 'stage_norm.normalize_stages(%1$s)' END
+        -- a known variant: normalizes to something else, and (arrays) loses no element
+        WHEN 'changes' THEN CASE kind WHEN 'array' THEN '(%1$s IS DISTINCT FROM %2$s AND stage_norm._array_unknowns(%1$s, %2$s) = 0)'
+                                      ELSE '(%2$s IS NOT NULL AND %1$s IS DISTINCT FROM %2$s)' END
+        -- not NULL, and no stage (text), not a valid distribution (jsonb), an unknown element (arrays)
+        WHEN 'unknown' THEN CASE kind WHEN 'array' THEN '(stage_norm._array_unknowns(%1$s, %2$s) > 0)'
+                                      ELSE '(%1$s IS NOT NULL AND %2$s IS NULL)' END
+    END
+$$;
+
+-- Elements of `a` that normalize_stages turned into NULL (unknown stages), in storage order.
+CREATE FUNCTION stage_norm._array_unknowns(a text[], n text[])
+RETURNS int
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT count(*)::int FROM unnest(a, n) AS u(o, x) WHERE o IS NOT NULL AND x IS NULL $$;
+
+-- The table's primary key columns (in key order) and their types, or a clear error.
+CREATE FUNCTION stage_norm._primary_key(tbl regclass, OUT cols name[], OUT types text[])
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT array_agg(a.attname ORDER BY k.ord), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
+      INTO cols, types
+      FROM pg_index i
+      CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+     WHERE i.indrelid = tbl AND i.indisprimary;
+    IF cols IS NULL THEN
+        RAISE EXCEPTION 'table % has no primary key', tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
+                  SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                  DETAIL = 'stage_norm.migrate walks a table in batches by its primary key (keyset pagination), so that every batch is a key range and a run can resume after the last committed one.',
+                  HINT = 'Add a primary key (ALTER TABLE ... ADD PRIMARY KEY, on a unique index built CONCURRENTLY), or migrate with the plain SQL loop of docs/migration.md keyed by another unique, btree-ordered column.';
+    END IF;
+END
+$$;
+
+-- The advisory lock key of a run on (table, column): session-level, see migrate.
+CREATE FUNCTION stage_norm._migrate_lock_key(tbl oid, col name)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT hashtextextended('stage_norm.migrate ' || tbl::text || ' ' || col, 0) $$;
+
+-- Releases every hold this session has on a run's advisory lock (an earlier call of this
+-- session that was cancelled may have left one).
+CREATE FUNCTION stage_norm._migrate_unlock(k bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    WHILE EXISTS (SELECT 1 FROM pg_locks l
+                   WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted
+                     AND l.classid = ((k >> 32) & 4294967295)::oid AND l.objid = (k & 4294967295)::oid AND l.objsubid = 1) LOOP
+        PERFORM pg_advisory_unlock(k);
+    END LOOP;
+END
+$$;
+
+-- Marks a run stopped by an error or a cancel (resumable) and releases its lock; the caller
+-- commits and raises.
+CREATE FUNCTION stage_norm._migrate_stop(run bigint, lock_key bigint, err text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE stage_norm.migration_runs r SET status = 'failed', last_error = err, updated_at = clock_timestamp(), pid = NULL
+     WHERE r.run_id = run;
+    PERFORM stage_norm._migrate_unlock(lock_key);
+END
+$$;
+
+-- Sleeps; false when cancelled (statement_timeout, pg_cancel_backend) instead of raising, so
+-- that the caller can mark its run and release its lock first.
+CREATE FUNCTION stage_norm._migrate_sleep(seconds float8)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_sleep(seconds);
+    RETURN true;
+EXCEPTION WHEN query_canceled THEN
+    RETURN false;
+END
+$$;
+
+CREATE PROCEDURE stage_norm.migrate(
+    tbl regclass,
+    col name,
+    batch_size int DEFAULT 5000,
+    pause_ms int DEFAULT 0,
+    max_batches int DEFAULT NULL,
+    keep_undo boolean DEFAULT true,
+    lock_timeout_ms int DEFAULT 1000,
+    max_lock_retries int DEFAULT 20,
+    max_replica_lag interval DEFAULT NULL)
+LANGUAGE plpgsql
+-- No SET clause: a procedure with one cannot COMMIT. It runs with its caller's rights and
+-- search_path; PostgreSQL looks in pg_catalog first, and every name of ours is qualified.
+AS $$
+DECLARE
+    v_kind     text;
+    v_keys     name[];
+    v_types    text[];
+    v_lock     bigint;
+    v_run      stage_norm.migration_runs;
+    v_leaves   oid[];
+    v_leaf     oid;
+    v_cursor   text[];
+    v_to       text[];
+    v_norm     text;
+    v_changes  text;
+    v_unknown  text;
+    v_keylist  text;            -- k1, k2
+    v_keytext  text;            -- ARRAY[k1::text, k2::text]
+    v_gt       text;            -- (k1, k2) > ($1[1]::t1, $1[2]::t2)
+    v_le       text;            -- (k1, k2) <= ($2[1]::t1, $2[2]::t2)
+    v_size     int;
+    v_attempts int;
+    v_done     int := 0;
+    v_scanned  bigint; v_updated bigint; v_unk bigint;
+    v_t0       timestamptz;
+    v_ms       float8;
+    v_err_state text; v_err_msg text; v_err_detail text; v_err_hint text;
+    v_lag      interval;
+    v_eta      text;
+    v_stop     boolean := false;
+    v_summary  jsonb;
+    v_fatal    boolean;
+BEGIN
+    IF tbl IS NULL OR col IS NULL OR batch_size IS NULL OR pause_ms IS NULL OR keep_undo IS NULL
+       OR lock_timeout_ms IS NULL OR max_lock_retries IS NULL THEN
+        RAISE EXCEPTION 'stage_norm.migrate: arguments must not be NULL (except max_batches and max_replica_lag)'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF batch_size < 1 OR pause_ms < 0 OR lock_timeout_ms < 1 OR max_lock_retries < 0 OR max_batches < 1 THEN
+        RAISE EXCEPTION 'stage_norm.migrate: batch_size, lock_timeout_ms and max_batches must be positive; pause_ms and max_lock_retries not negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Fail fast, before anything happens: a transaction block cannot COMMIT per batch.
+    IF stage_norm._in_transaction_block() THEN
+        RAISE EXCEPTION 'stage_norm.migrate cannot run inside a transaction block'
+            USING ERRCODE = 'active_sql_transaction',
+                  DETAIL = 'It commits after every batch, so that each batch holds its row locks only for its own duration and an interrupted run keeps every committed batch.',
+                  HINT = 'Run CALL stage_norm.migrate(...) on its own, outside BEGIN ... COMMIT (psql: not in a single-transaction script).';
+    END IF;
+    v_kind := stage_norm._stage_column(tbl, col);
+    -- It runs with the caller's rights: refuse up front rather than in the first batch.
+    IF NOT has_column_privilege(tbl, col, 'UPDATE') OR NOT has_column_privilege(tbl, col, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied to migrate column "%" of %', col, tbl
+            USING ERRCODE = 'insufficient_privilege', COLUMN = col,
+                  TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
+                  SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                  DETAIL = format('stage_norm.migrate runs with the rights of its caller (%s), which needs SELECT and UPDATE on the column.', current_user),
+                  HINT = format('GRANT SELECT, UPDATE (%I) ON %s TO %I; or run it as the table owner.', col, tbl, current_user);
+    END IF;
+    SELECT k.cols, k.types INTO v_keys, v_types FROM stage_norm._primary_key(tbl) k;
+
+    -- One run at a time per (table, column): a session-level advisory lock, which a COMMIT does
+    -- not release (a transaction-level one would be gone after the first batch); released on
+    -- every exit below, and by the server when the session ends.
+    v_lock := stage_norm._migrate_lock_key(tbl, col);
+    IF NOT pg_try_advisory_lock(v_lock) THEN
+        RAISE EXCEPTION 'stage_norm.migrate is already running on column "%" of %', col, tbl
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = coalesce(format('Run %s, in backend %s.',
+                      (SELECT r.run_id FROM stage_norm.migration_runs r WHERE r.relid = tbl AND r.column_name = col AND r.status = 'running' ORDER BY r.run_id DESC LIMIT 1),
+                      (SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ((v_lock >> 32) & 4294967295)::oid AND l.objid = (v_lock & 4294967295)::oid AND l.objsubid = 1 LIMIT 1)), ''),
+                  HINT = 'Wait for it (SELECT * FROM stage_norm.migration_progress), or stop it with pg_cancel_backend(pid); a later call resumes where it stopped.';
+    END IF;
+
+    -- Resume the unfinished run on this column, or start one.
+    SELECT * INTO v_run FROM stage_norm.migration_runs r
+     WHERE r.relid = tbl AND r.column_name = col AND r.status IN ('running', 'paused', 'failed')
+     ORDER BY r.run_id DESC LIMIT 1;
+    IF FOUND THEN
+        IF v_run.key_columns <> v_keys THEN
+            PERFORM stage_norm._migrate_unlock(v_lock);
+            RAISE EXCEPTION 'the primary key of % changed since run % started', tbl, v_run.run_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = format('Mark it failed for good (UPDATE stage_norm.migration_runs SET status = ''finished'' WHERE run_id = %s) and start again; a second pass updates only what is left.', v_run.run_id);
+        END IF;
+        UPDATE stage_norm.migration_runs r SET status = 'running', pid = pg_backend_pid(), last_error = NULL,
+               updated_at = clock_timestamp()
+         WHERE r.run_id = v_run.run_id;
+        RAISE NOTICE 'stage_norm.migrate: resuming run % on %.% after % batches (% rows updated)',
+            v_run.run_id, tbl, col, v_run.batches, v_run.rows_updated;
+    ELSE
+        INSERT INTO stage_norm.migration_runs (relid, table_name, column_name, column_kind, key_columns, batch_size, keep_undo, pid)
+        VALUES (tbl, tbl::text, col, v_kind, v_keys, batch_size, keep_undo, pg_backend_pid())
+        RETURNING * INTO v_run;
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE %I IS NULL) FROM %s', col, tbl)
+           INTO v_run.rows_before, v_run.nulls_before;
+        UPDATE stage_norm.migration_runs r SET rows_before = v_run.rows_before, nulls_before = v_run.nulls_before
+         WHERE r.run_id = v_run.run_id;
+        RAISE NOTICE 'stage_norm.migrate: run % on %.% (%): % rows, batches of %',
+            v_run.run_id, tbl, col, v_kind, v_run.rows_before, batch_size;
+    END IF;
+    COMMIT;
+
+    -- The statement pieces, for every leaf partition alike.
+    v_norm := format(stage_norm._migrate_sql(v_kind, 'normalize'), 'r.old');
+    v_changes := format(stage_norm._migrate_sql(v_kind, 'changes'), 'r.old', 'r.new');
+    v_unknown := format(stage_norm._migrate_sql(v_kind, 'unknown'), 'r.old', 'r.new');
+    SELECT string_agg(format('%I', k), ', ' ORDER BY o),
+           'ARRAY[' || string_agg(format('%I::text', k), ', ' ORDER BY o) || ']',
+           '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') > (' || string_agg(format('$1[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')',
+           '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') <= (' || string_agg(format('$2[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')'
+      INTO v_keylist, v_keytext, v_gt, v_le
+      FROM unnest(v_keys) WITH ORDINALITY AS u(k, o);
+
+    -- Partition by partition (in OID order), or the table itself.
+    SELECT coalesce(array_agg(p.relid ORDER BY p.relid), ARRAY[tbl::oid]) INTO v_leaves
+      FROM pg_partition_tree(tbl) p WHERE p.isleaf;
+    FOREACH v_leaf IN ARRAY v_leaves LOOP
+        -- Done before: the partitions walked to their end (cursor_key NULL) or before that one.
+        CONTINUE WHEN v_leaf < v_run.cursor_relid OR (v_leaf = v_run.cursor_relid AND v_run.cursor_key IS NULL);
+        v_cursor := CASE WHEN v_leaf = v_run.cursor_relid THEN v_run.cursor_key END;
+        v_size := batch_size;
+        LOOP
+            IF max_batches IS NOT NULL AND v_done >= max_batches THEN
+                v_stop := true;
+                EXIT;
+            END IF;
+            -- Standbys first: wait while any streams more than max_replica_lag behind.
+            IF max_replica_lag IS NOT NULL THEN
+                LOOP
+                    SELECT max(greatest(s.write_lag, s.flush_lag, s.replay_lag)) INTO v_lag FROM pg_stat_replication s;
+                    EXIT WHEN v_lag IS NULL OR v_lag <= max_replica_lag;
+                    RAISE NOTICE 'stage_norm.migrate: run %: a standby lags % (more than %), waiting', v_run.run_id, v_lag, max_replica_lag;
+                    IF NOT stage_norm._migrate_sleep(least(greatest(extract(epoch FROM v_lag) / 4, 0.1), 5)) THEN
+                        PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, '57014: canceled while waiting for a standby');
+                        COMMIT;
+                        RAISE EXCEPTION 'stage_norm.migrate: run % canceled while waiting for a standby', v_run.run_id
+                            USING ERRCODE = 'query_canceled', HINT = 'CALL stage_norm.migrate again to resume.';
+                    END IF;
+                END LOOP;
+            END IF;
+            v_attempts := 0;
+            v_fatal := false;
+            LOOP   -- attempts of one batch
+                v_attempts := v_attempts + 1;
+                v_err_state := NULL;
+                v_t0 := clock_timestamp();
+                BEGIN
+                    PERFORM set_config('lock_timeout', lock_timeout_ms || 'ms', true);
+                    -- The batch's upper key: the v_size-th key after the cursor (NULL: to the end).
+                    EXECUTE format('SELECT %s FROM %s WHERE $1 IS NULL OR %s ORDER BY %s OFFSET %s LIMIT 1',
+                                   v_keytext, v_leaf::regclass, v_gt, v_keylist, v_size - 1)
+                       INTO v_to USING v_cursor;
+                    -- Read the range, rewrite what changes (only if it still holds what was read:
+                    -- a row a concurrent writer changed meanwhile is left to it), keep the undo.
+                    EXECUTE format($q$
+                        WITH r AS MATERIALIZED (
+                            SELECT t.ctid AS tid, %1$s AS key, t.%2$I AS old, %3$s AS new
+                              FROM %4$s t
+                             WHERE ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s)
+                        ), u AS (
+                            UPDATE %4$s t SET %2$I = r.new
+                              FROM r
+                             WHERE t.ctid = r.tid AND %7$s
+                            RETURNING r.key, r.old, r.new
+                        ), undo AS (
+                            INSERT INTO stage_norm.migration_undo (run_id, batch, relid, key, old_value, new_value)
+                            SELECT $3, $4, $5, u.key, u.old::text, u.new::text FROM u WHERE $6
+                        )
+                        SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM u), (SELECT count(*) FROM r WHERE %8$s)$q$,
+                        v_keytext, col, replace(v_norm, 'r.old', 't.' || quote_ident(col)),
+                        v_leaf::regclass, v_gt, v_le, v_changes, v_unknown)
+                       INTO v_scanned, v_updated, v_unk
+                       USING v_cursor, v_to, v_run.run_id, v_run.batches + 1, v_leaf, keep_undo;
+                EXCEPTION
+                    WHEN lock_not_available THEN
+                        v_err_state := '55P03';
+                    WHEN query_canceled OR OTHERS THEN
+                        GET STACKED DIAGNOSTICS v_err_state = RETURNED_SQLSTATE, v_err_msg = MESSAGE_TEXT,
+                                                v_err_detail = PG_EXCEPTION_DETAIL, v_err_hint = PG_EXCEPTION_HINT;
+                END;
+                EXIT WHEN v_err_state IS NULL;
+                IF v_err_state = '55P03' AND v_attempts <= max_lock_retries THEN
+                    -- Row locks held elsewhere: back off, and split the batch after every third try.
+                    UPDATE stage_norm.migration_runs r SET lock_retries = r.lock_retries + 1, updated_at = clock_timestamp()
+                     WHERE r.run_id = v_run.run_id;
+                    IF v_attempts % 3 = 0 AND v_size > 1 THEN
+                        v_size := greatest(v_size / 2, 1);
+                    END IF;
+                    RAISE NOTICE 'stage_norm.migrate: run %: batch % could not lock its rows within % ms (attempt %); retrying with % rows',
+                        v_run.run_id, v_run.batches + 1, lock_timeout_ms, v_attempts, v_size;
+                    COMMIT;
+                    IF NOT stage_norm._migrate_sleep(least(0.05 * 2 ^ least(v_attempts, 7), 5)) THEN
+                        v_err_state := '57014';
+                        v_err_msg := 'canceled while backing off';
+                    ELSE
+                        CONTINUE;
+                    END IF;
+                END IF;
+                -- Anything else (or too many lock timeouts): the run stops, resumable.
+                v_fatal := true;
+                EXIT;
+            END LOOP;
+            IF v_fatal THEN
+                IF v_err_state = '55P03' THEN
+                    v_err_msg := format('batch %s could not lock its rows after %s attempts of %s ms', v_run.batches + 1, v_attempts, lock_timeout_ms);
+                END IF;
+                INSERT INTO stage_norm.migration_batches (run_id, batch, relid, key_from, key_to, rows_scanned, rows_updated, rows_unknown, duration_ms, attempts, status)
+                VALUES (v_run.run_id, v_run.batches + 1, v_leaf, v_cursor, v_to, 0, 0, 0,
+                        extract(epoch FROM clock_timestamp() - v_t0) * 1000, v_attempts, 'failed')
+                ON CONFLICT (run_id, batch) DO UPDATE SET attempts = EXCLUDED.attempts, status = 'failed', finished_at = EXCLUDED.finished_at;
+                PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, v_err_state || ': ' || v_err_msg);
+                COMMIT;
+                RAISE EXCEPTION 'stage_norm.migrate: run % stopped: %', v_run.run_id, v_err_msg
+                    USING ERRCODE = v_err_state,
+                          DETAIL = coalesce(v_err_detail || ' ', '') || format('Every batch before batch %s is committed.', v_run.batches + 1),
+                          HINT = coalesce(v_err_hint || ' ', '') || 'CALL stage_norm.migrate again with the same table and column to resume.';
+            END IF;
+            v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
+            v_run.batches := v_run.batches + 1;
+            v_run.rows_scanned := v_run.rows_scanned + v_scanned;
+            v_run.rows_updated := v_run.rows_updated + v_updated;
+            v_run.rows_unknown := v_run.rows_unknown + v_unk;
+            INSERT INTO stage_norm.migration_batches (run_id, batch, relid, key_from, key_to, rows_scanned, rows_updated, rows_unknown, duration_ms, attempts, status)
+            VALUES (v_run.run_id, v_run.batches, v_leaf, v_cursor, v_to, v_scanned, v_updated, v_unk, v_ms, v_attempts, 'done')
+            ON CONFLICT (run_id, batch) DO UPDATE
+               SET relid = EXCLUDED.relid, key_from = EXCLUDED.key_from, key_to = EXCLUDED.key_to, rows_scanned = EXCLUDED.rows_scanned,
+                   rows_updated = EXCLUDED.rows_updated, rows_unknown = EXCLUDED.rows_unknown, duration_ms = EXCLUDED.duration_ms,
+                   attempts = stage_norm.migration_batches.attempts + EXCLUDED.attempts, status = 'done', finished_at = EXCLUDED.finished_at;
+            UPDATE stage_norm.migration_runs r
+               SET batches = v_run.batches, rows_scanned = v_run.rows_scanned, rows_updated = v_run.rows_updated,
+                   rows_unknown = v_run.rows_unknown, cursor_relid = v_leaf, cursor_key = v_to, updated_at = clock_timestamp()
+             WHERE r.run_id = v_run.run_id;
+            v_eta := CASE WHEN v_run.rows_before > v_run.rows_scanned AND v_run.rows_scanned > 0
+                          THEN (date_trunc('second', (clock_timestamp() - v_run.started_at) * ((v_run.rows_before - v_run.rows_scanned)::float8 / v_run.rows_scanned)))::text
+                          ELSE '0' END;
+            RAISE NOTICE 'stage_norm.migrate: run % batch %: % rows scanned, % updated, % unknown, % ms; % %% done, ETA %',
+                v_run.run_id, v_run.batches, v_scanned, v_updated, v_unk, round(v_ms::numeric, 1),
+                CASE WHEN v_run.rows_before > 0 THEN round(100.0 * least(v_run.rows_scanned, v_run.rows_before) / v_run.rows_before, 1) ELSE 100 END,
+                v_eta;
+            COMMIT;
+            v_done := v_done + 1;
+            v_size := batch_size;
+            EXIT WHEN v_to IS NULL;          -- the last batch of this partition
+            v_cursor := v_to;
+            IF pause_ms > 0 AND NOT stage_norm._migrate_sleep(pause_ms / 1000.0) THEN
+                PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, '57014: canceled between batches');
+                COMMIT;
+                RAISE EXCEPTION 'stage_norm.migrate: run % canceled between batches', v_run.run_id
+                    USING ERRCODE = 'query_canceled', DETAIL = format('Batches 1 to %s are committed.', v_run.batches),
+                          HINT = 'CALL stage_norm.migrate again to resume.';
+            END IF;
+        END LOOP;
+        EXIT WHEN v_stop;
+    END LOOP;
+
+    IF v_stop THEN
+        UPDATE stage_norm.migration_runs r SET status = 'paused', pid = NULL, updated_at = clock_timestamp()
+         WHERE r.run_id = v_run.run_id;
+        RAISE NOTICE 'stage_norm.migrate: run % paused after % batches (max_batches); CALL it again to continue', v_run.run_id, v_done;
+    ELSE
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE %I IS NULL) FROM %s', col, tbl)
+           INTO v_run.rows_after, v_run.nulls_after;
+        UPDATE stage_norm.migration_runs r
+           SET status = 'finished', finished_at = clock_timestamp(), updated_at = clock_timestamp(), pid = NULL,
+               rows_after = v_run.rows_after, nulls_after = v_run.nulls_after, cursor_key = NULL
+         WHERE r.run_id = v_run.run_id;
+        v_summary := stage_norm.verify(tbl, col);
+        RAISE NOTICE 'stage_norm.migrate: run % finished: % rows updated, % unknown left as they were; verify: % rows, % NULL, % not canonical',
+            v_run.run_id, v_run.rows_updated, v_run.rows_unknown,
+            v_summary->>'rows', v_summary->>'nulls', v_summary->>'non_canonical';
+    END IF;
+    PERFORM stage_norm._migrate_unlock(v_lock);
+    COMMIT;
+END
+$$;
+COMMENT ON PROCEDURE stage_norm.migrate(regclass, name, int, int, int, boolean, int, int, interval) IS
+    'Normalizes the existing values of a governed column in primary-key batches, one COMMIT each; resumable, reversible (keep_undo), one run per column at a time';
+
+CREATE PROCEDURE stage_norm.rollback_migration(run_id bigint, batch_size int DEFAULT 5000)
+LANGUAGE plpgsql
+-- No SET clause: a procedure with one cannot COMMIT. It runs with its caller's rights and
+-- search_path; PostgreSQL looks in pg_catalog first, and every name of ours is qualified.
+AS $$
+DECLARE
+    v_run      stage_norm.migration_runs;
+    v_types    text[];
+    v_keys     name[];
+    v_coltype  text;
+    v_match    text;
+    v_batch    int;
+    v_leaf     oid;
+    v_total    bigint; v_restored bigint; v_all_total bigint := 0; v_all_restored bigint := 0;
+BEGIN
+    IF run_id IS NULL OR batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'stage_norm.rollback_migration: run_id must not be NULL and batch_size must be positive'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF stage_norm._in_transaction_block() THEN
+        RAISE EXCEPTION 'stage_norm.rollback_migration cannot run inside a transaction block'
+            USING ERRCODE = 'active_sql_transaction',
+                  DETAIL = 'It commits after every batch of restored rows.',
+                  HINT = 'Run it on its own, outside BEGIN ... COMMIT.';
+    END IF;
+    SELECT * INTO v_run FROM stage_norm.migration_runs r WHERE r.run_id = rollback_migration.run_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'stage_norm.rollback_migration: no run %', run_id
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM stage_norm.migration_runs lists the runs.';
+    END IF;
+    IF v_run.status = 'running' AND v_run.pid IS NOT NULL
+       AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = v_run.pid) THEN
+        RAISE EXCEPTION 'run % is still running (backend %)', run_id, v_run.pid
+            USING ERRCODE = 'object_in_use', HINT = 'Stop it first: SELECT pg_cancel_backend(pid).';
+    END IF;
+    IF NOT v_run.keep_undo THEN
+        RAISE EXCEPTION 'run % kept no undo data (keep_undo => false)', run_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Its original values can only come from a backup.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = v_run.relid) THEN
+        RAISE EXCEPTION 'the table of run % (%) no longer exists', run_id, v_run.table_name
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    -- The original values are what enforcement changes: writing them back needs the trigger
+    -- out of the way, which only whoever may set stage_norm.max_mode may do.
+    IF NOT has_parameter_privilege('stage_norm.max_mode', 'SET') THEN
+        RAISE EXCEPTION 'permission denied to roll back run %', run_id
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Rolling back writes the original (non-canonical) values, with stage_norm.max_mode = off for its own transactions.',
+                  HINT = format('A superuser can GRANT SET ON PARAMETER stage_norm.max_mode TO %I.', current_user);
+    END IF;
+    SELECT k.cols, k.types INTO v_keys, v_types FROM stage_norm._primary_key(v_run.relid) k;
+    SELECT format_type(a.atttypid, a.atttypmod) INTO v_coltype
+      FROM pg_attribute a WHERE a.attrelid = v_run.relid AND a.attname = v_run.column_name;
+    SELECT string_agg(format('t.%I = u.key[%s]::%s', k, o, v_types[o]), ' AND ' ORDER BY o) INTO v_match
+      FROM unnest(v_keys) WITH ORDINALITY AS x(k, o);
+    -- Batch by batch of the run, newest first (each undo batch is one key range of one table).
+    FOR v_batch, v_leaf IN
+        SELECT DISTINCT u.batch, u.relid FROM stage_norm.migration_undo u WHERE u.run_id = v_run.run_id ORDER BY 1 DESC
+    LOOP
+        PERFORM set_config('stage_norm.max_mode', 'off', true);
+        EXECUTE format($q$
+            WITH u AS (SELECT * FROM stage_norm.migration_undo u WHERE u.run_id = $1 AND u.batch = $2 AND u.relid = $3),
+            done AS (
+                UPDATE %1$s t SET %2$I = u.old_value::%3$s
+                  FROM u
+                 WHERE %4$s AND t.%2$I IS NOT DISTINCT FROM u.new_value::%3$s
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM done)$q$,
+            v_leaf::regclass, v_run.column_name, v_coltype, v_match)
+           INTO v_total, v_restored USING v_run.run_id, v_batch, v_leaf;
+        DELETE FROM stage_norm.migration_undo u WHERE u.run_id = v_run.run_id AND u.batch = v_batch AND u.relid = v_leaf;
+        v_all_total := v_all_total + v_total;
+        v_all_restored := v_all_restored + v_restored;
+        UPDATE stage_norm.migration_runs r SET rows_restored = v_all_restored, rows_conflicting = v_all_total - v_all_restored,
+               updated_at = clock_timestamp()
+         WHERE r.run_id = v_run.run_id;
+        IF v_total > v_restored THEN
+            RAISE WARNING 'stage_norm.rollback_migration: run % batch %: % rows changed since the run were left as they are',
+                v_run.run_id, v_batch, v_total - v_restored;
+        END IF;
+        COMMIT;
+    END LOOP;
+    UPDATE stage_norm.migration_runs r SET status = 'rolled back', updated_at = clock_timestamp(), pid = NULL,
+           rows_restored = coalesce(r.rows_restored, 0) , rows_conflicting = coalesce(r.rows_conflicting, 0)
+     WHERE r.run_id = v_run.run_id;
+    SELECT r.rows_restored, r.rows_conflicting INTO v_all_restored, v_all_total FROM stage_norm.migration_runs r WHERE r.run_id = v_run.run_id;
+    RAISE NOTICE 'stage_norm.rollback_migration: run % rolled back: % rows restored, % changed since and left as they are',
+        v_run.run_id, v_all_restored, v_all_total;
+    COMMIT;
+END
+$$;
+COMMENT ON PROCEDURE stage_norm.rollback_migration(bigint, int) IS
+    'Puts back the original values a run of stage_norm.migrate changed (keep_undo), batch by batch; rows changed since are reported, not clobbered';
+
+CREATE FUNCTION stage_norm.purge_migration_undo(run_id bigint DEFAULT NULL, older_than interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF (run_id IS NULL) = (older_than IS NULL) THEN
+        RAISE EXCEPTION 'stage_norm.purge_migration_undo: name exactly one of a run (run_id) and an age (older_than)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM stage_norm.migration_undo u
+     USING stage_norm.migration_runs r
+     WHERE u.run_id = r.run_id
+       AND (r.run_id = purge_migration_undo.run_id
+            OR (purge_migration_undo.run_id IS NULL AND r.status IN ('finished', 'rolled back')
+                AND coalesce(r.finished_at, r.updated_at) < clock_timestamp() - older_than));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION stage_norm.purge_migration_undo(bigint, interval) IS
+    'Deletes undo data: of one run, or of finished and rolled-back runs older than an age; returns the rows deleted';
+
+CREATE FUNCTION stage_norm.verify(tbl regclass, col name, tenant name DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_kind   text;
+    v_report jsonb;
+    v_part   jsonb;
+    v_bad    text;       -- "not canonical" for the kind
+    v_run    jsonb;
+BEGIN
+    IF tbl IS NULL OR col IS NULL THEN
+        RAISE EXCEPTION 'stage_norm.verify: tbl and col must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    v_kind := stage_norm._stage_column(tbl, col);
+    v_bad := CASE v_kind WHEN 'text' THEN format('NOT stage_norm.is_canonical_stage(%I)', col)
+                         WHEN 'jsonb' THEN format('NOT stage_norm.is_valid_stage_distribution(%I)', col)
+                         ELSE format('NOT stage_norm.is_canonical_stage_array(%I)', col) END;
+    EXECUTE format('SELECT jsonb_build_object(''table'', %L, ''column'', %L, ''kind'', %L, ''rows'', count(*), ''nulls'', count(*) FILTER (WHERE %I IS NULL), ''non_canonical'', count(*) FILTER (WHERE %s)) FROM %s',
+                   tbl::text, col, v_kind, col, v_bad, tbl)
+       INTO v_report;
+    -- Count per canonical stage: values (text), keys (distributions), elements (arrays).
+    v_part := NULL;
+    IF v_kind = 'text' THEN
+        EXECUTE format('SELECT jsonb_object_agg(s, n) FROM (SELECT %1$I::text AS s, count(*) AS n FROM %2$s WHERE stage_norm.is_canonical_stage(%1$I) GROUP BY 1) x', col, tbl) INTO v_part;
+    ELSIF v_kind = 'jsonb' THEN
+        EXECUTE format('SELECT jsonb_object_agg(s, n) FROM (SELECT k AS s, count(*) AS n FROM %2$s, jsonb_object_keys(%1$I) k WHERE stage_norm.is_valid_stage_distribution(%1$I) GROUP BY 1) x', col, tbl) INTO v_part;
+    ELSE
+        EXECUTE format('SELECT jsonb_object_agg(s, n) FROM (SELECT e AS s, count(*) AS n FROM %2$s, unnest(%1$I::text[]) e WHERE e IS NOT NULL AND stage_norm.is_canonical_stage(e) GROUP BY 1) x', col, tbl) INTO v_part;
+    END IF;
+    v_report := v_report || jsonb_build_object('stages', coalesce(v_part, '{}'));
+    -- Up to 20 of the most frequent non-canonical values (array columns: elements).
+    IF v_kind = 'array' THEN
+        EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_object(''value'', v, ''count'', n) ORDER BY n DESC, v), ''[]'') FROM (SELECT e AS v, count(*) AS n FROM %2$s, unnest(%1$I::text[]) e WHERE e IS NOT NULL AND NOT stage_norm.is_canonical_stage(e) GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20) x', col, tbl) INTO v_part;
+    ELSE
+        EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_object(''value'', v, ''count'', n) ORDER BY n DESC, v), ''[]'') FROM (SELECT %1$I::text AS v, count(*) AS n FROM %2$s WHERE %3$s GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20) x', col, tbl, v_bad) INTO v_part;
+    END IF;
+    v_report := v_report || jsonb_build_object('top_non_canonical', v_part);
+    IF v_kind = 'jsonb' THEN
+        EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_object(''reason'', r, ''count'', n) ORDER BY n DESC, r), ''[]'') FROM (SELECT r, count(*) AS n FROM %2$s, unnest(stage_norm.stage_distribution_errors(%1$I)) r GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20) x', col, tbl) INTO v_part;
+        v_report := v_report || jsonb_build_object('invalid_reasons', v_part);
+    END IF;
+    IF tenant IS NOT NULL THEN
+        EXECUTE format('SELECT jsonb_object_agg(coalesce(t::text, ''NULL''), jsonb_build_object(''rows'', n, ''nulls'', z, ''non_canonical'', b)) FROM (SELECT %1$I AS t, count(*) AS n, count(*) FILTER (WHERE %2$I IS NULL) AS z, count(*) FILTER (WHERE %3$s) AS b FROM %4$s GROUP BY 1) x',
+                       tenant, col, v_bad, tbl) INTO v_part;
+        v_report := v_report || jsonb_build_object('tenants', coalesce(v_part, '{}'));
+    END IF;
+    SELECT jsonb_build_object('run_id', r.run_id, 'status', r.status, 'started_at', r.started_at, 'finished_at', r.finished_at,
+                              'rows_updated', r.rows_updated, 'rows_unknown', r.rows_unknown,
+                              'rows_before', r.rows_before, 'rows_after', r.rows_after,
+                              'nulls_before', r.nulls_before, 'nulls_after', r.nulls_after,
+                              'row_count_unchanged', r.rows_before = r.rows_after,
+                              'no_null_introduced', r.nulls_after <= r.nulls_before)
+      INTO v_run
+      FROM stage_norm.migration_runs r
+     WHERE r.relid = tbl AND r.column_name = col ORDER BY r.run_id DESC LIMIT 1;
+    RETURN v_report || jsonb_build_object('last_run', v_run);
+END
+$$;
+COMMENT ON FUNCTION stage_norm.verify(regclass, name, name) IS
+    'What a governed column holds: rows, NULLs, counts per stage, the most frequent non-canonical values (distributions: reasons), per tenant when asked, and the last migrate run''s figures';
+
+CREATE FUNCTION stage_norm.assert_verified(tbl regclass, col name)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v jsonb := stage_norm.verify(tbl, col);
+BEGIN
+    IF (v->>'non_canonical')::bigint > 0 THEN
+        RAISE EXCEPTION 'column "%" of % holds % non-canonical values', col, tbl, v->>'non_canonical'
+            USING ERRCODE = 'check_violation', COLUMN = col,
+                  TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
+                  SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                  DETAIL = v::text,
+                  HINT = 'CALL stage_norm.migrate(...) rewrites known variants; unknown values need an alias (stage_norm.add_alias) and a second pass, or a fix by hand.';
+    END IF;
+    RETURN v;
+END
+$$;
+COMMENT ON FUNCTION stage_norm.assert_verified(regclass, name) IS
+    'stage_norm.verify, raising check_violation (23514) with the report in DETAIL when a non-canonical value remains: for CI gates and runbooks';
