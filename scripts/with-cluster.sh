@@ -50,4 +50,5 @@ as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null || { cat "$
 export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 export STAGE_NORM_DSN="host=127.0.0.1 port=$port user=postgres dbname=postgres"
 export STAGE_NORM_CLUSTER_LOG="$dir/log"
+export STAGE_NORM_PGDATA="$dir/data"
 "$@"

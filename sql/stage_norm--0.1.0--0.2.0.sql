@@ -1019,6 +1019,7 @@ DECLARE
     v_keytext  text;            -- ARRAY[k1::text, k2::text]
     v_gt       text;            -- (k1, k2) > ($1[1]::t1, $1[2]::t2)
     v_le       text;            -- (k1, k2) <= ($2[1]::t1, $2[2]::t2)
+    v_keyjoin  text;            -- t.k1 = c.k1 AND t.k2 = c.k2
     v_size     int;
     v_attempts int;
     v_done     int := 0;
@@ -1031,6 +1032,8 @@ DECLARE
     v_stop     boolean := false;
     v_summary  jsonb;
     v_fatal    boolean;
+    v_saved    stage_norm.migration_runs;
+    v_holder   int;
 BEGIN
     IF tbl IS NULL OR col IS NULL OR batch_size IS NULL OR pause_ms IS NULL OR keep_undo IS NULL
        OR lock_timeout_ms IS NULL OR max_lock_retries IS NULL THEN
@@ -1065,12 +1068,17 @@ BEGIN
     -- every exit below, and by the server when the session ends.
     v_lock := stage_norm._migrate_lock_key(tbl, col);
     IF NOT pg_try_advisory_lock(v_lock) THEN
+        SELECT l.pid INTO v_holder FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ((v_lock >> 32) & 4294967295)::oid
+           AND l.objid = (v_lock & 4294967295)::oid AND l.objsubid = 1 LIMIT 1;
         RAISE EXCEPTION 'stage_norm.migrate is already running on column "%" of %', col, tbl
             USING ERRCODE = 'object_in_use',
                   DETAIL = coalesce(format('Run %s, in backend %s.',
                       (SELECT r.run_id FROM stage_norm.migration_runs r WHERE r.relid = tbl AND r.column_name = col AND r.status = 'running' ORDER BY r.run_id DESC LIMIT 1),
-                      (SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ((v_lock >> 32) & 4294967295)::oid AND l.objid = (v_lock & 4294967295)::oid AND l.objsubid = 1 LIMIT 1)), ''),
-                  HINT = 'Wait for it (SELECT * FROM stage_norm.migration_progress), or stop it with pg_cancel_backend(pid); a later call resumes where it stopped.';
+                      v_holder), ''),
+                  HINT = CASE WHEN (SELECT a.state FROM pg_stat_activity a WHERE a.pid = v_holder) = 'idle'
+                              THEN format('Backend %s holds it but runs nothing (a call of it was interrupted): resume from that session, or end it with pg_terminate_backend(%s).', v_holder, v_holder)
+                              ELSE 'Wait for it (SELECT * FROM stage_norm.migration_progress), or stop it with pg_cancel_backend(pid); a later call resumes where it stopped.' END;
     END IF;
 
     -- Resume the unfinished run on this column, or start one.
@@ -1109,8 +1117,9 @@ BEGIN
     SELECT string_agg(format('%I', k), ', ' ORDER BY o),
            'ARRAY[' || string_agg(format('%I::text', k), ', ' ORDER BY o) || ']',
            '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') > (' || string_agg(format('$1[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')',
-           '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') <= (' || string_agg(format('$2[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')'
-      INTO v_keylist, v_keytext, v_gt, v_le
+           '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') <= (' || string_agg(format('$2[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')',
+           string_agg(format('t.%1$I = c.%1$I', k), ' AND ' ORDER BY o)
+      INTO v_keylist, v_keytext, v_gt, v_le, v_keyjoin
       FROM unnest(v_keys) WITH ORDINALITY AS u(k, o);
 
     -- Partition by partition (in OID order), or the table itself.
@@ -1146,37 +1155,75 @@ BEGIN
                 v_attempts := v_attempts + 1;
                 v_err_state := NULL;
                 v_t0 := clock_timestamp();
+                v_saved := v_run;
                 BEGIN
                     PERFORM set_config('lock_timeout', lock_timeout_ms || 'ms', true);
                     -- The batch's upper key: the v_size-th key after the cursor (NULL: to the end).
                     EXECUTE format('SELECT %s FROM %s WHERE $1 IS NULL OR %s ORDER BY %s OFFSET %s LIMIT 1',
                                    v_keytext, v_leaf::regclass, v_gt, v_keylist, v_size - 1)
                        INTO v_to USING v_cursor;
-                    -- Read the range, rewrite what changes (only if it still holds what was read:
-                    -- a row a concurrent writer changed meanwhile is left to it), keep the undo.
+                    -- Lock the range's rows that change, in key order, reading their current
+                    -- values (a row a concurrent writer changed meanwhile is read again, so no
+                    -- write is lost and the undo holds what was really there); rewrite them;
+                    -- keep the undo; count the range.
                     EXECUTE format($q$
-                        WITH r AS MATERIALIZED (
-                            SELECT t.ctid AS tid, %1$s AS key, t.%2$I AS old, %3$s AS new
+                        WITH c AS MATERIALIZED (
+                            SELECT %9$s, %1$s AS _sn_key, t.%2$I AS _sn_old, %3$s AS _sn_new
                               FROM %4$s t
-                             WHERE ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s)
+                             WHERE ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s) AND %7$s
+                             ORDER BY %9$s
+                               FOR NO KEY UPDATE OF t
                         ), u AS (
-                            UPDATE %4$s t SET %2$I = r.new
-                              FROM r
-                             WHERE t.ctid = r.tid AND %7$s
-                            RETURNING r.key, r.old, r.new
+                            -- joined by key, not ctid: a version a concurrent writer made after
+                            -- this statement's snapshot is found by the update's own recheck
+                            UPDATE %4$s t SET %2$I = c._sn_new
+                              FROM c
+                             WHERE %10$s
+                            RETURNING c._sn_key, c._sn_old, c._sn_new
                         ), undo AS (
                             INSERT INTO stage_norm.migration_undo (run_id, batch, relid, key, old_value, new_value)
-                            SELECT $3, $4, $5, u.key, u.old::text, u.new::text FROM u WHERE $6
+                            SELECT $3, $4, $5, u._sn_key, u._sn_old::text, u._sn_new::text FROM u WHERE $6
+                        ), r AS (
+                            SELECT t.%2$I AS old, %3$s AS new
+                              FROM %4$s t
+                             WHERE ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s)
                         )
                         SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM u), (SELECT count(*) FROM r WHERE %8$s)$q$,
                         v_keytext, col, replace(v_norm, 'r.old', 't.' || quote_ident(col)),
-                        v_leaf::regclass, v_gt, v_le, v_changes, v_unknown)
+                        v_leaf::regclass, v_gt, v_le,
+                        replace(replace(v_changes, 'r.new', replace(v_norm, 'r.old', 't.' || quote_ident(col))), 'r.old', 't.' || quote_ident(col)),
+                        v_unknown, v_keylist, v_keyjoin)
                        INTO v_scanned, v_updated, v_unk
                        USING v_cursor, v_to, v_run.run_id, v_run.batches + 1, v_leaf, keep_undo;
+                    -- The batch's bookkeeping, in its transaction (and under its error handler).
+                    v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
+                    v_run.batches := v_run.batches + 1;   -- (undone below if this block fails)
+                    v_run.rows_scanned := v_run.rows_scanned + v_scanned;
+                    v_run.rows_updated := v_run.rows_updated + v_updated;
+                    v_run.rows_unknown := v_run.rows_unknown + v_unk;
+                    INSERT INTO stage_norm.migration_batches (run_id, batch, relid, key_from, key_to, rows_scanned, rows_updated, rows_unknown, duration_ms, attempts, status)
+                    VALUES (v_run.run_id, v_run.batches, v_leaf, v_cursor, v_to, v_scanned, v_updated, v_unk, v_ms, v_attempts, 'done')
+                    ON CONFLICT (run_id, batch) DO UPDATE
+                       SET relid = EXCLUDED.relid, key_from = EXCLUDED.key_from, key_to = EXCLUDED.key_to, rows_scanned = EXCLUDED.rows_scanned,
+                           rows_updated = EXCLUDED.rows_updated, rows_unknown = EXCLUDED.rows_unknown, duration_ms = EXCLUDED.duration_ms,
+                           attempts = stage_norm.migration_batches.attempts + EXCLUDED.attempts, status = 'done', finished_at = EXCLUDED.finished_at;
+                    UPDATE stage_norm.migration_runs r
+                       SET batches = v_run.batches, rows_scanned = v_run.rows_scanned, rows_updated = v_run.rows_updated,
+                           rows_unknown = v_run.rows_unknown, cursor_relid = v_leaf, cursor_key = v_to, updated_at = clock_timestamp()
+                     WHERE r.run_id = v_run.run_id;
+                    v_eta := CASE WHEN v_run.rows_before > v_run.rows_scanned AND v_run.rows_scanned > 0
+                                  THEN (date_trunc('second', (clock_timestamp() - v_run.started_at) * ((v_run.rows_before - v_run.rows_scanned)::float8 / v_run.rows_scanned)))::text
+                                  ELSE '0' END;
+                    RAISE NOTICE 'stage_norm.migrate: run % batch %: % rows scanned, % updated, % unknown, % ms; % %% done, ETA %',
+                        v_run.run_id, v_run.batches, v_scanned, v_updated, v_unk, round(v_ms::numeric, 1),
+                        CASE WHEN v_run.rows_before > 0 THEN round(100.0 * least(v_run.rows_scanned, v_run.rows_before) / v_run.rows_before, 1) ELSE 100 END,
+                        v_eta;
                 EXCEPTION
                     WHEN lock_not_available THEN
+                        v_run := v_saved;
                         v_err_state := '55P03';
                     WHEN query_canceled OR OTHERS THEN
+                        v_run := v_saved;
                         GET STACKED DIAGNOSTICS v_err_state = RETURNED_SQLSTATE, v_err_msg = MESSAGE_TEXT,
                                                 v_err_detail = PG_EXCEPTION_DETAIL, v_err_hint = PG_EXCEPTION_HINT;
                 END;
@@ -1217,28 +1264,6 @@ BEGIN
                           DETAIL = coalesce(v_err_detail || ' ', '') || format('Every batch before batch %s is committed.', v_run.batches + 1),
                           HINT = coalesce(v_err_hint || ' ', '') || 'CALL stage_norm.migrate again with the same table and column to resume.';
             END IF;
-            v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
-            v_run.batches := v_run.batches + 1;
-            v_run.rows_scanned := v_run.rows_scanned + v_scanned;
-            v_run.rows_updated := v_run.rows_updated + v_updated;
-            v_run.rows_unknown := v_run.rows_unknown + v_unk;
-            INSERT INTO stage_norm.migration_batches (run_id, batch, relid, key_from, key_to, rows_scanned, rows_updated, rows_unknown, duration_ms, attempts, status)
-            VALUES (v_run.run_id, v_run.batches, v_leaf, v_cursor, v_to, v_scanned, v_updated, v_unk, v_ms, v_attempts, 'done')
-            ON CONFLICT (run_id, batch) DO UPDATE
-               SET relid = EXCLUDED.relid, key_from = EXCLUDED.key_from, key_to = EXCLUDED.key_to, rows_scanned = EXCLUDED.rows_scanned,
-                   rows_updated = EXCLUDED.rows_updated, rows_unknown = EXCLUDED.rows_unknown, duration_ms = EXCLUDED.duration_ms,
-                   attempts = stage_norm.migration_batches.attempts + EXCLUDED.attempts, status = 'done', finished_at = EXCLUDED.finished_at;
-            UPDATE stage_norm.migration_runs r
-               SET batches = v_run.batches, rows_scanned = v_run.rows_scanned, rows_updated = v_run.rows_updated,
-                   rows_unknown = v_run.rows_unknown, cursor_relid = v_leaf, cursor_key = v_to, updated_at = clock_timestamp()
-             WHERE r.run_id = v_run.run_id;
-            v_eta := CASE WHEN v_run.rows_before > v_run.rows_scanned AND v_run.rows_scanned > 0
-                          THEN (date_trunc('second', (clock_timestamp() - v_run.started_at) * ((v_run.rows_before - v_run.rows_scanned)::float8 / v_run.rows_scanned)))::text
-                          ELSE '0' END;
-            RAISE NOTICE 'stage_norm.migrate: run % batch %: % rows scanned, % updated, % unknown, % ms; % %% done, ETA %',
-                v_run.run_id, v_run.batches, v_scanned, v_updated, v_unk, round(v_ms::numeric, 1),
-                CASE WHEN v_run.rows_before > 0 THEN round(100.0 * least(v_run.rows_scanned, v_run.rows_before) / v_run.rows_before, 1) ELSE 100 END,
-                v_eta;
             COMMIT;
             v_done := v_done + 1;
             v_size := batch_size;
