@@ -813,6 +813,7 @@ CREATE TABLE stage_norm.migration_runs (
     column_name   name NOT NULL,
     column_kind   text NOT NULL CHECK (column_kind IN ('text', 'jsonb', 'array')),
     key_columns   name[] NOT NULL,
+    tenant_column name,                         -- tenant => ...: walked tenant by tenant (NULL: not)
     status        text NOT NULL DEFAULT 'running'
                   CHECK (status IN ('running', 'paused', 'finished', 'failed', 'rolled back')),
     batch_size    int NOT NULL,
@@ -821,7 +822,10 @@ CREATE TABLE stage_norm.migration_runs (
     updated_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     finished_at   timestamptz,
     cursor_relid  oid,                          -- the partition being walked (the table itself if not partitioned)
-    cursor_key    text[],                       -- the last key of the last committed batch there
+    cursor_tenant text[],                       -- tenant runs: the tenant being walked there, as a one-element
+                                                --   array (ARRAY[NULL]: the rows whose tenant is NULL)
+    cursor_key    text[],                       -- the last key of the last committed batch there (NULL: that
+                                                --   partition, or that tenant of it, is done)
     rows_before   bigint,                       -- rows in the table when the run started
     rows_after    bigint,                       -- ... and when it finished
     nulls_before  bigint,
@@ -843,6 +847,7 @@ CREATE TABLE stage_norm.migration_batches (
     run_id      bigint NOT NULL REFERENCES stage_norm.migration_runs ON DELETE CASCADE,
     batch       int NOT NULL,
     relid       oid NOT NULL,
+    tenant      text,                           -- tenant runs: the tenant of every row of the batch
     key_from    text[],                         -- exclusive (NULL: from the start)
     key_to      text[],                         -- inclusive (NULL: to the end)
     rows_scanned bigint NOT NULL,
@@ -886,6 +891,21 @@ SELECT r.run_id, r.table_name, r.column_name, r.status, r.pid, r.started_at, r.u
   FROM stage_norm.migration_runs r
  WHERE r.status IN ('running', 'paused', 'failed');
 COMMENT ON VIEW stage_norm.migration_progress IS 'Runs of stage_norm.migrate not finished: figures as of their last committed batch, percent done and an ETA';
+
+-- Runs with tenant => ...: the figures of each tenant (batches never mix tenants).
+CREATE VIEW stage_norm.migration_tenant_progress AS
+SELECT r.run_id, r.table_name, r.column_name, r.tenant_column, b.tenant,
+       count(*) FILTER (WHERE b.status = 'done') AS batches,
+       sum(b.rows_scanned) AS rows_scanned, sum(b.rows_updated) AS rows_updated, sum(b.rows_unknown) AS rows_unknown,
+       max(b.duration_ms) AS longest_batch_ms, min(b.finished_at) AS first_batch_at, max(b.finished_at) AS last_batch_at,
+       -- walking now: this tenant's rows of the current partition are not all done
+       (r.status <> 'finished' AND r.cursor_tenant IS NOT NULL AND r.cursor_key IS NOT NULL
+        AND r.cursor_tenant[1] IS NOT DISTINCT FROM b.tenant) AS in_progress
+  FROM stage_norm.migration_runs r
+  JOIN stage_norm.migration_batches b ON b.run_id = r.run_id
+ WHERE r.tenant_column IS NOT NULL
+ GROUP BY r.run_id, b.tenant;
+COMMENT ON VIEW stage_norm.migration_tenant_progress IS 'Runs of stage_norm.migrate(tenant => ...): batches, rows scanned, updated and unknown, and the longest batch, per tenant';
 
 -- The expression that normalizes a value of each kind, and the predicates on (old, new).
 CREATE FUNCTION stage_norm._migrate_sql(kind text, part text)
@@ -933,6 +953,29 @@ BEGIN
                   DETAIL = 'stage_norm.migrate walks a table in batches by its primary key (keyset pagination), so that every batch is a key range and a run can resume after the last committed one.',
                   HINT = 'Add a primary key (ALTER TABLE ... ADD PRIMARY KEY, on a unique index built CONCURRENTLY), or migrate with the plain SQL loop of docs/migration.md keyed by another unique, btree-ordered column.';
     END IF;
+END
+$$;
+
+-- Tenant runs: the tenant group after `after` in one table (rows with a NULL tenant form the
+-- last group, ARRAY[NULL]); `after` NULL: the first group. NULL: no group left.
+CREATE FUNCTION stage_norm._migrate_next_tenant(tbl regclass, tenant name, tenant_type text, after text[])
+RETURNS text[]
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v text[];
+BEGIN
+    IF after IS NULL OR after[1] IS NOT NULL THEN
+        EXECUTE format('SELECT ARRAY[t.%1$I::text] FROM %2$s t WHERE t.%1$I IS NOT NULL %3$s ORDER BY t.%1$I LIMIT 1',
+                       tenant, tbl, CASE WHEN after IS NOT NULL THEN format('AND t.%I > %L::%s', tenant, after[1], tenant_type) ELSE '' END)
+           INTO v;
+        IF v IS NULL THEN
+            EXECUTE format('SELECT CASE WHEN EXISTS (SELECT 1 FROM %2$s t WHERE t.%1$I IS NULL) THEN ARRAY[NULL]::text[] END', tenant, tbl)
+               INTO v;
+        END IF;
+    END IF;
+    RETURN v;
 END
 $$;
 
@@ -997,7 +1040,8 @@ CREATE PROCEDURE stage_norm.migrate(
     keep_undo boolean DEFAULT true,
     lock_timeout_ms int DEFAULT 1000,
     max_lock_retries int DEFAULT 20,
-    max_replica_lag interval DEFAULT NULL)
+    max_replica_lag interval DEFAULT NULL,
+    tenant name DEFAULT NULL)
 LANGUAGE plpgsql
 -- No SET clause: a procedure with one cannot COMMIT. It runs with its caller's rights and
 -- search_path; PostgreSQL looks in pg_catalog first, and every name of ours is qualified.
@@ -1034,6 +1078,12 @@ DECLARE
     v_fatal    boolean;
     v_saved    stage_norm.migration_runs;
     v_holder   int;
+    v_tencol   name;            -- tenant runs: the tenant column, its type, the group being walked
+    v_tentype  text;
+    v_group    text[];
+    v_tpred    text;            -- the group's predicate on t (true when not a tenant run)
+    v_first    boolean;
+    v_resume   boolean;
 BEGIN
     IF tbl IS NULL OR col IS NULL OR batch_size IS NULL OR pause_ms IS NULL OR keep_undo IS NULL
        OR lock_timeout_ms IS NULL OR max_lock_retries IS NULL THEN
@@ -1062,6 +1112,22 @@ BEGIN
                   HINT = format('GRANT SELECT, UPDATE (%I) ON %s TO %I; or run it as the table owner.', col, tbl, current_user);
     END IF;
     SELECT k.cols, k.types INTO v_keys, v_types FROM stage_norm._primary_key(tbl) k;
+    IF tenant IS NOT NULL THEN
+        SELECT format_type(a.atttypid, a.atttypmod) INTO v_tentype
+          FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = tenant AND a.attnum > 0 AND NOT a.attisdropped;
+        IF v_tentype IS NULL OR tenant = col THEN
+            RAISE EXCEPTION 'stage_norm.migrate: % is not a tenant column of %', quote_ident(tenant), tbl
+                USING ERRCODE = CASE WHEN v_tentype IS NULL THEN 'undefined_column' ELSE 'invalid_parameter_value' END,
+                      COLUMN = tenant, TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
+                      SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                      HINT = 'tenant => names another column of the table (for example fund_id); its rows are migrated tenant by tenant.';
+        END IF;
+        IF NOT has_column_privilege(tbl, tenant, 'SELECT') THEN
+            RAISE EXCEPTION 'permission denied to read column "%" of %', tenant, tbl
+                USING ERRCODE = 'insufficient_privilege', COLUMN = tenant,
+                      HINT = format('GRANT SELECT (%I) ON %s TO %I;', tenant, tbl, current_user);
+        END IF;
+    END IF;
 
     -- One run at a time per (table, column): a session-level advisory lock, which a COMMIT does
     -- not release (a transaction-level one would be gone after the first batch); released on
@@ -1092,21 +1158,37 @@ BEGIN
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = format('Mark it failed for good (UPDATE stage_norm.migration_runs SET status = ''finished'' WHERE run_id = %s) and start again; a second pass updates only what is left.', v_run.run_id);
         END IF;
+        -- A run resumes the way it started: tenant by tenant or not.
+        IF tenant IS DISTINCT FROM v_run.tenant_column AND tenant IS NOT NULL THEN
+            PERFORM stage_norm._migrate_unlock(v_lock);
+            RAISE EXCEPTION 'run % on %.% walks %', v_run.run_id, tbl, col,
+                            coalesce('by tenant ' || quote_ident(v_run.tenant_column), 'without a tenant column')
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'An unfinished run resumes where it stopped, in the order it started with.',
+                      HINT = format('Call it with tenant => %s (or without tenant), or finish it first.', coalesce(quote_literal(v_run.tenant_column), 'NULL'));
+        END IF;
+        v_tencol := v_run.tenant_column;
+        IF v_tencol IS NOT NULL THEN
+            SELECT format_type(a.atttypid, a.atttypmod) INTO v_tentype
+              FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = v_tencol AND a.attnum > 0 AND NOT a.attisdropped;
+        END IF;
         UPDATE stage_norm.migration_runs r SET status = 'running', pid = pg_backend_pid(), last_error = NULL,
                updated_at = clock_timestamp()
          WHERE r.run_id = v_run.run_id;
         RAISE NOTICE 'stage_norm.migrate: resuming run % on %.% after % batches (% rows updated)',
             v_run.run_id, tbl, col, v_run.batches, v_run.rows_updated;
     ELSE
-        INSERT INTO stage_norm.migration_runs (relid, table_name, column_name, column_kind, key_columns, batch_size, keep_undo, pid)
-        VALUES (tbl, tbl::text, col, v_kind, v_keys, batch_size, keep_undo, pg_backend_pid())
+        v_tencol := tenant;
+        INSERT INTO stage_norm.migration_runs (relid, table_name, column_name, column_kind, key_columns, tenant_column, batch_size, keep_undo, pid)
+        VALUES (tbl, tbl::text, col, v_kind, v_keys, v_tencol, batch_size, keep_undo, pg_backend_pid())
         RETURNING * INTO v_run;
         EXECUTE format('SELECT count(*), count(*) FILTER (WHERE %I IS NULL) FROM %s', col, tbl)
            INTO v_run.rows_before, v_run.nulls_before;
         UPDATE stage_norm.migration_runs r SET rows_before = v_run.rows_before, nulls_before = v_run.nulls_before
          WHERE r.run_id = v_run.run_id;
         RAISE NOTICE 'stage_norm.migrate: run % on %.% (%): % rows, batches of %',
-            v_run.run_id, tbl, col, v_kind, v_run.rows_before, batch_size;
+            v_run.run_id, tbl, col, v_kind, v_run.rows_before,
+            batch_size || CASE WHEN v_tencol IS NOT NULL THEN format(', tenant by tenant (%I)', v_tencol) ELSE '' END;
     END IF;
     COMMIT;
 
@@ -1126,156 +1208,183 @@ BEGIN
     SELECT coalesce(array_agg(p.relid ORDER BY p.relid), ARRAY[tbl::oid]) INTO v_leaves
       FROM pg_partition_tree(tbl) p WHERE p.isleaf;
     FOREACH v_leaf IN ARRAY v_leaves LOOP
-        -- Done before: the partitions walked to their end (cursor_key NULL) or before that one.
-        CONTINUE WHEN v_leaf < v_run.cursor_relid OR (v_leaf = v_run.cursor_relid AND v_run.cursor_key IS NULL);
-        v_cursor := CASE WHEN v_leaf = v_run.cursor_relid THEN v_run.cursor_key END;
-        v_size := batch_size;
-        LOOP
-            IF max_batches IS NOT NULL AND v_done >= max_batches THEN
-                v_stop := true;
-                EXIT;
-            END IF;
-            -- Standbys first: wait while any streams more than max_replica_lag behind.
-            IF max_replica_lag IS NOT NULL THEN
-                LOOP
-                    SELECT max(greatest(s.write_lag, s.flush_lag, s.replay_lag)) INTO v_lag FROM pg_stat_replication s;
-                    EXIT WHEN v_lag IS NULL OR v_lag <= max_replica_lag;
-                    RAISE NOTICE 'stage_norm.migrate: run %: a standby lags % (more than %), waiting', v_run.run_id, v_lag, max_replica_lag;
-                    IF NOT stage_norm._migrate_sleep(least(greatest(extract(epoch FROM v_lag) / 4, 0.1), 5)) THEN
-                        PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, '57014: canceled while waiting for a standby');
-                        COMMIT;
-                        RAISE EXCEPTION 'stage_norm.migrate: run % canceled while waiting for a standby', v_run.run_id
-                            USING ERRCODE = 'query_canceled', HINT = 'CALL stage_norm.migrate again to resume.';
-                    END IF;
-                END LOOP;
-            END IF;
-            v_attempts := 0;
-            v_fatal := false;
-            LOOP   -- attempts of one batch
-                v_attempts := v_attempts + 1;
-                v_err_state := NULL;
-                v_t0 := clock_timestamp();
-                v_saved := v_run;
-                BEGIN
-                    PERFORM set_config('lock_timeout', lock_timeout_ms || 'ms', true);
-                    -- The batch's upper key: the v_size-th key after the cursor (NULL: to the end).
-                    EXECUTE format('SELECT %s FROM %s WHERE $1 IS NULL OR %s ORDER BY %s OFFSET %s LIMIT 1',
-                                   v_keytext, v_leaf::regclass, v_gt, v_keylist, v_size - 1)
-                       INTO v_to USING v_cursor;
-                    -- Lock the range's rows that change, in key order, reading their current
-                    -- values (a row a concurrent writer changed meanwhile is read again, so no
-                    -- write is lost and the undo holds what was really there); rewrite them;
-                    -- keep the undo; count the range.
-                    EXECUTE format($q$
-                        WITH c AS MATERIALIZED (
-                            SELECT %9$s, %1$s AS _sn_key, t.%2$I AS _sn_old, %3$s AS _sn_new
-                              FROM %4$s t
-                             WHERE ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s) AND %7$s
-                             ORDER BY %9$s
-                               FOR NO KEY UPDATE OF t
-                        ), u AS (
-                            -- joined by key, not ctid: a version a concurrent writer made after
-                            -- this statement's snapshot is found by the update's own recheck
-                            UPDATE %4$s t SET %2$I = c._sn_new
-                              FROM c
-                             WHERE %10$s
-                            RETURNING c._sn_key, c._sn_old, c._sn_new
-                        ), undo AS (
-                            INSERT INTO stage_norm.migration_undo (run_id, batch, relid, key, old_value, new_value)
-                            SELECT $3, $4, $5, u._sn_key, u._sn_old::text, u._sn_new::text FROM u WHERE $6
-                        ), r AS (
-                            SELECT t.%2$I AS old, %3$s AS new
-                              FROM %4$s t
-                             WHERE ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s)
-                        )
-                        SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM u), (SELECT count(*) FROM r WHERE %8$s)$q$,
-                        v_keytext, col, replace(v_norm, 'r.old', 't.' || quote_ident(col)),
-                        v_leaf::regclass, v_gt, v_le,
-                        replace(replace(v_changes, 'r.new', replace(v_norm, 'r.old', 't.' || quote_ident(col))), 'r.old', 't.' || quote_ident(col)),
-                        v_unknown, v_keylist, v_keyjoin)
-                       INTO v_scanned, v_updated, v_unk
-                       USING v_cursor, v_to, v_run.run_id, v_run.batches + 1, v_leaf, keep_undo;
-                    -- The batch's bookkeeping, in its transaction (and under its error handler).
-                    v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
-                    v_run.batches := v_run.batches + 1;   -- (undone below if this block fails)
-                    v_run.rows_scanned := v_run.rows_scanned + v_scanned;
-                    v_run.rows_updated := v_run.rows_updated + v_updated;
-                    v_run.rows_unknown := v_run.rows_unknown + v_unk;
-                    INSERT INTO stage_norm.migration_batches (run_id, batch, relid, key_from, key_to, rows_scanned, rows_updated, rows_unknown, duration_ms, attempts, status)
-                    VALUES (v_run.run_id, v_run.batches, v_leaf, v_cursor, v_to, v_scanned, v_updated, v_unk, v_ms, v_attempts, 'done')
-                    ON CONFLICT (run_id, batch) DO UPDATE
-                       SET relid = EXCLUDED.relid, key_from = EXCLUDED.key_from, key_to = EXCLUDED.key_to, rows_scanned = EXCLUDED.rows_scanned,
-                           rows_updated = EXCLUDED.rows_updated, rows_unknown = EXCLUDED.rows_unknown, duration_ms = EXCLUDED.duration_ms,
-                           attempts = stage_norm.migration_batches.attempts + EXCLUDED.attempts, status = 'done', finished_at = EXCLUDED.finished_at;
-                    UPDATE stage_norm.migration_runs r
-                       SET batches = v_run.batches, rows_scanned = v_run.rows_scanned, rows_updated = v_run.rows_updated,
-                           rows_unknown = v_run.rows_unknown, cursor_relid = v_leaf, cursor_key = v_to, updated_at = clock_timestamp()
-                     WHERE r.run_id = v_run.run_id;
-                    v_eta := CASE WHEN v_run.rows_before > v_run.rows_scanned AND v_run.rows_scanned > 0
-                                  THEN (date_trunc('second', (clock_timestamp() - v_run.started_at) * ((v_run.rows_before - v_run.rows_scanned)::float8 / v_run.rows_scanned)))::text
-                                  ELSE '0' END;
-                    RAISE NOTICE 'stage_norm.migrate: run % batch %: % rows scanned, % updated, % unknown, % ms; % %% done, ETA %',
-                        v_run.run_id, v_run.batches, v_scanned, v_updated, v_unk, round(v_ms::numeric, 1),
-                        CASE WHEN v_run.rows_before > 0 THEN round(100.0 * least(v_run.rows_scanned, v_run.rows_before) / v_run.rows_before, 1) ELSE 100 END,
-                        v_eta;
-                EXCEPTION
-                    WHEN lock_not_available THEN
-                        v_run := v_saved;
-                        v_err_state := '55P03';
-                    WHEN query_canceled OR OTHERS THEN
-                        v_run := v_saved;
-                        GET STACKED DIAGNOSTICS v_err_state = RETURNED_SQLSTATE, v_err_msg = MESSAGE_TEXT,
-                                                v_err_detail = PG_EXCEPTION_DETAIL, v_err_hint = PG_EXCEPTION_HINT;
-                END;
-                EXIT WHEN v_err_state IS NULL;
-                IF v_err_state = '55P03' AND v_attempts <= max_lock_retries THEN
-                    -- Row locks held elsewhere: back off, and split the batch after every third try.
-                    UPDATE stage_norm.migration_runs r SET lock_retries = r.lock_retries + 1, updated_at = clock_timestamp()
-                     WHERE r.run_id = v_run.run_id;
-                    IF v_attempts % 3 = 0 AND v_size > 1 THEN
-                        v_size := greatest(v_size / 2, 1);
-                    END IF;
-                    RAISE NOTICE 'stage_norm.migrate: run %: batch % could not lock its rows within % ms (attempt %); retrying with % rows',
-                        v_run.run_id, v_run.batches + 1, lock_timeout_ms, v_attempts, v_size;
-                    COMMIT;
-                    IF NOT stage_norm._migrate_sleep(least(0.05 * 2 ^ least(v_attempts, 7), 5)) THEN
-                        v_err_state := '57014';
-                        v_err_msg := 'canceled while backing off';
-                    ELSE
-                        CONTINUE;
-                    END IF;
+        -- Done before: the partitions before the cursor's, and the cursor's when walked to its
+        -- end (cursor_key NULL; a tenant run then goes on with the next tenant).
+        CONTINUE WHEN v_leaf < v_run.cursor_relid;
+        v_resume := coalesce(v_leaf = v_run.cursor_relid, false);
+        CONTINUE WHEN v_tencol IS NULL AND v_resume AND v_run.cursor_key IS NULL;
+        v_first := true;
+        LOOP   -- the partition's tenants in order, then its NULL tenant (not a tenant run: once)
+            IF v_tencol IS NULL THEN
+                EXIT WHEN NOT v_first;
+                v_tpred := 'true';
+                v_cursor := CASE WHEN v_resume THEN v_run.cursor_key END;
+            ELSE
+                IF v_first AND v_resume AND v_run.cursor_key IS NOT NULL THEN
+                    v_group := v_run.cursor_tenant;      -- in the middle of a tenant
+                    v_cursor := v_run.cursor_key;
+                ELSE
+                    v_group := stage_norm._migrate_next_tenant(v_leaf::regclass, v_tencol, v_tentype,
+                                   CASE WHEN NOT v_first THEN v_group WHEN v_resume THEN v_run.cursor_tenant END);
+                    v_cursor := NULL;
                 END IF;
-                -- Anything else (or too many lock timeouts): the run stops, resumable.
-                v_fatal := true;
-                EXIT;
-            END LOOP;
-            IF v_fatal THEN
-                IF v_err_state = '55P03' THEN
-                    v_err_msg := format('batch %s could not lock its rows after %s attempts of %s ms', v_run.batches + 1, v_attempts, lock_timeout_ms);
-                END IF;
-                INSERT INTO stage_norm.migration_batches (run_id, batch, relid, key_from, key_to, rows_scanned, rows_updated, rows_unknown, duration_ms, attempts, status)
-                VALUES (v_run.run_id, v_run.batches + 1, v_leaf, v_cursor, v_to, 0, 0, 0,
-                        extract(epoch FROM clock_timestamp() - v_t0) * 1000, v_attempts, 'failed')
-                ON CONFLICT (run_id, batch) DO UPDATE SET attempts = EXCLUDED.attempts, status = 'failed', finished_at = EXCLUDED.finished_at;
-                PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, v_err_state || ': ' || v_err_msg);
-                COMMIT;
-                RAISE EXCEPTION 'stage_norm.migrate: run % stopped: %', v_run.run_id, v_err_msg
-                    USING ERRCODE = v_err_state,
-                          DETAIL = coalesce(v_err_detail || ' ', '') || format('Every batch before batch %s is committed.', v_run.batches + 1),
-                          HINT = coalesce(v_err_hint || ' ', '') || 'CALL stage_norm.migrate again with the same table and column to resume.';
+                EXIT WHEN v_group IS NULL;
+                v_tpred := CASE WHEN v_group[1] IS NULL THEN format('t.%I IS NULL', v_tencol)
+                                ELSE format('t.%I = %L::%s', v_tencol, v_group[1], v_tentype) END;
             END IF;
-            COMMIT;
-            v_done := v_done + 1;
+            v_first := false;
             v_size := batch_size;
-            EXIT WHEN v_to IS NULL;          -- the last batch of this partition
-            v_cursor := v_to;
-            IF pause_ms > 0 AND NOT stage_norm._migrate_sleep(pause_ms / 1000.0) THEN
-                PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, '57014: canceled between batches');
+            LOOP
+                IF max_batches IS NOT NULL AND v_done >= max_batches THEN
+                    v_stop := true;
+                    EXIT;
+                END IF;
+                -- Standbys first: wait while any streams more than max_replica_lag behind.
+                IF max_replica_lag IS NOT NULL THEN
+                    LOOP
+                        SELECT max(greatest(s.write_lag, s.flush_lag, s.replay_lag)) INTO v_lag FROM pg_stat_replication s;
+                        EXIT WHEN v_lag IS NULL OR v_lag <= max_replica_lag;
+                        RAISE NOTICE 'stage_norm.migrate: run %: a standby lags % (more than %), waiting', v_run.run_id, v_lag, max_replica_lag;
+                        IF NOT stage_norm._migrate_sleep(least(greatest(extract(epoch FROM v_lag) / 4, 0.1), 5)) THEN
+                            PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, '57014: canceled while waiting for a standby');
+                            COMMIT;
+                            RAISE EXCEPTION 'stage_norm.migrate: run % canceled while waiting for a standby', v_run.run_id
+                                USING ERRCODE = 'query_canceled', HINT = 'CALL stage_norm.migrate again to resume.';
+                        END IF;
+                    END LOOP;
+                END IF;
+                v_attempts := 0;
+                v_fatal := false;
+                LOOP   -- attempts of one batch
+                    v_attempts := v_attempts + 1;
+                    v_err_state := NULL;
+                    v_t0 := clock_timestamp();
+                    v_saved := v_run;
+                    BEGIN
+                        PERFORM set_config('lock_timeout', lock_timeout_ms || 'ms', true);
+                        -- The batch's upper key: the v_size-th key after the cursor (NULL: to the end).
+                        EXECUTE format('SELECT %s FROM %s t WHERE %s AND ($1::text[] IS NULL OR %s) ORDER BY %s OFFSET %s LIMIT 1',
+                                       v_keytext, v_leaf::regclass, v_tpred, v_gt, v_keylist, v_size - 1)
+                           INTO v_to USING v_cursor;
+                        -- Lock the range's rows that change, in key order, reading their current
+                        -- values (a row a concurrent writer changed meanwhile is read again, so no
+                        -- write is lost and the undo holds what was really there); rewrite them;
+                        -- keep the undo; count the range.
+                        EXECUTE format($q$
+                            WITH c AS MATERIALIZED (
+                                SELECT %9$s, %1$s AS _sn_key, t.%2$I AS _sn_old, %3$s AS _sn_new
+                                  FROM %4$s t
+                                 WHERE %11$s AND ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s) AND %7$s
+                                 ORDER BY %9$s
+                                   FOR NO KEY UPDATE OF t
+                            ), u AS (
+                                -- joined by key, not ctid: a version a concurrent writer made after
+                                -- this statement's snapshot is found by the update's own recheck
+                                UPDATE %4$s t SET %2$I = c._sn_new
+                                  FROM c
+                                 WHERE %10$s
+                                RETURNING c._sn_key, c._sn_old, c._sn_new
+                            ), undo AS (
+                                INSERT INTO stage_norm.migration_undo (run_id, batch, relid, key, old_value, new_value)
+                                SELECT $3, $4, $5, u._sn_key, u._sn_old::text, u._sn_new::text FROM u WHERE $6
+                            ), r AS (
+                                SELECT t.%2$I AS old, %3$s AS new
+                                  FROM %4$s t
+                                 WHERE %11$s AND ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s)
+                            )
+                            SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM u), (SELECT count(*) FROM r WHERE %8$s)$q$,
+                            v_keytext, col, replace(v_norm, 'r.old', 't.' || quote_ident(col)),
+                            v_leaf::regclass, v_gt, v_le,
+                            replace(replace(v_changes, 'r.new', replace(v_norm, 'r.old', 't.' || quote_ident(col))), 'r.old', 't.' || quote_ident(col)),
+                            v_unknown, v_keylist, v_keyjoin, v_tpred)
+                           INTO v_scanned, v_updated, v_unk
+                           USING v_cursor, v_to, v_run.run_id, v_run.batches + 1, v_leaf, keep_undo;
+                        -- The batch's bookkeeping, in its transaction (and under its error handler).
+                        v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
+                        v_run.batches := v_run.batches + 1;   -- (undone below if this block fails)
+                        v_run.rows_scanned := v_run.rows_scanned + v_scanned;
+                        v_run.rows_updated := v_run.rows_updated + v_updated;
+                        v_run.rows_unknown := v_run.rows_unknown + v_unk;
+                        INSERT INTO stage_norm.migration_batches (run_id, batch, relid, tenant, key_from, key_to, rows_scanned, rows_updated, rows_unknown, duration_ms, attempts, status)
+                        VALUES (v_run.run_id, v_run.batches, v_leaf, v_group[1], v_cursor, v_to, v_scanned, v_updated, v_unk, v_ms, v_attempts, 'done')
+                        ON CONFLICT (run_id, batch) DO UPDATE
+                           SET relid = EXCLUDED.relid, tenant = EXCLUDED.tenant, key_from = EXCLUDED.key_from, key_to = EXCLUDED.key_to, rows_scanned = EXCLUDED.rows_scanned,
+                               rows_updated = EXCLUDED.rows_updated, rows_unknown = EXCLUDED.rows_unknown, duration_ms = EXCLUDED.duration_ms,
+                               attempts = stage_norm.migration_batches.attempts + EXCLUDED.attempts, status = 'done', finished_at = EXCLUDED.finished_at;
+                        UPDATE stage_norm.migration_runs r
+                           SET batches = v_run.batches, rows_scanned = v_run.rows_scanned, rows_updated = v_run.rows_updated,
+                               rows_unknown = v_run.rows_unknown, cursor_relid = v_leaf, cursor_tenant = v_group, cursor_key = v_to,
+                               updated_at = clock_timestamp()
+                         WHERE r.run_id = v_run.run_id;
+                        v_eta := CASE WHEN v_run.rows_before > v_run.rows_scanned AND v_run.rows_scanned > 0
+                                      THEN (date_trunc('second', (clock_timestamp() - v_run.started_at) * ((v_run.rows_before - v_run.rows_scanned)::float8 / v_run.rows_scanned)))::text
+                                      ELSE '0' END;
+                        RAISE NOTICE 'stage_norm.migrate: run % batch %: % rows scanned, % updated, % unknown, % ms; % %% done, ETA %',
+                            v_run.run_id,
+                            v_run.batches || CASE WHEN v_tencol IS NOT NULL THEN format(' (%s %s)', v_tencol, coalesce(v_group[1], 'NULL')) ELSE '' END,
+                            v_scanned, v_updated, v_unk, round(v_ms::numeric, 1),
+                            CASE WHEN v_run.rows_before > 0 THEN round(100.0 * least(v_run.rows_scanned, v_run.rows_before) / v_run.rows_before, 1) ELSE 100 END,
+                            v_eta;
+                    EXCEPTION
+                        WHEN lock_not_available THEN
+                            v_run := v_saved;
+                            v_err_state := '55P03';
+                        WHEN query_canceled OR OTHERS THEN
+                            v_run := v_saved;
+                            GET STACKED DIAGNOSTICS v_err_state = RETURNED_SQLSTATE, v_err_msg = MESSAGE_TEXT,
+                                                    v_err_detail = PG_EXCEPTION_DETAIL, v_err_hint = PG_EXCEPTION_HINT;
+                    END;
+                    EXIT WHEN v_err_state IS NULL;
+                    IF v_err_state = '55P03' AND v_attempts <= max_lock_retries THEN
+                        -- Row locks held elsewhere: back off, and split the batch after every third try.
+                        UPDATE stage_norm.migration_runs r SET lock_retries = r.lock_retries + 1, updated_at = clock_timestamp()
+                         WHERE r.run_id = v_run.run_id;
+                        IF v_attempts % 3 = 0 AND v_size > 1 THEN
+                            v_size := greatest(v_size / 2, 1);
+                        END IF;
+                        RAISE NOTICE 'stage_norm.migrate: run %: batch % could not lock its rows within % ms (attempt %); retrying with % rows',
+                            v_run.run_id, v_run.batches + 1, lock_timeout_ms, v_attempts, v_size;
+                        COMMIT;
+                        IF NOT stage_norm._migrate_sleep(least(0.05 * 2 ^ least(v_attempts, 7), 5)) THEN
+                            v_err_state := '57014';
+                            v_err_msg := 'canceled while backing off';
+                        ELSE
+                            CONTINUE;
+                        END IF;
+                    END IF;
+                    -- Anything else (or too many lock timeouts): the run stops, resumable.
+                    v_fatal := true;
+                    EXIT;
+                END LOOP;
+                IF v_fatal THEN
+                    IF v_err_state = '55P03' THEN
+                        v_err_msg := format('batch %s could not lock its rows after %s attempts of %s ms', v_run.batches + 1, v_attempts, lock_timeout_ms);
+                    END IF;
+                    INSERT INTO stage_norm.migration_batches (run_id, batch, relid, tenant, key_from, key_to, rows_scanned, rows_updated, rows_unknown, duration_ms, attempts, status)
+                    VALUES (v_run.run_id, v_run.batches + 1, v_leaf, v_group[1], v_cursor, v_to, 0, 0, 0,
+                            extract(epoch FROM clock_timestamp() - v_t0) * 1000, v_attempts, 'failed')
+                    ON CONFLICT (run_id, batch) DO UPDATE SET attempts = EXCLUDED.attempts, status = 'failed', finished_at = EXCLUDED.finished_at;
+                    PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, v_err_state || ': ' || v_err_msg);
+                    COMMIT;
+                    RAISE EXCEPTION 'stage_norm.migrate: run % stopped: %', v_run.run_id, v_err_msg
+                        USING ERRCODE = v_err_state,
+                              DETAIL = coalesce(v_err_detail || ' ', '') || format('Every batch before batch %s is committed.', v_run.batches + 1),
+                              HINT = coalesce(v_err_hint || ' ', '') || 'CALL stage_norm.migrate again with the same table and column to resume.';
+                END IF;
                 COMMIT;
-                RAISE EXCEPTION 'stage_norm.migrate: run % canceled between batches', v_run.run_id
-                    USING ERRCODE = 'query_canceled', DETAIL = format('Batches 1 to %s are committed.', v_run.batches),
-                          HINT = 'CALL stage_norm.migrate again to resume.';
-            END IF;
+                v_done := v_done + 1;
+                v_size := batch_size;
+                EXIT WHEN v_to IS NULL;          -- the last batch of this partition (or of this tenant in it)
+                v_cursor := v_to;
+                IF pause_ms > 0 AND NOT stage_norm._migrate_sleep(pause_ms / 1000.0) THEN
+                    PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, '57014: canceled between batches');
+                    COMMIT;
+                    RAISE EXCEPTION 'stage_norm.migrate: run % canceled between batches', v_run.run_id
+                        USING ERRCODE = 'query_canceled', DETAIL = format('Batches 1 to %s are committed.', v_run.batches),
+                              HINT = 'CALL stage_norm.migrate again to resume.';
+                END IF;
+            END LOOP;
+            EXIT WHEN v_stop;
         END LOOP;
         EXIT WHEN v_stop;
     END LOOP;
@@ -1291,17 +1400,20 @@ BEGIN
            SET status = 'finished', finished_at = clock_timestamp(), updated_at = clock_timestamp(), pid = NULL,
                rows_after = v_run.rows_after, nulls_after = v_run.nulls_after, cursor_key = NULL
          WHERE r.run_id = v_run.run_id;
-        v_summary := stage_norm.verify(tbl, col);
-        RAISE NOTICE 'stage_norm.migrate: run % finished: % rows updated, % unknown left as they were; verify: % rows, % NULL, % not canonical',
+        v_summary := stage_norm.verify(tbl, col, v_tencol);
+        RAISE NOTICE 'stage_norm.migrate: run % finished: % rows updated, % unknown left as they were; verify: % rows, % NULL, % not canonical%',
             v_run.run_id, v_run.rows_updated, v_run.rows_unknown,
-            v_summary->>'rows', v_summary->>'nulls', v_summary->>'non_canonical';
+            v_summary->>'rows', v_summary->>'nulls', v_summary->>'non_canonical',
+            CASE WHEN v_tencol IS NOT NULL THEN
+                (SELECT format(' (%s tenants, %s of them with values left)', count(*), count(*) FILTER (WHERE (e.value->>'non_canonical')::bigint > 0))
+                   FROM jsonb_each(v_summary->'tenants') e) ELSE '' END;
     END IF;
     PERFORM stage_norm._migrate_unlock(v_lock);
     COMMIT;
 END
 $$;
-COMMENT ON PROCEDURE stage_norm.migrate(regclass, name, int, int, int, boolean, int, int, interval) IS
-    'Normalizes the existing values of a governed column in primary-key batches, one COMMIT each; resumable, reversible (keep_undo), one run per column at a time';
+COMMENT ON PROCEDURE stage_norm.migrate(regclass, name, int, int, int, boolean, int, int, interval, name) IS
+    'Normalizes the existing values of a governed column in primary-key batches (tenant by tenant with tenant => ...), one COMMIT each; resumable, reversible (keep_undo), one run per column at a time';
 
 CREATE PROCEDURE stage_norm.rollback_migration(run_id bigint, batch_size int DEFAULT 5000)
 LANGUAGE plpgsql
@@ -1471,9 +1583,21 @@ BEGIN
     IF tenant IS NOT NULL THEN
         EXECUTE format('SELECT jsonb_object_agg(coalesce(t::text, ''NULL''), jsonb_build_object(''rows'', n, ''nulls'', z, ''non_canonical'', b)) FROM (SELECT %1$I AS t, count(*) AS n, count(*) FILTER (WHERE %2$I IS NULL) AS z, count(*) FILTER (WHERE %3$s) AS b FROM %4$s GROUP BY 1) x',
                        tenant, col, v_bad, tbl) INTO v_part;
+        -- The last run's figures per tenant, when it walked by this column.
+        SELECT jsonb_object_agg(coalesce(b.tenant, 'NULL'), jsonb_build_object('batches', b.n, 'rows_updated', b.u, 'rows_unknown', b.k))
+          INTO v_run
+          FROM (SELECT b.tenant, count(*) AS n, sum(b.rows_updated) AS u, sum(b.rows_unknown) AS k
+                  FROM stage_norm.migration_batches b
+                 WHERE b.status = 'done' AND b.run_id = (SELECT r.run_id FROM stage_norm.migration_runs r
+                                                          WHERE r.relid = tbl AND r.column_name = col AND r.tenant_column = verify.tenant
+                                                          ORDER BY r.run_id DESC LIMIT 1)
+                 GROUP BY b.tenant) b;
+        SELECT jsonb_object_agg(e.key, e.value || CASE WHEN m.value IS NOT NULL THEN jsonb_build_object('last_run', m.value) ELSE '{}' END)
+          INTO v_part
+          FROM jsonb_each(v_part) e LEFT JOIN jsonb_each(v_run) m ON m.key = e.key;
         v_report := v_report || jsonb_build_object('tenants', coalesce(v_part, '{}'));
     END IF;
-    SELECT jsonb_build_object('run_id', r.run_id, 'status', r.status, 'started_at', r.started_at, 'finished_at', r.finished_at,
+    SELECT jsonb_build_object('run_id', r.run_id, 'status', r.status, 'tenant_column', r.tenant_column, 'started_at', r.started_at, 'finished_at', r.finished_at,
                               'rows_updated', r.rows_updated, 'rows_unknown', r.rows_unknown,
                               'rows_before', r.rows_before, 'rows_after', r.rows_after,
                               'nulls_before', r.nulls_before, 'nulls_after', r.nulls_after,

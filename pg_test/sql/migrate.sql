@@ -104,6 +104,39 @@ SELECT count(*) AS differ FROM kinds k JOIN kinds_orig o USING (id)
 -- Per tenant.
 SELECT jsonb_pretty(v->'tenants') FROM stage_norm.verify('pk2', 'stage', tenant => 'fund') v;
 
+-- Tenant by tenant (tenant => 'fund_id'): batches never mix funds, the NULL fund comes last,
+-- a run resumes the way it started (in the middle of a fund and at a fund's end), and the
+-- figures are per fund.
+CREATE TABLE tn (id bigint PRIMARY KEY, fund_id int, stage text);
+CREATE INDEX ON tn (fund_id, id);
+INSERT INTO tn SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE i % 3 END, (ARRAY['Series A ', 'pre_seed', 'seed', 'growth'])[1 + i % 4]
+  FROM generate_series(1, 40) i;
+CREATE TABLE tn_orig AS SELECT * FROM tn;
+CALL stage_norm.migrate('tn', 'stage', batch_size => 5, max_batches => 3, tenant => 'fund_id');
+SELECT status, tenant_column, batches, cursor_tenant, cursor_key FROM stage_norm.migration_runs WHERE table_name = 'tn';
+CALL stage_norm.migrate('tn', 'stage', batch_size => 5, max_batches => 1);
+SELECT status, batches, cursor_tenant, cursor_key FROM stage_norm.migration_runs WHERE table_name = 'tn';
+CALL stage_norm.migrate('tn', 'stage', batch_size => 5, tenant => 'fund_id');
+SELECT status, batches, rows_scanned, rows_updated, rows_unknown, rows_before, rows_after FROM stage_norm.migration_runs WHERE table_name = 'tn';
+SELECT b.batch, b.tenant, b.key_from, b.key_to, b.rows_scanned, b.rows_updated, b.rows_unknown
+  FROM stage_norm.migration_batches b JOIN stage_norm.migration_runs r USING (run_id) WHERE r.table_name = 'tn' ORDER BY b.batch;
+-- every row lies in exactly one batch of its own fund, and the batches' counts are the funds'
+SELECT count(*) AS rows, count(*) FILTER (WHERE n <> 1) AS not_in_one_batch
+  FROM (SELECT t.id, count(b.batch) AS n
+          FROM tn t LEFT JOIN (stage_norm.migration_batches b JOIN stage_norm.migration_runs r USING (run_id))
+            ON r.table_name = 'tn' AND b.tenant IS NOT DISTINCT FROM t.fund_id::text
+           AND (b.key_from IS NULL OR t.id > b.key_from[1]::bigint) AND (b.key_to IS NULL OR t.id <= b.key_to[1]::bigint)
+         GROUP BY t.id) x;
+SELECT f.fund, f.n, p.rows_scanned FROM (SELECT coalesce(fund_id::text, '-') AS fund, count(*) AS n FROM tn GROUP BY 1) f
+  FULL JOIN (SELECT coalesce(tenant, '-') AS fund, rows_scanned FROM stage_norm.migration_tenant_progress WHERE table_name = 'tn') p USING (fund)
+ WHERE f.n IS DISTINCT FROM p.rows_scanned;
+SELECT tenant, batches, rows_scanned, rows_updated, rows_unknown, in_progress
+  FROM stage_norm.migration_tenant_progress WHERE table_name = 'tn' ORDER BY tenant NULLS LAST;
+SELECT jsonb_pretty(v->'tenants') FROM stage_norm.verify('tn', 'stage', tenant => 'fund_id') v;
+SELECT run_id AS run_tn FROM stage_norm.migration_runs WHERE table_name = 'tn' \gset
+CALL stage_norm.rollback_migration(:run_tn);
+SELECT count(*) AS differ FROM tn JOIN tn_orig o USING (id) WHERE tn.stage IS DISTINCT FROM o.stage;
+
 -- Refusals (CONTEXT lines, which carry PL/pgSQL line numbers, hidden).
 \set SHOW_CONTEXT never
 SET client_min_messages = notice;
@@ -114,6 +147,13 @@ CALL stage_norm.migrate('pc', 'stage');
 ROLLBACK;
 CALL stage_norm.migrate('pc', 'nope');
 CALL stage_norm.migrate('pc', 'stage', batch_size => 0);
+CALL stage_norm.migrate('pc', 'stage', tenant => 'nope');
+CALL stage_norm.migrate('pc', 'stage', tenant => 'stage');
+-- an unfinished run resumes the way it started
+SET client_min_messages = warning;
+CALL stage_norm.migrate('tn', 'stage', batch_size => 5, max_batches => 1, tenant => 'fund_id');
+SET client_min_messages = notice;
+CALL stage_norm.migrate('tn', 'stage', tenant => 'id');
 CALL stage_norm.rollback_migration(999);
 SELECT stage_norm.purge_migration_undo();
 CREATE ROLE migrate_reader;
@@ -126,5 +166,5 @@ DROP ROLE migrate_reader;
 SELECT stage_norm.verify('pc', 'id');
 
 RESET stage_norm.mode;
-DROP TABLE pc, pc_orig, pk2, pp, kinds, kinds_orig, nopk;
+DROP TABLE pc, pc_orig, pk2, pp, kinds, kinds_orig, nopk, tn, tn_orig;
 DELETE FROM stage_norm.migration_runs;
