@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
 # Runs a command against a throwaway PostgreSQL 15 cluster: initdb as the postgres user in a
 # temporary directory, a private port on 127.0.0.1, stopped and removed when the command ends
-# (whatever its outcome). The command sees PGHOST, PGPORT, PGUSER, PGDATABASE, STAGE_NORM_DSN.
+# (whatever its outcome). The command sees PGHOST, PGPORT, PGUSER, PGDATABASE, STAGE_NORM_DSN,
+# STAGE_NORM_CLUSTER_LOG and STAGE_NORM_PGDATA.
 #   scripts/with-cluster.sh [--conf 'name = value']... -- command args...
+#
+# stage_norm (its cluster-wide statistics and breaker need it) and pg_cron
+# (postgresql-15-cron, scripts/bootstrap.sh) are preloaded; pg_cron's jobs are scheduled from
+# database postgres and run as ordinary libpq clients over 127.0.0.1 (so a job may CALL a
+# procedure that COMMITs, e.g. stage_norm.migrate with max_batches):
+#   shared_preload_libraries = 'pg_cron,stage_norm'   cron.database_name = 'postgres'   cron.host = '127.0.0.1'
+# These defaults are written first and every --conf line after them; postgresql.conf keeps the
+# last setting of a name, so a --conf overrides a default. shared_preload_libraries is one list,
+# not additive: --conf "shared_preload_libraries = 'stage_norm'" drops pg_cron, and
+# --conf "shared_preload_libraries = ''" preloads nothing (stage_norm then runs without its
+# shared memory, as users without the preload have it). Without pg_cron installed the
+# cron lines are left out, with a warning.
 set -euo pipefail
 BIN=/usr/lib/postgresql/15/bin
 conf=()
@@ -43,6 +56,15 @@ as_pg "$BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8
   echo "max_wal_size = 8GB"
   echo "checkpoint_timeout = 30min"
   echo "lc_messages = 'C'"
+  if [[ -f "$($BIN/pg_config --pkglibdir)/pg_cron.so" ]]; then
+    echo "shared_preload_libraries = 'pg_cron,stage_norm'"
+    echo "cron.database_name = 'postgres'"
+    echo "cron.host = '127.0.0.1'"
+  else
+    echo "shared_preload_libraries = 'stage_norm'"
+    echo "with-cluster: pg_cron is not installed (scripts/bootstrap.sh installs it); not preloaded" >&2
+  fi
+  # Last: a --conf line overrides any default above (postgresql.conf: the last setting wins).
   for c in "${conf[@]}"; do echo "$c"; done
 } >> "$dir/data/postgresql.conf"
 as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null || { cat "$dir/log" >&2; exit 1; }

@@ -1242,7 +1242,10 @@ BEGIN
                 -- Standbys first: wait while any streams more than max_replica_lag behind.
                 IF max_replica_lag IS NOT NULL THEN
                     LOOP
-                        SELECT max(greatest(s.write_lag, s.flush_lag, s.replay_lag)) INTO v_lag FROM pg_stat_replication s;
+                        -- A standby that has replayed everything flushed here lags nothing, whatever
+                    -- its last reported lag (which stays until its next status message).
+                    SELECT max(greatest(s.write_lag, s.flush_lag, s.replay_lag)) INTO v_lag FROM pg_stat_replication s
+                     WHERE s.replay_lsn IS NULL OR s.replay_lsn < pg_current_wal_flush_lsn();
                         EXIT WHEN v_lag IS NULL OR v_lag <= max_replica_lag;
                         RAISE NOTICE 'stage_norm.migrate: run %: a standby lags % (more than %), waiting', v_run.run_id, v_lag, max_replica_lag;
                         IF NOT stage_norm._migrate_sleep(least(greatest(extract(epoch FROM v_lag) / 4, 0.1), 5)) THEN
