@@ -4,6 +4,9 @@
 #   bench/callgrind.sh [rows]      (default 100000; needs `make install` first)
 #   VARIANTS="startup none enforce" bench/callgrind.sh   a subset of the variants; the jsonb
 #       distribution variants run only when named: VARIANTS="startup j_none j_enforce j_canonical j_plpgsql"
+#   VARIANTS="startup none s_enforce s_enforce_off s_canonical s_canonical_off" bench/callgrind.sh
+#       the cluster-wide statistics (#17): with any s_* variant the backend preloads stage_norm;
+#       s_X is X with the statistics on, s_X_off the same with stage_norm.track_stats = off
 #   STAGE_SET=custom bench/callgrind.sh   the same under the 7-stage set pre-seed, seed, series-a,
 #                                         series-b, series-c, series-d, growth (labels that set
 #                                         does not know are replaced by ones it does)
@@ -27,6 +30,7 @@ trap '[[ -n "${KEEP:-}" ]] || rm -rf "$dir"' EXIT
 as_pg() { (cd / && runuser -u postgres -- "$@"); }
 as_pg "$BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
 printf "fsync = off\nsynchronous_commit = off\nshared_buffers = 256MB\nmax_wal_size = 4GB\nautovacuum = off\n" >> "$dir/data/postgresql.conf"
+if [[ " ${VARIANTS:-} " == *" s_"* ]]; then echo "shared_preload_libraries = 'stage_norm'" >> "$dir/data/postgresql.conf"; fi
 single() { as_pg "$BIN/postgres" --single -D "$dir/data" -j postgres > "$dir/setup.out" 2>&1; }
 { echo "CREATE SCHEMA bench;"; echo; cat "$here/peers.sql"; echo; cat "$here/dist_peers.sql"; echo; } > "$dir/peers.sql"
 cat "$dir/peers.sql" - > "$dir/setup.sql" <<SQL
@@ -81,18 +85,20 @@ declare -A ir
 for v in ${VARIANTS:-startup none lo off username enforce canonical override plpgsql u_none u_lo u_enforce}; do
   # A fresh backend per variant; it also pays its start-up, the same for every variant (the
   # startup variant measures it alone, to be subtracted).
-  from=src; [[ $v == canonical ]] && from=src_canonical
+  from=src; [[ $v == canonical || $v == s_canonical* ]] && from=src_canonical
   [[ $v == j_* ]] && from=jsrc; [[ $v == j_canonical ]] && from=jsrc_canonical
   # override: the table's own enforce override under a session in warn, with the canary at 10%.
   sets="SET stage_norm.mode = enforce;"
   [[ $v == override ]] && sets="SET stage_norm.mode = warn; SET stage_norm.enforce_percent = 10;"
+  [[ $v == s_*_off ]] && sets="$sets SET stage_norm.track_stats = off;"
+  table=$v; [[ $v == s_* ]] && { table=${v#s_}; table=${table%_off}; }
   if [[ $v == startup ]]; then
     printf "SELECT 1;\n" > "$dir/$v.sql"
   elif [[ $v == u_* ]]; then
     # UPDATE of a column that is not governed, rolled back: every variant updates the same state.
     printf "%s\nBEGIN;\nUPDATE %s SET n = n + 1;\nROLLBACK;\n" "$sets" "$v" > "$dir/$v.sql"
   else
-    printf "%s\nTRUNCATE t_%s;\nINSERT INTO t_%s SELECT * FROM %s;\nTRUNCATE t_%s;\n" "$sets" "$v" "$v" "$from" "$v" > "$dir/$v.sql"
+    printf "%s\nTRUNCATE t_%s;\nINSERT INTO t_%s SELECT * FROM %s;\nTRUNCATE t_%s;\n" "$sets" "$table" "$table" "$from" "$table" > "$dir/$v.sql"
   fi
   cp "$dir/$v.sql" "$dir/$v.run"; chown postgres: "$dir/$v.run"
   as_pg valgrind --tool=callgrind --callgrind-out-file="$dir/cg.$v" \
@@ -106,6 +112,12 @@ if [[ -n "${VARIANTS:-}" ]]; then
     [[ $v == startup || $v == none || $v == j_none || $v == u_* ]] && continue
     b=${ir[none]:-}; [[ $v == j_* ]] && b=${ir[j_none]:-}
     [[ -n "$b" ]] && awk -v v="$v" -v a="${ir[$v]}" -v b="$b" -v n="$rows" 'BEGIN { printf "  %-12s %8.0f\n", v, (a-b)/n }'
+  done
+  for v in enforce canonical; do
+    if [[ -n "${ir[s_$v]:-}" && -n "${ir[s_${v}_off]:-}" && -n "${ir[startup]:-}" ]]; then
+      awk -v v="$v" -v S="${ir[startup]}" -v on="${ir[s_$v]}" -v off="${ir[s_${v}_off]}" -v n="$rows" 'BEGIN {
+        printf "statistics (#17), INSERT %s: on %+.1f instructions per row over off; on / off %.4f (ceiling 1.02)\n", v, (on-off)/n, (on-S)/(off-S) }'
+    fi
   done
   if [[ -n "${ir[j_none]:-}" && -n "${ir[j_canonical]:-}" && -n "${ir[startup]:-}" ]]; then
     awk -v S="${ir[startup]}" -v b="${ir[j_none]}" -v e="${ir[j_enforce]:-0}" -v c="${ir[j_canonical]}" -v p="${ir[j_plpgsql]:-0}" -v n="$rows" 'BEGIN {

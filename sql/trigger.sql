@@ -97,10 +97,16 @@ SELECT c.oid::regclass AS table_name,
        stage_norm.effective_mode(c.oid::regclass) AS effective_mode,
        coalesce(g.trigger_enabled, false) AS trigger_enabled,
        s.set_at,
-       s.set_by
+       s.set_by,
+       coalesce(b.tripped, false) AS breaker_tripped,
+       b.tripped_at AS breaker_tripped_at,
+       b.trip_ratio AS breaker_trip_ratio
   FROM governed g
   FULL JOIN stage_norm.table_mode_settings s ON s.tbl = g.relid
-  JOIN pg_catalog.pg_class c ON c.oid = coalesce(g.relid, s.tbl);
+  JOIN pg_catalog.pg_class c ON c.oid = coalesce(g.relid, s.tbl)
+  -- the circuit breaker (with stage_norm preloaded; otherwise never tripped)
+  LEFT JOIN stage_norm._breakers(false) b ON b.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                                          AND b.relid = c.oid;
 COMMENT ON VIEW stage_norm.table_modes IS
     'Tables governed by stage_norm or with a mode override, and the mode the trigger uses on each in this session';
 GRANT SELECT ON stage_norm.table_modes TO PUBLIC;

@@ -43,6 +43,18 @@ pub static MAX_MODE: GucSetting<Mode> = GucSetting::<Mode>::new(Mode::Enforce);
 pub static ENFORCE_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// `stage_norm.log_sample_rate`: the probability that an unknown value is written to the server log.
 pub static LOG_SAMPLE_RATE: GucSetting<f64> = GucSetting::<f64>::new(0.01);
+/// `stage_norm.max_tracked_columns` (server start): column entries of the shared statistics.
+pub static MAX_TRACKED_COLUMNS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// `stage_norm.track_stats`: count and time into shared memory (when preloaded).
+pub static TRACK_STATS: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// `stage_norm.latency_sample_every`: time one trigger call in this many.
+pub static LATENCY_SAMPLE_EVERY: GucSetting<i32> = GucSetting::<i32>::new(16);
+/// `stage_norm.breaker_reject_ratio`: 0 = off.
+pub static BREAKER_REJECT_RATIO: GucSetting<f64> = GucSetting::<f64>::new(0.0);
+/// `stage_norm.breaker_window`, seconds.
+pub static BREAKER_WINDOW: GucSetting<i32> = GucSetting::<i32>::new(300);
+/// `stage_norm.breaker_min_rows`.
+pub static BREAKER_MIN_ROWS: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 /// A setting's current value, read without `GucSetting::get`'s thread check (a thread-local
 /// lookup, `__tls_get_addr` in a cdylib: ~24 instructions per read, three reads per row in
@@ -92,6 +104,67 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"stage_norm.track_stats",
+        c"Whether the stage_norm trigger adds its counts and sampled latency to the cluster-wide statistics.",
+        c"Needs stage_norm in shared_preload_libraries; takes effect at the next transaction.",
+        &TRACK_STATS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"stage_norm.latency_sample_every",
+        c"The stage_norm trigger times one call in this many for its latency histogram.",
+        c"1 times every call. Reading the clock costs more than the trigger's own work on a canonical value.",
+        &LATENCY_SAMPLE_EVERY,
+        1,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"stage_norm.breaker_reject_ratio",
+        c"Trip a table's circuit breaker (cap it at warn) when its share of rejected values over stage_norm.breaker_window exceeds this; 0 turns it off.",
+        c"Needs stage_norm in shared_preload_libraries. A tripped table stays at warn until stage_norm.reset_breaker(table).",
+        &BREAKER_REJECT_RATIO,
+        0.0,
+        1.0,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"stage_norm.breaker_window",
+        c"The window, in seconds, over which the circuit breaker computes a table's reject ratio.",
+        c"A sliding window (the previous fixed window weighted by its overlap, plus the current one).",
+        &BREAKER_WINDOW,
+        1,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"stage_norm.breaker_min_rows",
+        c"The circuit breaker trips only when at least this many values were seen in the window.",
+        c"Keeps a handful of early rejections from tripping it.",
+        &BREAKER_MIN_ROWS,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // Shared memory is sized once, at server start: only when preloading.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_int_guc(
+            c"stage_norm.max_tracked_columns",
+            c"How many governed columns the cluster-wide statistics track (and as many tables).",
+            c"Set at server start. When full, new columns are not tracked and stage_norm.stats_info.dropped counts them.",
+            &MAX_TRACKED_COLUMNS,
+            10,
+            1_000_000,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
     // PostgreSQL 15+: reject unknown stage_norm.* names and remove stray placeholders.
     #[cfg(not(any(feature = "pg13", feature = "pg14")))]
     unsafe {

@@ -18,6 +18,7 @@ mod functions;
 mod guc;
 mod inplace;
 mod kinds;
+mod stats;
 mod trigger;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -26,6 +27,7 @@ mod trigger;
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
     cache::init();
+    stats::init();
 }
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
@@ -68,6 +70,7 @@ extension_sql_file!(
         trigger::summary_trigger,
         functions::effective_mode,
         functions::session_counters,
+        stats::sql_breakers,
         ddl::sync_trigger
     ]
 );
@@ -86,6 +89,21 @@ extension_sql_file!(
         "add_check",
         functions::is_canonical_stage,
         functions::in_transaction_block
+    ]
+);
+
+extension_sql_file!(
+    "../sql/stats.sql",
+    name = "stats",
+    requires = [
+        "trigger",
+        stats::sql_stats,
+        stats::sql_stats_info,
+        stats::sql_latency,
+        stats::sql_latency_buckets,
+        stats::sql_breakers,
+        stats::sql_reset_stats,
+        stats::sql_reset_breaker
     ]
 );
 

@@ -28,6 +28,17 @@ mod tests {
         assert_eq!(one("SELECT stage_norm.normalize_stage(NULL)"), None);
     }
 
+    /// pgrx's test instance does not preload stage_norm: the cluster-wide views say how to
+    /// get them, and everything else works (the trigger counts per session; table_modes shows
+    /// no breaker).
+    #[pg_test(error = "stage_norm's cluster-wide statistics are not available")]
+    fn stats_views_without_preload_say_how_to_enable_them() {
+        Spi::run("CREATE TABLE sp (id int PRIMARY KEY, stage text); SELECT stage_norm.attach('sp', 'stage'); INSERT INTO sp VALUES (1, 'Seed')").unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT normalized FROM stage_norm.session_counters WHERE table_name = 'sp'::regclass").unwrap(), Some(1));
+        assert_eq!(Spi::get_one::<bool>("SELECT breaker_tripped FROM stage_norm.table_modes WHERE table_name = 'sp'::regclass").unwrap(), Some(false));
+        Spi::run("SELECT * FROM stage_norm.stats").unwrap();
+    }
+
     #[pg_test]
     fn aliases_are_seen_by_the_next_statement() {
         assert_eq!(one("SELECT stage_norm.normalize_stage('Angel Round')"), None);

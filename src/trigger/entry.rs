@@ -52,7 +52,21 @@ pub(super) struct Entry {
     pub(super) ancestors: Vec<pg_sys::Oid>,
     pub(super) mode_generation: u64,
     pub(super) override_mode: Option<Mode>,
-    pub(super) counts: Counts,
+    /// This backend's counts per governed column (same order as `columns`), and what of them
+    /// was flushed to shared memory (`stats`).
+    pub(super) counts: Vec<Counts>,
+    pub(super) flushed: Vec<Counts>,
+    /// Shared-memory slots (`stats`): per column, and the attached table's (latency, breaker).
+    /// (slot, attnum in the attached table) per column.
+    pub(super) col_slots: Vec<Option<(u32, i16)>>,
+    pub(super) table_slot: Option<u32>,
+    /// The transaction generation in which this entry was last put on the dirty list.
+    pub(super) dirty_gen: u64,
+    /// Sampled trigger latency since the last flush.
+    pub(super) hist: [u64; stats::BUCKETS],
+    pub(super) hist_sum: u64,
+    /// The effective mode of the last row.
+    pub(super) last_mode: Mode,
 }
 
 pub(super) static ENTRIES: Global<Option<FnvMap<pg_sys::Oid, Box<Entry>>>> = Global::new(None);
@@ -90,12 +104,16 @@ pub fn relation_invalidated(relid: pg_sys::Oid) {
     }
 }
 
-pub(super) fn retire(e: &Entry) {
+pub(super) fn retire(e: &mut Entry) {
+    // SAFETY: single-threaded; flushing touches shared memory and this entry only.
+    unsafe { flush_entry(e, false) };
     // SAFETY: single-threaded; RETIRED is not reachable from the callers' borrows.
     let retired = unsafe { RETIRED.get() }.get_or_insert_with(FnvMap::default);
     let c = retired.entry(e.relid).or_insert([0; OUTCOMES]);
-    for (a, b) in c.iter_mut().zip(e.counts) {
-        *a += b;
+    for counts in &e.counts {
+        for (a, b) in c.iter_mut().zip(counts) {
+            *a += b;
+        }
     }
 }
 
@@ -106,7 +124,7 @@ pub(super) fn apply_invalidations(entries: &mut FnvMap<pg_sys::Oid, Box<Entry>>)
         PENDING_LEN.store(0, Relaxed);
         // SAFETY: single-threaded.
         unsafe { *LAST.get() = (pg_sys::InvalidOid, std::ptr::null_mut()) };
-        entries.values().for_each(|e| retire(e));
+        entries.values_mut().for_each(|e| retire(e));
         entries.clear();
         return;
     }
@@ -149,8 +167,10 @@ pub fn session_counts() -> Vec<(pg_sys::Oid, Counts)> {
     let mut all: FnvMap<pg_sys::Oid, Counts> = retired.clone().unwrap_or_default();
     for e in entries.iter().flat_map(|m| m.values()) {
         let c = all.entry(e.relid).or_insert([0; OUTCOMES]);
-        for (a, b) in c.iter_mut().zip(e.counts) {
-            *a += b;
+        for counts in &e.counts {
+            for (a, b) in c.iter_mut().zip(counts) {
+                *a += b;
+            }
         }
     }
     let mut v: Vec<_> = all.into_iter().collect();
@@ -216,7 +236,14 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         ancestors: partition_ancestors(rel),
         mode_generation: u64::MAX,
         override_mode: None,
-        counts: [0; OUTCOMES],
+        counts: Vec::new(),
+        flushed: Vec::new(),
+        col_slots: Vec::new(),
+        table_slot: None,
+        dirty_gen: 0,
+        hist: [0; stats::BUCKETS],
+        hist_sum: 0,
+        last_mode: Mode::Off,
     };
     let nargs = (*trig).tgnargs as usize;
     if nargs == 0 {
@@ -326,6 +353,9 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
             pg_sys::RelationClose(idx);
         }
     }
+    e.counts = vec![[0; OUTCOMES]; e.columns.len()];
+    e.flushed = e.counts.clone();
+    resolve_slots(&mut e);
     e
 }
 
@@ -438,3 +468,101 @@ extern "C-unwind" {
     fn RelationGetPartitionQual(rel: pg_sys::Relation) -> *mut pg_sys::List;
 }
 
+
+/// The shared-memory slots (`stats`) of the entry's attached table and columns; none when not
+/// preloaded, or when the tracking table is full (`stats_info.dropped`). Catalog access: not
+/// on the per-row path (at the entry's build, and after a `reset_stats`).
+pub(super) unsafe fn resolve_slots(e: &mut Entry) {
+    e.col_slots = vec![None; e.columns.len()];
+    e.table_slot = None;
+    if !stats::enabled() {
+        return;
+    }
+    let (schema, table) = if e.attached == e.relid {
+        (e.schema.to_bytes().to_vec(), e.table.to_bytes().to_vec())
+    } else {
+        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(e.attached));
+        let name = pg_sys::get_rel_name(e.attached);
+        if ns.is_null() || name.is_null() {
+            return;
+        }
+        (CStr::from_ptr(ns).to_bytes().to_vec(), CStr::from_ptr(name).to_bytes().to_vec())
+    };
+    e.table_slot = stats::find_or_create(e.attached, 0, [&schema, &table, b""]);
+    for (ci, col) in e.columns.iter().enumerate() {
+        let attnum = if e.attached == e.relid { col.attnum } else { pg_sys::get_attnum(e.attached, col.name.as_ptr()) };
+        if attnum > 0 {
+            e.col_slots[ci] = stats::find_or_create(e.attached, attnum, [&schema, &table, col.name.to_bytes()]).map(|s| (s, attnum));
+        }
+    }
+}
+
+/// Adds what this entry counted and timed since its last flush to shared memory, and the
+/// breaker's share of it. `statement`: called from the trigger (a rejection), where a trip may
+/// also WARN the client; otherwise (transaction end) it only LOGs. Cannot raise, except
+/// through `resolve_slots` after a concurrent `reset_stats` (catalog access, in a transaction).
+pub(super) unsafe fn flush_entry(e: &mut Entry, statement: bool) {
+    if !stats::enabled() || e.counts.is_empty() {
+        return;
+    }
+    let mut deltas: Vec<Counts> = Vec::with_capacity(e.counts.len());
+    let (mut rows, mut rejects) = (0u64, 0u64);
+    for (c, f) in e.counts.iter().zip(&e.flushed) {
+        let d: Counts = std::array::from_fn(|i| c[i] - f[i]);
+        rows += (d[Outcome::Passed as usize] + d[Outcome::Normalized as usize] + d[Outcome::Warned as usize]
+            + d[Outcome::Rejected as usize] + d[Outcome::WouldNormalize as usize] + d[Outcome::WouldReject as usize]) as u64;
+        rejects += d[Outcome::Rejected as usize] as u64;
+        deltas.push(d);
+    }
+    let changed = deltas.iter().any(|d| d.iter().any(|&x| x != 0)) || e.hist_sum != 0;
+    if !changed {
+        return;
+    }
+    for _attempt in 0..2 {
+        let flushes: Vec<stats::Flush> = e
+            .columns
+            .iter()
+            .zip(&e.col_slots)
+            .zip(&deltas)
+            .filter_map(|((_, slot), d)| slot.map(|(s, attnum)| stats::Flush { relid: e.attached, attnum, slot: s, delta: d }))
+            .collect();
+        let stale = stats::flush(&flushes, e.last_mode as u32, e.table_slot.map(|t| (e.attached, t)), &e.hist, e.hist_sum);
+        if !stale {
+            break;
+        }
+        // A reset freed our slots meanwhile: find (create) them again, and flush once more,
+        // only when a transaction is there for the catalog lookups.
+        if !pg_sys::IsTransactionState() {
+            break;
+        }
+        resolve_slots(e);
+    }
+    e.flushed.clone_from(&e.counts);
+    e.hist = [0; stats::BUCKETS];
+    e.hist_sum = 0;
+    if let Some(t) = e.table_slot {
+        if let Some((ratio, seen)) = stats::breaker_add(e.attached, t, rows, rejects) {
+            breaker_tripped(e, ratio, seen, statement);
+        }
+    }
+}
+
+/// One LOG line (this backend tripped it: exactly one does), and a WARNING to the statement.
+unsafe fn breaker_tripped(e: &Entry, ratio: f64, seen: f64, statement: bool) {
+    let table = match &e.attached_name {
+        Some((_, q)) => q.clone(),
+        None => format!("{}.{}", e.schema.to_string_lossy(), e.table.to_string_lossy()),
+    };
+    let window = guc::read(&guc::BREAKER_WINDOW);
+    let threshold = guc::read(&guc::BREAKER_REJECT_RATIO);
+    let message = format!(
+        "stage_norm: circuit breaker tripped on table {table}: reject ratio {ratio:.4} over the last {window} s ({seen:.0} values) exceeds stage_norm.breaker_reject_ratio = {threshold}; the table is capped at warn"
+    );
+    let hint = format!("Fix the writers, then SELECT stage_norm.reset_breaker('{}'); see docs/monitoring.md.", table.replace('\'', "''"));
+    pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_WARNING, message.clone(), "stage_norm.breaker")
+        .set_hint(hint.clone())
+        .report(PgLogLevel::LOG_SERVER_ONLY);
+    if statement {
+        client_warning(message, "Every session now treats its unknown values as in warn mode: stored and reported, not rejected.".into(), Some(hint));
+    }
+}

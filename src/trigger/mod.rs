@@ -37,6 +37,7 @@ use crate::backend::{raw, Global};
 use crate::cache;
 use crate::guc::{self, Mode};
 use crate::inplace;
+use crate::stats;
 
 mod array;
 mod entry;
@@ -129,6 +130,8 @@ struct Verdict {
     payload: [(*const u8, usize); MAX_BATCH],
     /// The row was already replaced by a batch flush: no in-row rewrite for this row.
     replaced: bool,
+    /// The table's entry, when the row is timed (latency sampling).
+    entry: *mut Entry,
     error: *mut pg_sys::ErrorData,
 }
 
@@ -182,10 +185,26 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
             e.mode_generation = generation;
             e.override_mode = override_mode(e.relid, &e.ancestors);
         }
-        let mode = effective_mode(e.override_mode);
+        let mut mode = effective_mode(e.override_mode);
         if mode == Mode::Off {
             return;
         }
+        // The circuit breaker (stats): a tripped table is capped at warn, cluster-wide.
+        if let Some(t) = e.table_slot {
+            if mode == Mode::Enforce && stats::is_tripped(e.attached, t) {
+                mode = Mode::Warn;
+            }
+        }
+        // Counts reach shared memory at the end of the transaction: list the entry once per
+        // transaction (XACT_GEN is 0, and never equal to an entry's 1.., without preload or
+        // with stage_norm.track_stats off).
+        let gen = *XACT_GEN.get();
+        if e.dirty_gen != gen && gen != 0 {
+            e.dirty_gen = gen;
+            e.last_mode = mode;
+            DIRTY.get().push(tgoid);
+        }
+        v.entry = e;
         let mut n = 0usize;
         for ci in 0..e.columns.len() {
             let col = &e.columns[ci];
@@ -199,19 +218,19 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
                 let mut old_null = false;
                 let old = pg_sys::heap_getattr((*td).tg_trigtuple, attnum, tupdesc, &mut old_null);
                 if old_null == isnull && (isnull || same_value(old, datum)) {
-                    e.counts[Outcome::Unchanged as usize] += 1;
+                    e.counts[ci][Outcome::Unchanged as usize] += 1;
                     continue;
                 }
             }
             if isnull {
-                e.counts[Outcome::Nulls as usize] += 1;
+                e.counts[ci][Outcome::Nulls as usize] += 1;
                 continue;
             }
             // Each kind judges its value (value.rs, jsonb.rs, array.rs); what passes or is
             // rewritten is settled here, the rest goes on to the mode. (One `settle` per kind,
             // inlined: the text path keeps its judgement in registers.)
             let build = mode != Mode::Shadow;
-            let c = &mut e.counts;
+            let c = &mut e.counts[ci];
             let settled = match col.kind {
                 Kind::Text => settle(v, &mut n, &mut tuple, tupdesc, attnum, mode, c, judge_text(col, datum, is_update)),
                 Kind::Jsonb => settle(v, &mut n, &mut tuple, tupdesc, attnum, mode, c, jsonb::judge(datum, is_update, build)),
@@ -230,9 +249,16 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
                         percent >= 100 || bucket(e, tuple, tupdesc, problem.bytes()) < percent as u64
                     } =>
                 {
-                    e.counts[Outcome::Rejected as usize] += 1;
+                    e.counts[ci][Outcome::Rejected as usize] += 1;
                     log_sample(e, col, &problem, mode);
                     v.error = rejection(e, col, &problem);
+                    // Rejections reach shared memory at once (the breaker adds them up
+                    // across sessions as they happen); the transaction is about to abort.
+                    if gen != 0 {
+                        e.last_mode = mode;
+                        flush_entry(e, true);
+                    }
+                    v.entry = std::ptr::null_mut();
                     return;
                 }
                 // warn, or enforce outside the canary: stored (a stage array's known elements
@@ -245,7 +271,7 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
                     Outcome::Warned
                 }
             };
-            e.counts[outcome as usize] += 1;
+            e.counts[ci][outcome as usize] += 1;
         }
         v.n = n as c_int;
     }
@@ -266,7 +292,20 @@ pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallIn
         old: [std::ptr::null_mut(); MAX_BATCH],
         payload: [(std::ptr::null(), 0); MAX_BATCH],
         replaced: false,
+        entry: std::ptr::null_mut(),
         error: std::ptr::null_mut(),
+    };
+    // Latency: one row in stage_norm.latency_sample_every is timed (clock reads cost more
+    // than the rest of a canonical row's work; see docs/monitoring.md).
+    let t0 = if *XACT_GEN.get() != 0 && {
+        let n = SAMPLE.get();
+        *n += 1;
+        *n >= guc::read(&guc::LATENCY_SAMPLE_EVERY) as u32
+    } {
+        *SAMPLE.get() = 0;
+        Some(std::time::Instant::now())
+    } else {
+        None
     };
     normalize_row(fcinfo, &mut v);
     if !v.error.is_null() {
@@ -279,6 +318,14 @@ pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallIn
         // Rewrites never write NULL.
         let mut no_nulls = [false; MAX_BATCH];
         v.tuple = raw::heap_modify_tuple_by_cols(v.tuple, v.desc, v.n, v.cols.as_mut_ptr(), v.values.as_mut_ptr(), no_nulls.as_mut_ptr());
+    }
+    if let Some(t0) = t0 {
+        if !v.entry.is_null() {
+            let ns = t0.elapsed().as_nanos() as u64;
+            let e = &mut *v.entry;
+            e.hist[stats::bucket(ns)] += 1;
+            e.hist_sum += ns;
+        }
     }
     pg_sys::Datum::from(v.tuple)
 }
@@ -370,6 +417,37 @@ unsafe fn rewrite_in_place(v: &mut Verdict) {
         }
     }
     v.n = k as c_int;
+}
+
+/// Transaction generation (stats): bumped at every flush; 0 when nothing goes to shared memory.
+static XACT_GEN: Global<u64> = Global::new(0);
+/// Entries (by trigger OID) that counted something in this transaction.
+static DIRTY: Global<Vec<pg_sys::Oid>> = Global::new(Vec::new());
+/// Rows since the last timed one.
+static SAMPLE: Global<u32> = Global::new(0);
+
+/// From `_PG_init` when preloading (backends inherit it): count from the first transaction.
+pub fn enable_stats() {
+    // SAFETY: single-threaded.
+    unsafe { *XACT_GEN.get() = 1 };
+}
+
+/// At transaction end (commit or abort): flush every entry that counted something, then open
+/// the next generation (0 when stage_norm.track_stats is off or nothing is preloaded).
+pub fn transaction_end(commit: bool) {
+    // SAFETY: single-threaded; the trigger is not running (transaction boundary).
+    unsafe {
+        let dirty = std::mem::take(DIRTY.get());
+        if let Some(entries) = ENTRIES.get().as_mut() {
+            for tgoid in dirty {
+                if let Some(e) = entries.get_mut(&tgoid) {
+                    flush_entry(e, commit);
+                }
+            }
+        }
+        let gen = XACT_GEN.get();
+        *gen = if stats::enabled() && guc::read(&guc::TRACK_STATS) { (*gen).max(1) + 1 } else { 0 };
+    }
 }
 
 /// The key under which `report_unknown` counted a statement's unknown values for `rel`.

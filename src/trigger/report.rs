@@ -276,26 +276,62 @@ pub(super) fn report_unknown(e: &Entry, col: &Column, p: &Problem, mode: Mode) {
     log_sample(e, col, p, mode);
 }
 
-/// A server-log line for an unknown value, with probability `stage_norm.log_sample_rate`.
+/// A server-log line for an unknown value, with probability `stage_norm.log_sample_rate`, in
+/// fixed `key=value` fields for log pipelines (docs/monitoring.md):
+/// `stage_norm: event=unknown_value table=public.portfolio column=stage mode=warn kind=text value="Serie A" sample_rate=0.01`
+/// Names are written as they are unless they need quoting; values always quoted, truncated to
+/// 64 characters, with `"` and `\` escaped and control characters as `\xNN`.
 pub(super) fn log_sample(e: &Entry, col: &Column, p: &Problem, mode: Mode) {
     let rate = guc::read(&guc::LOG_SAMPLE_RATE);
     if rate > 0.0 && (rate >= 1.0 || random_unit() < rate) {
-        let what = match p {
-            Problem::Text(value, _) => format!("unknown stage \"{}\"", quote(value)),
-            Problem::Structured(st) => format!("invalid {} ({})", st.what, bounded(&st.reasons, st.total)),
+        let (kind, value) = match p {
+            Problem::Text(value, _) => ("text", format!("value={}", logfmt_quote(&quote(value)))),
+            Problem::Structured(st) => (
+                if st.what == "stage array" { "array" } else { "distribution" },
+                format!("reasons={}", logfmt_quote(&bounded(&st.reasons, st.total))),
+            ),
+        };
+        let own = format!("{}.{}", e.schema.to_string_lossy(), e.table.to_string_lossy());
+        let table = match &e.attached_name {
+            Some((_, q)) => format!("{} partition={}", logfmt_word(q), logfmt_word(&own)),
+            None => logfmt_word(&own),
         };
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_WARNING,
             format!(
-                "stage_norm: {what} in column \"{}\" of table {}.{} (mode {}, sampled at {rate})",
-                col.name.to_string_lossy(),
-                e.schema.to_string_lossy(),
-                e.table.to_string_lossy(),
+                "stage_norm: event=unknown_value table={table} column={} mode={} kind={kind} {value} sample_rate={rate}",
+                logfmt_word(&col.name.to_string_lossy()),
                 mode.name()
             ),
             "normalize_trigger",
         )
         .report(PgLogLevel::LOG_SERVER_ONLY);
+    }
+}
+
+/// A logfmt value in double quotes.
+pub(crate) fn logfmt_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A name as a logfmt value: bare when it has no space, quote, backslash, `=` or control
+/// character; quoted otherwise.
+fn logfmt_word(s: &str) -> String {
+    if !s.is_empty() && !s.chars().any(|c| c == ' ' || c == '"' || c == '\\' || c == '=' || c.is_control()) {
+        s.to_owned()
+    } else {
+        logfmt_quote(s)
     }
 }
 

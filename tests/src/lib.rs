@@ -84,3 +84,28 @@ pub fn dump_and_restore(src: &str, dst: &str, format: DumpFormat) -> Client {
     let _ = std::fs::remove_file(&dump);
     connect(dst)
 }
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Runs `pg_ctl` on the throwaway cluster's data directory (STAGE_NORM_PGDATA) as its owner,
+/// with `args` after `-D <dir>` (`start` gets the cluster's log file); panics on failure.
+pub fn pg_ctl(args: &[&str]) {
+    let pgdata = std::env::var("STAGE_NORM_PGDATA").expect("STAGE_NORM_PGDATA (scripts/with-cluster.sh)");
+    let log = std::env::var("STAGE_NORM_CLUSTER_LOG").expect("STAGE_NORM_CLUSTER_LOG (scripts/with-cluster.sh)");
+    let mut cmd = if unsafe { libc_geteuid() } == 0 {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl"]);
+        c
+    } else {
+        std::process::Command::new("/usr/lib/postgresql/15/bin/pg_ctl")
+    };
+    cmd.current_dir("/").args(["-D", &pgdata]);
+    if args.contains(&"start") || args.contains(&"restart") {
+        cmd.args(["-l", &log]);
+    }
+    let st = cmd.args(args).status().unwrap();
+    assert!(st.success(), "pg_ctl {args:?}");
+}
