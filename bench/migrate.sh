@@ -90,7 +90,7 @@ SQL
                CASE WHEN (SELECT count(*) FROM public.t) <> $rows THEN 'row count changed' END,
                CASE WHEN (SELECT rows_updated FROM bench.migrate_runs WHERE variant = '$v' AND round = $r) <> $expected_updates THEN 'rows_updated wrong' END,
                CASE WHEN '$v' <> 'update' AND (SELECT string_agg(status, ',') FROM stage_norm.migration_runs) <> 'finished' THEN 'run not finished' END,
-               CASE WHEN (SELECT count(*) FROM stage_norm.migration_undo) <> CASE '$v' WHEN 'migrate_undo' THEN $expected_updates ELSE 0 END THEN 'undo rows wrong' END)")
+               CASE WHEN (SELECT coalesce(sum(cardinality(old_values)), 0) FROM stage_norm.migration_undo) <> CASE '$v' WHEN 'migrate_undo' THEN $expected_updates ELSE 0 END THEN 'undo values wrong' END)")
   [[ -z $bad ]] || { echo "migrate: $v round $r: $bad" >&2; exit 1; }
   printf '  round %d %-15s %7d ms\n' "$r" "$v" "$(( (t1 - t0) / 1000000 ))"
 }

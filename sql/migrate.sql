@@ -61,16 +61,18 @@ CREATE TABLE stage_norm.migration_batches (
 );
 COMMENT ON TABLE stage_norm.migration_batches IS 'stage_norm.migrate: one row per committed (or failed) batch';
 
+-- One row per batch (a row per changed table row cost a heap tuple, an index entry and a
+-- foreign-key check each: 1.56x the single UPDATE's WAL, docs/benchmarks.md).
 CREATE TABLE stage_norm.migration_undo (
-    run_id    bigint NOT NULL REFERENCES stage_norm.migration_runs ON DELETE CASCADE,
-    batch     int NOT NULL,
-    relid     oid NOT NULL,
-    key       text[] NOT NULL,                  -- the row's primary key, each column as text
-    old_value text NOT NULL,                    -- what the row held (text form of the column's type)
-    new_value text NOT NULL                     -- what migrate wrote
+    run_id     bigint NOT NULL REFERENCES stage_norm.migration_runs ON DELETE CASCADE,
+    batch      int NOT NULL,
+    relid      oid NOT NULL,                    -- the table (partition) the batch changed
+    keys       text[] NOT NULL,                 -- 2-D: keys[i][j] is the j-th primary-key column of the i-th row, as text
+    old_values text[] NOT NULL,                 -- old_values[i]: what the i-th row held (text form of the column's type)
+    new_values text[] NOT NULL,                 -- new_values[i]: what migrate wrote
+    PRIMARY KEY (run_id, batch)
 );
-CREATE INDEX ON stage_norm.migration_undo (run_id, batch);
-COMMENT ON TABLE stage_norm.migration_undo IS 'stage_norm.migrate(keep_undo => true): the original value of every row it changed';
+COMMENT ON TABLE stage_norm.migration_undo IS 'stage_norm.migrate(keep_undo => true): the original value of every row it changed, one row per batch';
 
 -- Runs and undo data are the user's: pg_dump keeps them.
 SELECT pg_catalog.pg_extension_config_dump('stage_norm.migration_runs', '');
@@ -123,6 +125,10 @@ AS $$
         -- not NULL, and no stage (text), not a valid distribution (jsonb), an unknown element (arrays)
         WHEN 'unknown' THEN CASE kind WHEN 'array' THEN '(stage_norm._array_unknowns(%1$s, %2$s) > 0)'
                                       ELSE '(%1$s IS NOT NULL AND %2$s IS NULL)' END
+        -- not canonical (verify's non_canonical; NULL is not counted)
+        WHEN 'bad' THEN CASE kind WHEN 'text' THEN 'NOT stage_norm.is_canonical_stage(%1$s)'
+                                  WHEN 'jsonb' THEN 'NOT stage_norm.is_valid_stage_distribution(%1$s)'
+                                  ELSE 'NOT stage_norm.is_canonical_stage_array(%1$s)' END
     END
 $$;
 
@@ -256,14 +262,18 @@ DECLARE
     v_leaf     oid;
     v_cursor   text[];
     v_to       text[];
-    v_norm     text;
-    v_changes  text;
-    v_unknown  text;
+    v_unknown  text;            -- t.<col> is unknown
+    v_colt     text;            -- t.<col>
+    v_normt    text;            -- the normalized value of t.<col>
+    v_changest text;            -- t.<col> is a known variant
+    v_tids     tid[];
+    v_ukeys    text[];
+    v_olds     text[];
+    v_news     text[];
     v_keylist  text;            -- k1, k2
     v_keytext  text;            -- ARRAY[k1::text, k2::text]
     v_gt       text;            -- (k1, k2) > ($1[1]::t1, $1[2]::t2)
     v_le       text;            -- (k1, k2) <= ($2[1]::t1, $2[2]::t2)
-    v_keyjoin  text;            -- t.k1 = c.k1 AND t.k2 = c.k2
     v_size     int;
     v_attempts int;
     v_done     int := 0;
@@ -275,6 +285,7 @@ DECLARE
     v_eta      text;
     v_stop     boolean := false;
     v_summary  jsonb;
+    v_bad      bigint;
     v_fatal    boolean;
     v_saved    stage_norm.migration_runs;
     v_holder   int;
@@ -393,15 +404,15 @@ BEGIN
     COMMIT;
 
     -- The statement pieces, for every leaf partition alike.
-    v_norm := format(stage_norm._migrate_sql(v_kind, 'normalize'), 'r.old');
-    v_changes := format(stage_norm._migrate_sql(v_kind, 'changes'), 'r.old', 'r.new');
-    v_unknown := format(stage_norm._migrate_sql(v_kind, 'unknown'), 'r.old', 'r.new');
+    v_colt := 't.' || quote_ident(col);
+    v_normt := format(stage_norm._migrate_sql(v_kind, 'normalize'), v_colt);
+    v_changest := format(stage_norm._migrate_sql(v_kind, 'changes'), v_colt, v_normt);
+    v_unknown := format(stage_norm._migrate_sql(v_kind, 'unknown'), v_colt, v_normt);
     SELECT string_agg(format('%I', k), ', ' ORDER BY o),
            'ARRAY[' || string_agg(format('%I::text', k), ', ' ORDER BY o) || ']',
            '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') > (' || string_agg(format('$1[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')',
-           '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') <= (' || string_agg(format('$2[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')',
-           string_agg(format('t.%1$I = c.%1$I', k), ' AND ' ORDER BY o)
-      INTO v_keylist, v_keytext, v_gt, v_le, v_keyjoin
+           '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') <= (' || string_agg(format('$2[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')'
+      INTO v_keylist, v_keytext, v_gt, v_le
       FROM unnest(v_keys) WITH ORDINALITY AS u(k, o);
 
     -- Partition by partition (in OID order), or the table itself.
@@ -465,43 +476,54 @@ BEGIN
                     v_saved := v_run;
                     BEGIN
                         PERFORM set_config('lock_timeout', lock_timeout_ms || 'ms', true);
-                        -- The batch's upper key: the v_size-th key after the cursor (NULL: to the end).
-                        EXECUTE format('SELECT %s FROM %s t WHERE %s AND ($1::text[] IS NULL OR %s) ORDER BY %s OFFSET %s LIMIT 1',
-                                       v_keytext, v_leaf::regclass, v_tpred, v_gt, v_keylist, v_size - 1)
-                           INTO v_to USING v_cursor;
-                        -- Lock the range's rows that change, in key order, reading their current
-                        -- values (a row a concurrent writer changed meanwhile is read again, so no
-                        -- write is lost and the undo holds what was really there); rewrite them;
-                        -- keep the undo; count the range.
+                        -- A batch's bookkeeping commits with it, so a batch lost in a crash is
+                        -- redone on resume: it need not wait for its WAL to be flushed.
+                        PERFORM set_config('synchronous_commit', 'off', true);
+                        -- The range: the next v_size keys after the cursor, its last key (NULL:
+                        -- to the end), and how many of its values are unknown.
                         EXECUTE format($q$
-                            WITH c AS MATERIALIZED (
-                                SELECT %9$s, %1$s AS _sn_key, t.%2$I AS _sn_old, %3$s AS _sn_new
-                                  FROM %4$s t
-                                 WHERE %11$s AND ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s) AND %7$s
-                                 ORDER BY %9$s
-                                   FOR NO KEY UPDATE OF t
-                            ), u AS (
-                                -- joined by key, not ctid: a version a concurrent writer made after
-                                -- this statement's snapshot is found by the update's own recheck
-                                UPDATE %4$s t SET %2$I = c._sn_new
-                                  FROM c
-                                 WHERE %10$s
-                                RETURNING c._sn_key, c._sn_old, c._sn_new
-                            ), undo AS (
-                                INSERT INTO stage_norm.migration_undo (run_id, batch, relid, key, old_value, new_value)
-                                SELECT $3, $4, $5, u._sn_key, u._sn_old::text, u._sn_new::text FROM u WHERE $6
-                            ), r AS (
-                                SELECT t.%2$I AS old, %3$s AS new
-                                  FROM %4$s t
-                                 WHERE %11$s AND ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s)
-                            )
-                            SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM u), (SELECT count(*) FROM r WHERE %8$s)$q$,
-                            v_keytext, col, replace(v_norm, 'r.old', 't.' || quote_ident(col)),
-                            v_leaf::regclass, v_gt, v_le,
-                            replace(replace(v_changes, 'r.new', replace(v_norm, 'r.old', 't.' || quote_ident(col))), 'r.old', 't.' || quote_ident(col)),
-                            v_unknown, v_keylist, v_keyjoin, v_tpred)
-                           INTO v_scanned, v_updated, v_unk
-                           USING v_cursor, v_to, v_run.run_id, v_run.batches + 1, v_leaf, keep_undo;
+                            WITH k AS MATERIALIZED (
+                                SELECT %1$s AS _sn_key, %2$s AS _sn_unknown, row_number() OVER (ORDER BY %6$s) AS _sn_n
+                                  FROM %3$s t
+                                 WHERE %4$s AND ($1::text[] IS NULL OR %5$s)
+                                 ORDER BY %6$s LIMIT %7$s)
+                            SELECT count(*), count(*) FILTER (WHERE _sn_unknown),
+                                   (SELECT k2._sn_key FROM k k2 WHERE k2._sn_n = %7$s) FROM k$q$,
+                            v_keytext, v_unknown,
+                            v_leaf::regclass, v_tpred, v_gt, v_keylist, v_size)
+                           INTO v_scanned, v_unk, v_to USING v_cursor;
+                        IF NOT keep_undo THEN
+                            -- One UPDATE of the range's known variants: PostgreSQL's own recheck
+                            -- rewrites a row a concurrent writer changed meanwhile from its new
+                            -- value (no lost update).
+                            EXECUTE format('UPDATE %1$s t SET %2$I = %3$s WHERE %4$s AND ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s) AND %7$s',
+                                           v_leaf::regclass, col, v_normt, v_tpred, v_gt, v_le, v_changest)
+                                USING v_cursor, v_to;
+                            GET DIAGNOSTICS v_updated = ROW_COUNT;
+                        ELSE
+                            -- Lock the range's rows that change, in key order, reading their
+                            -- current values (a row a concurrent writer changed meanwhile is read
+                            -- again: the undo holds what was really there); rewrite exactly those
+                            -- row versions (locked: nobody else changes them now) by ctid; keep
+                            -- their keys and values in one undo row.
+                            EXECUTE format($q$
+                                SELECT array_agg(c._sn_tid), array_agg(c._sn_key), array_agg(c._sn_old), array_agg(c._sn_new)
+                                  FROM (SELECT t.ctid AS _sn_tid, %1$s AS _sn_key, t.%2$I::text AS _sn_old, (%3$s)::text AS _sn_new
+                                          FROM %4$s t
+                                         WHERE %5$s AND ($1::text[] IS NULL OR %6$s) AND ($2::text[] IS NULL OR %7$s) AND %8$s
+                                         ORDER BY %9$s
+                                           FOR NO KEY UPDATE OF t) c$q$,
+                                v_keytext, col, v_normt, v_leaf::regclass, v_tpred, v_gt, v_le, v_changest, v_keylist)
+                               INTO v_tids, v_ukeys, v_olds, v_news USING v_cursor, v_to;
+                            v_updated := 0;
+                            IF v_tids IS NOT NULL THEN
+                                EXECUTE format('UPDATE %1$s t SET %2$I = %3$s WHERE t.ctid = ANY($1)', v_leaf::regclass, col, v_normt)
+                                    USING v_tids;
+                                GET DIAGNOSTICS v_updated = ROW_COUNT;
+                                INSERT INTO stage_norm.migration_undo (run_id, batch, relid, keys, old_values, new_values)
+                                VALUES (v_run.run_id, v_run.batches + 1, v_leaf, v_ukeys, v_olds, v_news);
+                            END IF;
+                        END IF;
                         -- The batch's bookkeeping, in its transaction (and under its error handler).
                         v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
                         v_run.batches := v_run.batches + 1;   -- (undone below if this block fails)
@@ -532,13 +554,16 @@ BEGIN
                         WHEN lock_not_available THEN
                             v_run := v_saved;
                             v_err_state := '55P03';
+                        WHEN deadlock_detected THEN
+                            v_run := v_saved;
+                            v_err_state := '40P01';
                         WHEN query_canceled OR OTHERS THEN
                             v_run := v_saved;
                             GET STACKED DIAGNOSTICS v_err_state = RETURNED_SQLSTATE, v_err_msg = MESSAGE_TEXT,
                                                     v_err_detail = PG_EXCEPTION_DETAIL, v_err_hint = PG_EXCEPTION_HINT;
                     END;
                     EXIT WHEN v_err_state IS NULL;
-                    IF v_err_state = '55P03' AND v_attempts <= max_lock_retries THEN
+                    IF v_err_state IN ('55P03', '40P01') AND v_attempts <= max_lock_retries THEN
                         -- Row locks held elsewhere: back off, and split the batch after every third try.
                         UPDATE stage_norm.migration_runs r SET lock_retries = r.lock_retries + 1, updated_at = clock_timestamp()
                          WHERE r.run_id = v_run.run_id;
@@ -597,16 +622,22 @@ BEGIN
          WHERE r.run_id = v_run.run_id;
         RAISE NOTICE 'stage_norm.migrate: run % paused after % batches (max_batches); CALL it again to continue', v_run.run_id, v_done;
     ELSE
-        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE %I IS NULL) FROM %s', col, tbl)
-           INTO v_run.rows_after, v_run.nulls_after;
+        -- The verifier's summary in the same scan as the final row count (the whole verify
+        -- report, per stage and most frequent values, is one call away); per tenant for tenant
+        -- runs.
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE %1$I IS NULL), count(*) FILTER (WHERE %2$s) FROM %3$s t',
+                       col, format(stage_norm._migrate_sql(v_kind, 'bad'), v_colt), tbl)
+           INTO v_run.rows_after, v_run.nulls_after, v_bad;
         UPDATE stage_norm.migration_runs r
            SET status = 'finished', finished_at = clock_timestamp(), updated_at = clock_timestamp(), pid = NULL,
                rows_after = v_run.rows_after, nulls_after = v_run.nulls_after, cursor_key = NULL
          WHERE r.run_id = v_run.run_id;
-        v_summary := stage_norm.verify(tbl, col, v_tencol);
+        IF v_tencol IS NOT NULL THEN
+            v_summary := stage_norm.verify(tbl, col, v_tencol);
+        END IF;
         RAISE NOTICE 'stage_norm.migrate: run % finished: % rows updated, % unknown left as they were; verify: % rows, % NULL, % not canonical%',
             v_run.run_id, v_run.rows_updated, v_run.rows_unknown,
-            v_summary->>'rows', v_summary->>'nulls', v_summary->>'non_canonical',
+            v_run.rows_after, v_run.nulls_after, v_bad,
             CASE WHEN v_tencol IS NOT NULL THEN
                 (SELECT format(' (%s tenants, %s of them with values left)', count(*), count(*) FILTER (WHERE (e.value->>'non_canonical')::bigint > 0))
                    FROM jsonb_each(v_summary->'tenants') e) ELSE '' END;
@@ -673,7 +704,7 @@ BEGIN
     SELECT k.cols, k.types INTO v_keys, v_types FROM stage_norm._primary_key(v_run.relid) k;
     SELECT format_type(a.atttypid, a.atttypmod) INTO v_coltype
       FROM pg_attribute a WHERE a.attrelid = v_run.relid AND a.attname = v_run.column_name;
-    SELECT string_agg(format('t.%I = u.key[%s]::%s', k, o, v_types[o]), ' AND ' ORDER BY o) INTO v_match
+    SELECT string_agg(format('t.%I = u.keys[u.n][%s]::%s', k, o, v_types[o]), ' AND ' ORDER BY o) INTO v_match
       FROM unnest(v_keys) WITH ORDINALITY AS x(k, o);
     -- Batch by batch of the run, newest first (each undo batch is one key range of one table).
     FOR v_batch, v_leaf IN
@@ -681,11 +712,13 @@ BEGIN
     LOOP
         PERFORM set_config('stage_norm.max_mode', 'off', true);
         EXECUTE format($q$
-            WITH u AS (SELECT * FROM stage_norm.migration_undo u WHERE u.run_id = $1 AND u.batch = $2 AND u.relid = $3),
+            WITH u AS (SELECT m.keys, x.old, x.new, x.n
+                         FROM stage_norm.migration_undo m, unnest(m.old_values, m.new_values) WITH ORDINALITY AS x(old, new, n)
+                        WHERE m.run_id = $1 AND m.batch = $2 AND m.relid = $3),
             done AS (
-                UPDATE %1$s t SET %2$I = u.old_value::%3$s
+                UPDATE %1$s t SET %2$I = u.old::%3$s
                   FROM u
-                 WHERE %4$s AND t.%2$I IS NOT DISTINCT FROM u.new_value::%3$s
+                 WHERE %4$s AND t.%2$I IS NOT DISTINCT FROM u.new::%3$s
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM done)$q$,
@@ -727,18 +760,21 @@ BEGIN
         RAISE EXCEPTION 'stage_norm.purge_migration_undo: name exactly one of a run (run_id) and an age (older_than)'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    DELETE FROM stage_norm.migration_undo u
-     USING stage_norm.migration_runs r
-     WHERE u.run_id = r.run_id
-       AND (r.run_id = purge_migration_undo.run_id
-            OR (purge_migration_undo.run_id IS NULL AND r.status IN ('finished', 'rolled back')
-                AND coalesce(r.finished_at, r.updated_at) < clock_timestamp() - older_than));
-    GET DIAGNOSTICS n = ROW_COUNT;
+    WITH d AS (
+        DELETE FROM stage_norm.migration_undo u
+         USING stage_norm.migration_runs r
+         WHERE u.run_id = r.run_id
+           AND (r.run_id = purge_migration_undo.run_id
+                OR (purge_migration_undo.run_id IS NULL AND r.status IN ('finished', 'rolled back')
+                    AND coalesce(r.finished_at, r.updated_at) < clock_timestamp() - older_than))
+        RETURNING cardinality(u.old_values) AS values
+    )
+    SELECT coalesce(sum(d.values), 0) INTO n FROM d;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION stage_norm.purge_migration_undo(bigint, interval) IS
-    'Deletes undo data: of one run, or of finished and rolled-back runs older than an age; returns the rows deleted';
+    'Deletes undo data: of one run, or of finished and rolled-back runs older than an age; returns how many original values were deleted';
 
 CREATE FUNCTION stage_norm.verify(tbl regclass, col name, tenant name DEFAULT NULL)
 RETURNS jsonb

@@ -16,7 +16,9 @@ SELECT run_id, table_name, column_name, column_kind, key_columns, status, rows_b
   FROM stage_norm.migration_runs;
 SELECT batch, key_from, key_to, rows_scanned, rows_updated, rows_unknown, attempts, status
   FROM stage_norm.migration_batches ORDER BY batch;
-SELECT count(*) AS undo_rows, count(DISTINCT key) AS keys FROM stage_norm.migration_undo WHERE run_id = 1;
+SELECT count(*) AS undo_rows, sum(cardinality(old_values)) AS undo_values,
+       (SELECT count(DISTINCT k) FROM stage_norm.migration_undo, unnest(keys) k WHERE run_id = 1) AS keys
+  FROM stage_norm.migration_undo WHERE run_id = 1;
 SELECT * FROM stage_norm.migration_progress;
 
 -- A second run updates nothing.

@@ -100,8 +100,16 @@ fn resume_and_check(db: &str, before: &(i64, String), todo: i64) {
     assert_eq!((rows_before, rows_after), (before.0, before.0));
     assert_eq!(checksum(&mut c).0, before.0);
     assert_clean(&mut c);
-    let undo: i64 = c.query_one("SELECT count(*) FROM stage_norm.migration_undo WHERE run_id = $1", &[&run]).unwrap().get(0);
-    assert_eq!(undo, todo, "one undo row per changed row, none lost, none twice");
+    let keys: i64 = c
+        .query_one("SELECT count(DISTINCT k) FROM stage_norm.migration_undo, unnest(keys) k WHERE run_id = $1", &[&run])
+        .unwrap()
+        .get(0);
+    let undo: i64 = c
+        .query_one("SELECT coalesce(sum(cardinality(old_values)), 0)::bigint FROM stage_norm.migration_undo WHERE run_id = $1", &[&run])
+        .unwrap()
+        .get(0);
+    assert_eq!(undo, todo, "one undo value per changed row, none lost, none twice");
+    assert_eq!(keys, todo, "every changed row's key once");
     c.batch_execute(&format!("CALL stage_norm.rollback_migration({run})")).unwrap();
     assert_eq!(&checksum(&mut c), before, "rollback restores the exact original column");
 }
