@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 rounds=${BENCH_ROUNDS:-7}
-suites=${BENCH_SUITES:-normalize normalize_custom trigger distributions migrate}
+suites=${BENCH_SUITES:-normalize normalize_custom trigger distributions migrate stats}
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE bench" >/dev/null
 export PGDATABASE=bench
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION stage_norm" -f lib.sql >/dev/null
