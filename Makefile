@@ -4,7 +4,7 @@ PGXS_REGRESS = $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/regress/pg_regres
 CLUSTER      = scripts/with-cluster.sh
 PGRX_PGDATA ?= /tmp/stage_norm_pgrx_test
 
-.PHONY: all deps build install test unit pgrx-test cluster-tests regress client-tests demo bench fuzz clean
+.PHONY: all deps build install test unit pgrx-test cluster-tests regress client-tests monitoring demo bench fuzz clean
 
 all: build
 
@@ -33,18 +33,25 @@ pgrx-test:
 	mkdir -p $(PGRX_PGDATA) && chown postgres: $(PGRX_PGDATA)
 	cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_PGDATA)
 
-# 3+4. SQL regression suite, on a cluster that does not preload stage_norm (as many users run
-#      it: the settings' load-time checks are part of it), and Rust client tests on one that
-#      does (with-cluster.sh's default: pg_cron and stage_norm, for the statistics and breaker).
+# 3+4+5. SQL regression suite, on a cluster that does not preload stage_norm (as many users run
+#      it: the settings' load-time checks are part of it), then Rust client tests and the
+#      monitoring checks on one that does (with-cluster.sh's default: pg_cron and stage_norm,
+#      for the statistics and breaker).
 cluster-tests:
 	$(CLUSTER) --conf "shared_preload_libraries = 'pg_cron'" -- $(MAKE) --no-print-directory regress
-	$(CLUSTER) -- $(MAKE) --no-print-directory client-tests
+	$(CLUSTER) -- $(MAKE) --no-print-directory client-tests monitoring
 
 regress:
 	bash scripts/regress.sh $(PGXS_REGRESS)
 
 client-tests:
 	cargo test -p stage_norm_client_tests --release -- --test-threads=1
+
+# 5. docs/monitoring/: promtool check and test rules, the dashboard's queries against them, and
+#    postgres_exporter end to end against the cluster of PG* (stage_norm preloaded).
+#    `bash scripts/monitoring-check.sh --static` runs the first three without a cluster.
+monitoring:
+	bash scripts/monitoring-check.sh
 
 demo: install
 	$(CLUSTER) -- bash scripts/demo.sh
