@@ -45,7 +45,7 @@ regress:
 	bash scripts/regress.sh $(PGXS_REGRESS)
 
 client-tests:
-	cargo test -p stage_norm_client_tests --release -- --test-threads=1
+	cargo test -p stage_norm_client_tests --release --no-fail-fast -- --test-threads=1
 
 # 5. docs/monitoring/: promtool check and test rules, the dashboard's queries against them, and
 #    postgres_exporter end to end against the cluster of PG* (stage_norm preloaded).

@@ -837,6 +837,7 @@ CREATE TABLE stage_norm.migration_runs (
     lock_retries  int NOT NULL DEFAULT 0,
     rows_restored bigint,                       -- rollback_migration: put back
     rows_conflicting bigint,                    -- ... and left alone (changed since the run)
+    undo_purged   bigint NOT NULL DEFAULT 0,    -- original values purge_migration_undo deleted
     pid           int,                          -- the backend running it
     last_error    text
 );
@@ -985,6 +986,18 @@ BEGIN
 END
 $$;
 
+-- Keys and tenants are kept as text (cursor, undo) and cast back, possibly in another session:
+-- their text forms must not depend on the session (DateStyle, IntervalStyle, float digits,
+-- bytea output). Set for the calling transaction only.
+CREATE FUNCTION stage_norm._migrate_pin_formats()
+RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT set_config('datestyle', 'ISO, YMD', true), set_config('intervalstyle', 'postgres', true),
+           set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)
+$$;
+
 -- The advisory lock key of a run on (table, column): session-level, see migrate.
 CREATE FUNCTION stage_norm._migrate_lock_key(tbl oid, col name)
 RETURNS bigint
@@ -1120,7 +1133,7 @@ BEGIN
                   TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
                   SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
                   DETAIL = format('stage_norm.migrate runs with the rights of its caller (%s), which needs SELECT and UPDATE on the column.', current_user),
-                  HINT = format('GRANT SELECT, UPDATE (%I) ON %s TO %I; or run it as the table owner.', col, tbl, current_user);
+                  HINT = format('GRANT SELECT, UPDATE (%I) ON %s TO %I; or run it as the table owner. It also needs SELECT, INSERT, UPDATE on stage_norm.migration_runs and stage_norm.migration_batches and INSERT on stage_norm.migration_undo (docs/migration.md, Privileges).', col, tbl, current_user);
     END IF;
     SELECT k.cols, k.types INTO v_keys, v_types FROM stage_norm._primary_key(tbl) k;
     IF tenant IS NOT NULL THEN
@@ -1235,6 +1248,7 @@ BEGIN
                     v_group := v_run.cursor_tenant;      -- in the middle of a tenant
                     v_cursor := v_run.cursor_key;
                 ELSE
+                    PERFORM stage_norm._migrate_pin_formats();
                     v_group := stage_norm._migrate_next_tenant(v_leaf::regclass, v_tencol, v_tentype,
                                    CASE WHEN NOT v_first THEN v_group WHEN v_resume THEN v_run.cursor_tenant END);
                     v_cursor := NULL;
@@ -1276,6 +1290,7 @@ BEGIN
                     v_saved := v_run;
                     BEGIN
                         PERFORM set_config('lock_timeout', lock_timeout_ms || 'ms', true);
+                        PERFORM stage_norm._migrate_pin_formats();
                         -- A batch's bookkeeping commits with it, so a batch lost in a crash is
                         -- redone on resume: it need not wait for its WAL to be flushed.
                         PERFORM set_config('synchronous_commit', 'off', true);
@@ -1484,6 +1499,17 @@ BEGIN
         RAISE EXCEPTION 'run % is still running (backend %)', run_id, v_run.pid
             USING ERRCODE = 'object_in_use', HINT = 'Stop it first: SELECT pg_cancel_backend(pid).';
     END IF;
+    IF v_run.status = 'rolled back' THEN
+        RAISE NOTICE 'stage_norm.rollback_migration: run % was rolled back already (% rows restored, % changed since and left)',
+            run_id, v_run.rows_restored, v_run.rows_conflicting;
+        RETURN;
+    END IF;
+    IF v_run.undo_purged > 0 THEN
+        RAISE EXCEPTION 'run %''s undo data was purged (% original values)', run_id, v_run.undo_purged
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Rolling back the rest would leave the table half migrated, half restored.',
+                  HINT = 'The purged values can only come from a backup.';
+    END IF;
     IF NOT v_run.keep_undo THEN
         RAISE EXCEPTION 'run % kept no undo data (keep_undo => false)', run_id
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -1511,6 +1537,7 @@ BEGIN
         SELECT DISTINCT u.batch, u.relid FROM stage_norm.migration_undo u WHERE u.run_id = v_run.run_id ORDER BY 1 DESC
     LOOP
         PERFORM set_config('stage_norm.max_mode', 'off', true);
+        PERFORM stage_norm._migrate_pin_formats();
         EXECUTE format($q$
             WITH u AS (SELECT m.keys, x.old, x.new, x.n
                          FROM stage_norm.migration_undo m, unnest(m.old_values, m.new_values) WITH ORDINALITY AS x(old, new, n)
@@ -1560,6 +1587,13 @@ BEGIN
         RAISE EXCEPTION 'stage_norm.purge_migration_undo: name exactly one of a run (run_id) and an age (older_than)'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF run_id IS NOT NULL AND EXISTS (SELECT 1 FROM stage_norm.migration_runs r
+                                       WHERE r.run_id = purge_migration_undo.run_id AND r.status IN ('running', 'paused', 'failed')) THEN
+        RAISE EXCEPTION 'run % is not finished', run_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Its undo data is what rollback_migration needs, and the run may still add to it.',
+                  HINT = 'Finish it (CALL stage_norm.migrate again) or roll it back first.';
+    END IF;
     WITH d AS (
         DELETE FROM stage_norm.migration_undo u
          USING stage_norm.migration_runs r
@@ -1567,7 +1601,11 @@ BEGIN
            AND (r.run_id = purge_migration_undo.run_id
                 OR (purge_migration_undo.run_id IS NULL AND r.status IN ('finished', 'rolled back')
                     AND coalesce(r.finished_at, r.updated_at) < clock_timestamp() - older_than))
-        RETURNING cardinality(u.old_values) AS values
+        RETURNING u.run_id, cardinality(u.old_values) AS values
+    ), runs AS (
+        UPDATE stage_norm.migration_runs r SET undo_purged = r.undo_purged + x.n
+          FROM (SELECT d.run_id, sum(d.values) AS n FROM d GROUP BY 1) x
+         WHERE r.run_id = x.run_id AND r.status <> 'rolled back'
     )
     SELECT coalesce(sum(d.values), 0) INTO n FROM d;
     RETURN n;

@@ -454,7 +454,7 @@ pub fn require() {
             "stage_norm.stats",
         )
         .set_detail("They live in shared memory, which stage_norm can only have when the server loads it at start.")
-        .set_hint("Add stage_norm to shared_preload_libraries (ALTER SYSTEM SET shared_preload_libraries = 'stage_norm'), then restart the server. This session's own counts are in stage_norm.session_counters.")
+        .set_hint("Add stage_norm to shared_preload_libraries, keeping the libraries already there (SHOW shared_preload_libraries; then ALTER SYSTEM SET shared_preload_libraries = '<those>,stage_norm'), and restart the server. This session's own counts are in stage_norm.session_counters.")
         .report(PgLogLevel::ERROR);
     }
 }
@@ -496,10 +496,17 @@ pub fn snapshot() -> Vec<Row> {
             .iter()
             .filter(|s| s.used.load(Acquire) == 1)
             .map(|s| {
+                // The window as breaker_add would see it now (rotated if it has ended).
                 let start = s.window_start.load(Relaxed);
+                let (cur, prev) = ((s.cur_rows.load(Relaxed), s.cur_rejects.load(Relaxed)), (s.prev_rows.load(Relaxed), s.prev_rejects.load(Relaxed)));
+                let (start, (cur_r, cur_j), (prev_r, prev_j)) = if now < start + window_us {
+                    (start, cur, prev)
+                } else if now < start + 2 * window_us {
+                    (start + window_us, (0, 0), cur)
+                } else {
+                    (now, (0, 0), (0, 0))
+                };
                 let w = (1.0 - (now - start) as f64 / window_us as f64).clamp(0.0, 1.0);
-                let (cur_r, cur_j) = if now < start + window_us { (s.cur_rows.load(Relaxed), s.cur_rejects.load(Relaxed)) } else { (0, 0) };
-                let (prev_r, prev_j) = if now < start + window_us { (s.prev_rows.load(Relaxed), s.prev_rejects.load(Relaxed)) } else { (0, 0) };
                 Row {
                     dbid: s.dbid.load(Relaxed),
                     relid: s.relid.load(Relaxed),
@@ -621,6 +628,10 @@ pub fn quantile(hist: &[u64; BUCKETS], q: f64) -> Option<f64> {
     let mut seen = 0u64;
     for (i, &n) in hist.iter().enumerate() {
         if n > 0 && (seen + n) as f64 >= rank {
+            if i == BUCKETS - 1 {
+                // +Inf: the last finite bound, as histogram_quantile answers.
+                return Some((BUCKET0_NS << (i - 1)) as f64 / 1000.0);
+            }
             let lo = if i == 0 { 0.0 } else { (BUCKET0_NS << (i - 1)) as f64 };
             let hi = (BUCKET0_NS << i) as f64;
             let f = ((rank - seen as f64) / n as f64).clamp(0.0, 1.0);
@@ -834,7 +845,18 @@ pub fn sql_reset_stats() {
 pub fn sql_reset_breaker(tbl: pg_sys::Oid) -> bool {
     let was = reset_breaker(tbl);
     if was {
-        pgrx::log!("stage_norm: circuit breaker of table {} reset by {}", unsafe { pg_sys::get_rel_name(tbl).as_ref().map(|p| CStr::from_ptr(p).to_string_lossy().into_owned()).unwrap_or_default() }, unsafe { CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)).to_string_lossy() });
+        // SAFETY: catalog lookups in a transaction (a SQL function).
+        let (table, user) = unsafe {
+            let name = pg_sys::get_rel_name(tbl);
+            let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(tbl));
+            let table = if name.is_null() || ns.is_null() {
+                u32::from(tbl).to_string()
+            } else {
+                CStr::from_ptr(pg_sys::quote_qualified_identifier(ns, name)).to_string_lossy().into_owned()
+            };
+            (table, CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)).to_string_lossy().into_owned())
+        };
+        pgrx::log!("stage_norm: circuit breaker of table {table} reset by {user}");
     }
     was
 }

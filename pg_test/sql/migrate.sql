@@ -139,6 +139,24 @@ SELECT run_id AS run_tn FROM stage_norm.migration_runs WHERE table_name = 'tn' \
 CALL stage_norm.rollback_migration(:run_tn);
 SELECT count(*) AS differ FROM tn JOIN tn_orig o USING (id) WHERE tn.stage IS DISTINCT FROM o.stage;
 
+-- Keys kept as text do not depend on the session: a timestamptz key migrated under one
+-- DateStyle, resumed and rolled back under others.
+CREATE TABLE ev (at timestamptz PRIMARY KEY, stage text);
+INSERT INTO ev SELECT timestamptz '2026-01-01 00:00+00' + i * interval '1 day', (ARRAY['Seed', 'seed', 'Series A'])[1 + i % 3]
+  FROM generate_series(0, 19) i;
+CREATE TABLE ev_orig AS SELECT * FROM ev;
+SET datestyle = 'SQL, DMY';
+CALL stage_norm.migrate('ev', 'stage', batch_size => 5, max_batches => 1);
+SET datestyle = 'SQL, MDY';
+CALL stage_norm.migrate('ev', 'stage', batch_size => 5);
+SELECT count(*) FILTER (WHERE NOT stage_norm.is_canonical_stage(stage)) AS left_over FROM ev;
+SELECT run_id AS run_ev FROM stage_norm.migration_runs WHERE table_name = 'ev' \gset
+SET datestyle = 'ISO, MDY';
+CALL stage_norm.rollback_migration(:run_ev);
+SELECT count(*) AS differ FROM ev JOIN ev_orig o USING (at) WHERE ev.stage IS DISTINCT FROM o.stage;
+CALL stage_norm.rollback_migration(:run_ev);   -- again: a NOTICE, nothing done
+RESET datestyle;
+
 -- Refusals (CONTEXT lines, which carry PL/pgSQL line numbers, hidden).
 \set SHOW_CONTEXT never
 SET client_min_messages = notice;
@@ -156,6 +174,14 @@ SET client_min_messages = warning;
 CALL stage_norm.migrate('tn', 'stage', batch_size => 5, max_batches => 1, tenant => 'fund_id');
 SET client_min_messages = notice;
 CALL stage_norm.migrate('tn', 'stage', tenant => 'id');
+-- an unfinished run's undo cannot be purged; a purged run cannot be rolled back
+SELECT max(run_id) AS run_tn2 FROM stage_norm.migration_runs WHERE table_name = 'tn' \gset
+SELECT stage_norm.purge_migration_undo(run_id => :run_tn2);
+SET client_min_messages = warning;
+CALL stage_norm.migrate('tn', 'stage', batch_size => 5, tenant => 'fund_id');
+SET client_min_messages = notice;
+SELECT stage_norm.purge_migration_undo(run_id => :run_tn2) > 0 AS purged;
+CALL stage_norm.rollback_migration(:run_tn2);
 CALL stage_norm.rollback_migration(999);
 SELECT stage_norm.purge_migration_undo();
 CREATE ROLE migrate_reader;
@@ -168,5 +194,5 @@ DROP ROLE migrate_reader;
 SELECT stage_norm.verify('pc', 'id');
 
 RESET stage_norm.mode;
-DROP TABLE pc, pc_orig, pk2, pp, kinds, kinds_orig, nopk, tn, tn_orig;
+DROP TABLE pc, pc_orig, pk2, pp, kinds, kinds_orig, nopk, tn, tn_orig, ev, ev_orig;
 DELETE FROM stage_norm.migration_runs;

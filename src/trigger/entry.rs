@@ -549,9 +549,18 @@ pub(super) unsafe fn flush_entry(e: &mut Entry, statement: bool) {
 
 /// One LOG line (this backend tripped it: exactly one does), and a WARNING to the statement.
 unsafe fn breaker_tripped(e: &Entry, ratio: f64, seen: f64, statement: bool) {
-    let table = match &e.attached_name {
-        Some((_, q)) => q.clone(),
-        None => format!("{}.{}", e.schema.to_string_lossy(), e.table.to_string_lossy()),
+    // Quoted as SQL identifiers, so that the HINT's reset_breaker('...') names this table.
+    let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let table = if e.attached == e.relid {
+        format!("{}.{}", ident(&e.schema.to_string_lossy()), ident(&e.table.to_string_lossy()))
+    } else {
+        let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(e.attached));
+        let name = pg_sys::get_rel_name(e.attached);
+        if ns.is_null() || name.is_null() {
+            e.attached_name.as_ref().map(|(_, q)| q.clone()).unwrap_or_default()
+        } else {
+            format!("{}.{}", ident(&CStr::from_ptr(ns).to_string_lossy()), ident(&CStr::from_ptr(name).to_string_lossy()))
+        }
     };
     let window = guc::read(&guc::BREAKER_WINDOW);
     let threshold = guc::read(&guc::BREAKER_REJECT_RATIO);

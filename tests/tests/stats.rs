@@ -156,7 +156,7 @@ fn breaker_trips_across_sessions_and_resets() {
     assert!(!tripped(&mut watcher, "b"));
     // One LOG line for the trip.
     let log = std::fs::read_to_string(std::env::var("STAGE_NORM_CLUSTER_LOG").unwrap()).unwrap();
-    assert_eq!(log.matches("circuit breaker tripped on table public.a").count(), 1);
+    assert_eq!(log.matches("circuit breaker tripped on table \"public\".\"a\"").count(), 1);
     // reset_breaker is privileged, then restores enforcement for everyone.
     admin.batch_execute("DROP ROLE IF EXISTS sn_app; CREATE ROLE sn_app; GRANT USAGE ON SCHEMA stage_norm TO sn_app").unwrap();
     admin.batch_execute("SET ROLE sn_app").unwrap();
