@@ -76,10 +76,14 @@ CREATE TABLE t_j_canonical (id bigint PRIMARY KEY, alloc jsonb);
 SELECT stage_norm.attach('t_j_canonical', 'alloc');
 CREATE TABLE t_j_plpgsql (id bigint PRIMARY KEY, alloc jsonb);
 CREATE TRIGGER p BEFORE INSERT OR UPDATE ON t_j_plpgsql FOR EACH ROW EXECUTE FUNCTION bench.plpgsql_distribution_trigger();
+
 -- Hint bits set and pages frozen in every source table now: otherwise the first variant to read
 -- a source pays for them (4.2M instructions of TransactionIdIsCurrentTransactionId & co per
 -- 100,000 rows), which showed up as a +183 per row 'cost' of whichever variant ran first.
+-- (single-user mode with -j: a statement ends at a semicolon and an empty line, and VACUUM
+-- must be a command of its own)
 VACUUM (FREEZE) src, src_canonical, jsrc, jsrc_canonical;
+
 CHECKPOINT;
 SQL
 single < "$dir/setup.sql"
