@@ -90,19 +90,34 @@ extern "C" {
     fn libc_geteuid() -> u32;
 }
 
+/// True when the tests run as root (then PostgreSQL's programs run as postgres, via runuser).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc_geteuid() == 0 }
+}
+
+/// A PostgreSQL 15 program (`pg_ctl`, `pg_basebackup`, ...) to run as the postgres user
+/// (through runuser when we are root), from `/`.
+pub fn pg_program(name: &str) -> std::process::Command {
+    let path = format!("/usr/lib/postgresql/15/bin/{name}");
+    let mut cmd = if is_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        std::process::Command::new(path)
+    };
+    cmd.current_dir("/");
+    cmd
+}
+
 /// Runs `pg_ctl` on the throwaway cluster's data directory (STAGE_NORM_PGDATA) as its owner,
 /// with `args` after `-D <dir>` (`start` gets the cluster's log file); panics on failure.
 pub fn pg_ctl(args: &[&str]) {
     let pgdata = std::env::var("STAGE_NORM_PGDATA").expect("STAGE_NORM_PGDATA (scripts/with-cluster.sh)");
     let log = std::env::var("STAGE_NORM_CLUSTER_LOG").expect("STAGE_NORM_CLUSTER_LOG (scripts/with-cluster.sh)");
-    let mut cmd = if unsafe { libc_geteuid() } == 0 {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl"]);
-        c
-    } else {
-        std::process::Command::new("/usr/lib/postgresql/15/bin/pg_ctl")
-    };
-    cmd.current_dir("/").args(["-D", &pgdata]);
+    let mut cmd = pg_program("pg_ctl");
+    cmd.args(["-D", &pgdata]);
     if args.contains(&"start") || args.contains(&"restart") {
         cmd.args(["-l", &log]);
     }

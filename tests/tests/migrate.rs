@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
-use stage_norm_client_tests::{connect, dsn_for, fresh_db};
+use stage_norm_client_tests::{connect, dsn_for, fresh_db, pg_ctl};
 
 const LABELS: [&str; 8] = ["Series A ", "pre_seed", "seriesB", "Seed Round", "SERIES C+", "growth", "series-a", "Pre Seed"];
 
@@ -143,23 +143,10 @@ fn immediate_stop_resumes_and_rolls_back() {
     c.batch_execute("CHECKPOINT").unwrap();
     let (_, h) = spawn_migrate(db, ", batch_size => 2000");
     wait_for(&mut c, "SELECT coalesce((SELECT batches >= 20 FROM stage_norm.migration_runs WHERE table_name = 't'), false)", 120);
-    let pgdata = std::env::var("STAGE_NORM_PGDATA").expect("STAGE_NORM_PGDATA (scripts/with-cluster.sh)");
-    let log = std::env::var("STAGE_NORM_CLUSTER_LOG").unwrap();
-    let pg_ctl = |args: &[&str]| {
-        let mut cmd = if unsafe { libc_geteuid() } == 0 {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl"]);
-            c
-        } else {
-            std::process::Command::new("/usr/lib/postgresql/15/bin/pg_ctl")
-        };
-        let st = cmd.current_dir("/").args(args).status().unwrap();
-        assert!(st.success(), "pg_ctl {args:?}");
-    };
-    pg_ctl(&["-D", &pgdata, "-m", "immediate", "-w", "stop"]);
+    pg_ctl(&["-m", "immediate", "-w", "stop"]);
     assert!(h.join().unwrap().is_err());
     drop(c);
-    pg_ctl(&["-D", &pgdata, "-l", &log, "-w", "start"]);
+    pg_ctl(&["-w", "start"]);
     let mut c = connect(db);
     let (_, status, batches, ..) = run_row(&mut c);
     assert_eq!(status, "running");
@@ -168,10 +155,6 @@ fn immediate_stop_resumes_and_rolls_back() {
     resume_and_check(db, &before, todo);
 }
 
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
 
 #[test]
 fn row_locks_held_elsewhere_are_retried_then_passed() {

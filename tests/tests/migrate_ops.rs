@@ -11,29 +11,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
-use stage_norm_client_tests::{connect, dsn_for, fresh_db};
+use stage_norm_client_tests::{connect, dsn_for, fresh_db, is_root, pg_program};
 
 const LABELS: [&str; 8] = ["Series A ", "pre_seed", "seriesB", "Seed Round", "SERIES C+", "growth", "series-a", "Pre Seed"];
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
-
-/// A PostgreSQL program run as the postgres user (through runuser when we are root), from /.
-fn pg_program(name: &str) -> Command {
-    let path = format!("{PG_BIN}/{name}");
-    let mut cmd = if unsafe { libc_geteuid() } == 0 {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", &path]);
-        c
-    } else {
-        Command::new(path)
-    };
-    cmd.current_dir("/");
-    cmd
-}
 
 /// Table `tbl`: `n` rows as in migrate.rs (7 labels in 8 to rewrite, "growth" unknown, one row
 /// in 50 NULL), governed by the trigger.
@@ -255,7 +235,7 @@ impl Standby {
         let dir = std::env::temp_dir().join(format!("stage_norm_standby_{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        if unsafe { libc_geteuid() } == 0 {
+        if is_root() {
             assert!(Command::new("chown").arg("postgres:").arg(&dir).status().unwrap().success());
         }
         let name = format!("stage_norm_standby_{}", std::process::id());
