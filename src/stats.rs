@@ -404,29 +404,15 @@ pub unsafe fn breaker_add(relid: pg_sys::Oid, t: u32, rows: u64, rejects: u64) -
         while s.spin.compare_exchange_weak(0, 1, Acquire, Relaxed).is_err() {
             std::hint::spin_loop();
         }
-        let start = s.window_start.load(Relaxed);
-        if now >= start + window_us {
-            // Rotate: the window that ended becomes the previous one (or nothing, if it ended
-            // more than a window ago).
-            let (pr, pj) = if now < start + 2 * window_us { (s.cur_rows.load(Relaxed), s.cur_rejects.load(Relaxed)) } else { (0, 0) };
-            s.prev_rows.store(pr, Relaxed);
-            s.prev_rejects.store(pj, Relaxed);
-            s.cur_rows.store(0, Relaxed);
-            s.cur_rejects.store(0, Relaxed);
-            s.window_start.store(now - (now - start) % window_us.max(1), Relaxed);
-            if start == 0 {
-                s.window_start.store(now, Relaxed);
-            }
-        }
-        let cur_rows = s.cur_rows.load(Relaxed) + rows;
-        let cur_rej = s.cur_rejects.load(Relaxed) + rejects;
+        let (start, cur, prev, w) = window_at(s, now, window_us);
+        let (cur_rows, cur_rej) = (cur.0 + rows, cur.1 + rejects);
+        s.window_start.store(start, Relaxed);
         s.cur_rows.store(cur_rows, Relaxed);
         s.cur_rejects.store(cur_rej, Relaxed);
-        // The previous window weighted by how much of it the sliding window still covers.
-        let elapsed = (now - s.window_start.load(Relaxed)) as f64 / window_us.max(1) as f64;
-        let w = (1.0 - elapsed).clamp(0.0, 1.0);
-        let est_rows = s.prev_rows.load(Relaxed) as f64 * w + cur_rows as f64;
-        let est_rej = s.prev_rejects.load(Relaxed) as f64 * w + cur_rej as f64;
+        s.prev_rows.store(prev.0, Relaxed);
+        s.prev_rejects.store(prev.1, Relaxed);
+        let est_rows = prev.0 as f64 * w + cur_rows as f64;
+        let est_rej = prev.1 as f64 * w + cur_rej as f64;
         let ratio = if est_rows > 0.0 { est_rej / est_rows } else { 0.0 };
         if est_rows >= min_rows && ratio > threshold && s.tripped.compare_exchange(0, 1, AcqRel, Relaxed).is_ok() {
             s.tripped_at.store(now, Relaxed);
@@ -437,6 +423,28 @@ pub unsafe fn breaker_add(relid: pg_sys::Oid, t: u32, rows: u64, rejects: u64) -
     }
     pg_sys::LWLockRelease(h.lock);
     tripped
+}
+
+/// A table slot's breaker window as it stands at `now`: (start, current (values, rejections),
+/// previous (values, rejections), the previous window's weight). A window that has ended is
+/// rotated: it becomes the previous one, or nothing if it ended more than a window ago; a
+/// window never started (start 0) starts now. The weight is how much of the previous window
+/// the sliding window still covers. Read-only: `breaker_add` stores what it returns.
+fn window_at(s: &Slot, now: i64, window_us: i64) -> (i64, (u64, u64), (u64, u64), f64) {
+    let w = window_us.max(1);
+    let start = s.window_start.load(Relaxed);
+    let cur = (s.cur_rows.load(Relaxed), s.cur_rejects.load(Relaxed));
+    let prev = (s.prev_rows.load(Relaxed), s.prev_rejects.load(Relaxed));
+    let (start, cur, prev) = if start == 0 {
+        (now, (0, 0), (0, 0))
+    } else if now < start + w {
+        (start, cur, prev)
+    } else if now < start + 2 * w {
+        (start + w, (0, 0), cur)
+    } else {
+        (now - (now - start) % w, (0, 0), (0, 0))
+    };
+    (start, cur, prev, (1.0 - (now - start) as f64 / w as f64).clamp(0.0, 1.0))
 }
 
 /// Whether the table's breaker is tripped (the per-row check: one relaxed load, and the key
@@ -497,16 +505,7 @@ pub fn snapshot() -> Vec<Row> {
             .filter(|s| s.used.load(Acquire) == 1)
             .map(|s| {
                 // The window as breaker_add would see it now (rotated if it has ended).
-                let start = s.window_start.load(Relaxed);
-                let (cur, prev) = ((s.cur_rows.load(Relaxed), s.cur_rejects.load(Relaxed)), (s.prev_rows.load(Relaxed), s.prev_rejects.load(Relaxed)));
-                let (start, (cur_r, cur_j), (prev_r, prev_j)) = if now < start + window_us {
-                    (start, cur, prev)
-                } else if now < start + 2 * window_us {
-                    (start + window_us, (0, 0), cur)
-                } else {
-                    (now, (0, 0), (0, 0))
-                };
-                let w = (1.0 - (now - start) as f64 / window_us as f64).clamp(0.0, 1.0);
+                let (_, (cur_r, cur_j), (prev_r, prev_j), w) = window_at(s, now, window_us);
                 Row {
                     dbid: s.dbid.load(Relaxed),
                     relid: s.relid.load(Relaxed),
