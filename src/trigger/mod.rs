@@ -2,13 +2,18 @@
 //! `stage_norm.summary_trigger()` (AFTER INSERT OR UPDATE, FOR EACH STATEMENT).
 //!
 //! Per row, for each governed column (the trigger's arguments):
-//! 1. effective mode = min(table override, else `stage_norm.mode`; `stage_norm.max_mode`);
-//!    `off` returns the row untouched;
+//! 1. effective mode = min(table override, else `stage_norm.mode`; `stage_norm.max_mode`),
+//!    capped at warn while the table's circuit breaker is tripped (`stats`); `off` returns the
+//!    row untouched;
 //! 2. on UPDATE, a value the statement did not change is left alone (`unchanged`);
 //! 3. NULL is left alone (`nulls`); a canonical value passes (`passed`);
 //! 4. a known variant is rewritten (`normalized`; `would_normalize` in shadow);
 //! 5. an unknown value is stored and reported (`warned`), counted only (`would_reject`, shadow),
 //!    or rejected with SQLSTATE 23514 (`rejected`, enforce, inside the canary percentage).
+//!
+//! Counts are kept per column in the entry and reach shared memory (`stats`, when preloaded) at
+//! transaction end through `transaction_end`, or at once for a rejection; one call in
+//! `stage_norm.latency_sample_every` is timed by the raw entry point.
 //!
 //! Everything per relation (attribute numbers, column types, the primary key, the schema and
 //! table names) is resolved once and kept per trigger until a relcache invalidation of the
@@ -130,7 +135,8 @@ struct Verdict {
     payload: [(*const u8, usize); MAX_BATCH],
     /// The row was already replaced by a batch flush: no in-row rewrite for this row.
     replaced: bool,
-    /// The table's entry, when the row is timed (latency sampling).
+    /// The table's entry, where the raw entry point records a timed call's latency (null when
+    /// the row was not judged, or was rejected).
     entry: *mut Entry,
     error: *mut pg_sys::ErrorData,
 }
