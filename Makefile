@@ -4,7 +4,7 @@ PGXS_REGRESS = $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/regress/pg_regres
 CLUSTER      = scripts/with-cluster.sh
 PGRX_PGDATA ?= /tmp/stage_norm_pgrx_test
 
-.PHONY: all deps build install test unit pgrx-test cluster-tests regress client-tests monitoring demo bench fuzz clean
+.PHONY: all deps build install test unit pgrx-test cluster-tests regress client-tests monitoring citus-check demo bench fuzz clean
 
 all: build
 
@@ -52,6 +52,13 @@ client-tests:
 #    `bash scripts/monitoring-check.sh --static` runs the first three without a cluster.
 monitoring:
 	bash scripts/monitoring-check.sh
+
+# Citus (docs/scaling.md): builds Citus from CITUS_SRC (a source tree you provide; v13.2.2
+# checked), runs a coordinator and workers on loopback and the assertion suite. Not part of
+# make test: CI cannot install Citus.
+citus-check: install
+	@test -n "$(CITUS_SRC)" || { echo "make citus-check CITUS_SRC=<citus source dir> (git clone https://github.com/citusdata/citus -b v13.2.2)"; exit 2; }
+	bash scripts/citus-check.sh $(CITUS_SRC)
 
 demo: install
 	$(CLUSTER) -- bash scripts/demo.sh

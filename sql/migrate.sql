@@ -335,6 +335,16 @@ BEGIN
                   DETAIL = format('stage_norm.migrate runs with the rights of its caller (%s), which needs SELECT and UPDATE on the column.', current_user),
                   HINT = format('GRANT SELECT, UPDATE (%I) ON %s TO %I; or run it as the table owner. It also needs SELECT, INSERT, UPDATE on stage_norm.migration_runs and stage_norm.migration_batches and INSERT on stage_norm.migration_undo (docs/migration.md, Privileges).', col, tbl, current_user);
     END IF;
+    -- A Citus table: the same procedure on each shard placement, on the node that holds it
+    -- (docs/scaling.md); each shard keeps its own run, batches and undo there.
+    IF stage_norm._citus_table(tbl) IN ('distributed', 'reference') THEN
+        PERFORM stage_norm._citus_migrate(tbl, col, format('batch_size => %s, pause_ms => %s, max_batches => %s, keep_undo => %s, '
+                                                           'lock_timeout_ms => %s, max_lock_retries => %s, max_replica_lag => %s, tenant => %s',
+                                                           batch_size, pause_ms, coalesce(max_batches::text, 'NULL'), CASE WHEN keep_undo THEN 'true' ELSE 'false' END,
+                                                           lock_timeout_ms, max_lock_retries, coalesce(quote_literal(max_replica_lag), 'NULL'),
+                                                           coalesce(quote_literal(tenant), 'NULL')));
+        RETURN;
+    END IF;
     SELECT k.cols, k.types INTO v_keys, v_types FROM stage_norm._primary_key(tbl) k;
     IF tenant IS NOT NULL THEN
         SELECT format_type(a.atttypid, a.atttypmod) INTO v_tentype
@@ -814,6 +824,85 @@ $$;
 COMMENT ON FUNCTION stage_norm.purge_migration_undo(bigint, interval) IS
     'Deletes undo data: of one run, or of finished and rolled-back runs older than an age; returns how many original values were deleted';
 
+-- migrate on a Citus table: CALL stage_norm.migrate on every shard placement, one at a time,
+-- each as a top-level statement of its own connection to its node (so it COMMITs per batch there).
+-- Refused while the nodes' stage sets or aliases differ: a shard would migrate with others.
+CREATE FUNCTION stage_norm._citus_migrate(tbl regclass, col name, options text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_drift text;
+    v_cmd   text;
+    r       record;
+    v_bad   text[] := '{}'::text[];
+    v_n     int := 0;
+BEGIN
+    PERFORM stage_norm._citus_require_setup('migrate on a Citus table');
+    SELECT string_agg(format('%s: %s', c.node, c.item), '; ') INTO v_drift
+      FROM stage_norm.citus_check() c WHERE NOT c.matches AND c.item IN ('reachable', 'extension version', 'stage set', 'aliases');
+    IF v_drift IS NOT NULL THEN
+        RAISE EXCEPTION 'stage_norm.migrate: the Citus nodes do not share one configuration'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Differs from the coordinator: %s.', v_drift),
+                  HINT = 'SELECT * FROM stage_norm.citus_sync(); then migrate again.';
+    END IF;
+    IF strpos(col, '%') > 0 THEN
+        RAISE EXCEPTION 'stage_norm.migrate on a Citus table cannot name a column with "%%" in it'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Citus''s run_command_on_placements substitutes %%s in the command.',
+                  HINT = 'Run CALL stage_norm.migrate(''<shard>'', ...) on each shard''s node yourself.';
+    END IF;
+    -- '%s' is the placement's shard, substituted by Citus.
+    v_cmd := format('CALL stage_norm.migrate(%s, %s, %s)', '''%s''', quote_literal(col), options);
+    FOR r IN EXECUTE 'SELECT nodename, nodeport, shardid, success, result FROM pg_catalog.run_command_on_placements($1, $2, false) ORDER BY shardid, nodeport'
+               USING tbl, v_cmd LOOP
+        v_n := v_n + 1;
+        IF NOT r.success THEN
+            v_bad := v_bad || format('shard %s on %s:%s: %s', r.shardid, r.nodename, r.nodeport, r.result);
+        END IF;
+    END LOOP;
+    IF cardinality(v_bad) > 0 THEN
+        RAISE EXCEPTION 'stage_norm.migrate: % of % shard placements of % failed', cardinality(v_bad), v_n, tbl
+            USING ERRCODE = 'external_routine_exception',
+                  DETAIL = array_to_string(v_bad, E'\n'),
+                  HINT = 'The others are done. CALL it again: each shard''s run resumes where it stopped (stage_norm.migration_progress on that shard''s node).';
+    END IF;
+    RAISE NOTICE 'stage_norm.migrate: % shard placements of % migrated', v_n, tbl
+        USING DETAIL = 'Each shard''s run, batches and undo are on its node; stage_norm.verify on the coordinator adds up the shards.';
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_migrate(regclass, name, text) IS
+    'Internal: stage_norm.migrate on a Citus table, shard placement by shard placement';
+
+-- verify on a Citus table: the last run of every shard placement (on its node), added up.
+CREATE FUNCTION stage_norm._citus_last_runs(tbl regclass, col name)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_run jsonb;
+BEGIN
+    EXECUTE 'SELECT jsonb_build_object(''shards'', count(*), ''finished'', count(*) FILTER (WHERE r ->> ''status'' = ''finished''), '
+            '       ''statuses'', jsonb_agg(DISTINCT coalesce(r ->> ''status'', ''never run'')), '
+            '       ''rows_updated'', sum((r ->> ''rows_updated'')::bigint), ''rows_unknown'', sum((r ->> ''rows_unknown'')::bigint), '
+            '       ''row_count_unchanged'', bool_and((r ->> ''rows_before'')::bigint = (r ->> ''rows_after'')::bigint), '
+            '       ''no_null_introduced'', bool_and((r ->> ''nulls_after'')::bigint <= (r ->> ''nulls_before'')::bigint)) '
+            '  FROM (SELECT CASE WHEN p.success AND p.result <> '''' THEN p.result::jsonb END AS r '
+            '          FROM pg_catalog.run_command_on_placements($1, $2, false) p) x'
+       INTO v_run
+      USING tbl, format('SELECT pg_catalog.row_to_json(r) FROM stage_norm.migration_runs r WHERE r.relid = ''%%s''::pg_catalog.regclass '
+                        'AND r.column_name = %L ORDER BY r.run_id DESC LIMIT 1', col);
+    RETURN v_run;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_last_runs(regclass, name) IS
+    'Internal: the last migrate run of every shard placement of a Citus table, added up (for verify)';
+
 CREATE FUNCTION stage_norm.verify(tbl regclass, col name, tenant name DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL UNSAFE
@@ -883,6 +972,10 @@ BEGIN
       INTO v_run
       FROM stage_norm.migration_runs r
      WHERE r.relid = tbl AND r.column_name = col ORDER BY r.run_id DESC LIMIT 1;
+    -- A Citus table's runs are per shard, on the shards' nodes: their last runs added up.
+    IF stage_norm._citus_table(tbl) IN ('distributed', 'reference') THEN
+        v_run := stage_norm._citus_last_runs(tbl, col);
+    END IF;
     RETURN v_report || jsonb_build_object('last_run', v_run);
 END
 $$;

@@ -1135,6 +1135,16 @@ BEGIN
                   DETAIL = format('stage_norm.migrate runs with the rights of its caller (%s), which needs SELECT and UPDATE on the column.', current_user),
                   HINT = format('GRANT SELECT, UPDATE (%I) ON %s TO %I; or run it as the table owner. It also needs SELECT, INSERT, UPDATE on stage_norm.migration_runs and stage_norm.migration_batches and INSERT on stage_norm.migration_undo (docs/migration.md, Privileges).', col, tbl, current_user);
     END IF;
+    -- A Citus table: the same procedure on each shard placement, on the node that holds it
+    -- (docs/scaling.md); each shard keeps its own run, batches and undo there.
+    IF stage_norm._citus_table(tbl) IN ('distributed', 'reference') THEN
+        PERFORM stage_norm._citus_migrate(tbl, col, format('batch_size => %s, pause_ms => %s, max_batches => %s, keep_undo => %s, '
+                                                           'lock_timeout_ms => %s, max_lock_retries => %s, max_replica_lag => %s, tenant => %s',
+                                                           batch_size, pause_ms, coalesce(max_batches::text, 'NULL'), CASE WHEN keep_undo THEN 'true' ELSE 'false' END,
+                                                           lock_timeout_ms, max_lock_retries, coalesce(quote_literal(max_replica_lag), 'NULL'),
+                                                           coalesce(quote_literal(tenant), 'NULL')));
+        RETURN;
+    END IF;
     SELECT k.cols, k.types INTO v_keys, v_types FROM stage_norm._primary_key(tbl) k;
     IF tenant IS NOT NULL THEN
         SELECT format_type(a.atttypid, a.atttypmod) INTO v_tentype
@@ -1614,6 +1624,85 @@ $$;
 COMMENT ON FUNCTION stage_norm.purge_migration_undo(bigint, interval) IS
     'Deletes undo data: of one run, or of finished and rolled-back runs older than an age; returns how many original values were deleted';
 
+-- migrate on a Citus table: CALL stage_norm.migrate on every shard placement, one at a time,
+-- each as a top-level statement of its own connection to its node (so it COMMITs per batch there).
+-- Refused while the nodes' stage sets or aliases differ: a shard would migrate with others.
+CREATE FUNCTION stage_norm._citus_migrate(tbl regclass, col name, options text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_drift text;
+    v_cmd   text;
+    r       record;
+    v_bad   text[] := '{}'::text[];
+    v_n     int := 0;
+BEGIN
+    PERFORM stage_norm._citus_require_setup('migrate on a Citus table');
+    SELECT string_agg(format('%s: %s', c.node, c.item), '; ') INTO v_drift
+      FROM stage_norm.citus_check() c WHERE NOT c.matches AND c.item IN ('reachable', 'extension version', 'stage set', 'aliases');
+    IF v_drift IS NOT NULL THEN
+        RAISE EXCEPTION 'stage_norm.migrate: the Citus nodes do not share one configuration'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Differs from the coordinator: %s.', v_drift),
+                  HINT = 'SELECT * FROM stage_norm.citus_sync(); then migrate again.';
+    END IF;
+    IF strpos(col, '%') > 0 THEN
+        RAISE EXCEPTION 'stage_norm.migrate on a Citus table cannot name a column with "%%" in it'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Citus''s run_command_on_placements substitutes %%s in the command.',
+                  HINT = 'Run CALL stage_norm.migrate(''<shard>'', ...) on each shard''s node yourself.';
+    END IF;
+    -- '%s' is the placement's shard, substituted by Citus.
+    v_cmd := format('CALL stage_norm.migrate(%s, %s, %s)', '''%s''', quote_literal(col), options);
+    FOR r IN EXECUTE 'SELECT nodename, nodeport, shardid, success, result FROM pg_catalog.run_command_on_placements($1, $2, false) ORDER BY shardid, nodeport'
+               USING tbl, v_cmd LOOP
+        v_n := v_n + 1;
+        IF NOT r.success THEN
+            v_bad := v_bad || format('shard %s on %s:%s: %s', r.shardid, r.nodename, r.nodeport, r.result);
+        END IF;
+    END LOOP;
+    IF cardinality(v_bad) > 0 THEN
+        RAISE EXCEPTION 'stage_norm.migrate: % of % shard placements of % failed', cardinality(v_bad), v_n, tbl
+            USING ERRCODE = 'external_routine_exception',
+                  DETAIL = array_to_string(v_bad, E'\n'),
+                  HINT = 'The others are done. CALL it again: each shard''s run resumes where it stopped (stage_norm.migration_progress on that shard''s node).';
+    END IF;
+    RAISE NOTICE 'stage_norm.migrate: % shard placements of % migrated', v_n, tbl
+        USING DETAIL = 'Each shard''s run, batches and undo are on its node; stage_norm.verify on the coordinator adds up the shards.';
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_migrate(regclass, name, text) IS
+    'Internal: stage_norm.migrate on a Citus table, shard placement by shard placement';
+
+-- verify on a Citus table: the last run of every shard placement (on its node), added up.
+CREATE FUNCTION stage_norm._citus_last_runs(tbl regclass, col name)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_run jsonb;
+BEGIN
+    EXECUTE 'SELECT jsonb_build_object(''shards'', count(*), ''finished'', count(*) FILTER (WHERE r ->> ''status'' = ''finished''), '
+            '       ''statuses'', jsonb_agg(DISTINCT coalesce(r ->> ''status'', ''never run'')), '
+            '       ''rows_updated'', sum((r ->> ''rows_updated'')::bigint), ''rows_unknown'', sum((r ->> ''rows_unknown'')::bigint), '
+            '       ''row_count_unchanged'', bool_and((r ->> ''rows_before'')::bigint = (r ->> ''rows_after'')::bigint), '
+            '       ''no_null_introduced'', bool_and((r ->> ''nulls_after'')::bigint <= (r ->> ''nulls_before'')::bigint)) '
+            '  FROM (SELECT CASE WHEN p.success AND p.result <> '''' THEN p.result::jsonb END AS r '
+            '          FROM pg_catalog.run_command_on_placements($1, $2, false) p) x'
+       INTO v_run
+      USING tbl, format('SELECT pg_catalog.row_to_json(r) FROM stage_norm.migration_runs r WHERE r.relid = ''%%s''::pg_catalog.regclass '
+                        'AND r.column_name = %L ORDER BY r.run_id DESC LIMIT 1', col);
+    RETURN v_run;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_last_runs(regclass, name) IS
+    'Internal: the last migrate run of every shard placement of a Citus table, added up (for verify)';
+
 CREATE FUNCTION stage_norm.verify(tbl regclass, col name, tenant name DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL UNSAFE
@@ -1683,6 +1772,10 @@ BEGIN
       INTO v_run
       FROM stage_norm.migration_runs r
      WHERE r.relid = tbl AND r.column_name = col ORDER BY r.run_id DESC LIMIT 1;
+    -- A Citus table's runs are per shard, on the shards' nodes: their last runs added up.
+    IF stage_norm._citus_table(tbl) IN ('distributed', 'reference') THEN
+        v_run := stage_norm._citus_last_runs(tbl, col);
+    END IF;
     RETURN v_report || jsonb_build_object('last_run', v_run);
 END
 $$;
@@ -1891,6 +1984,624 @@ GRANT EXECUTE ON FUNCTION stage_norm._stats(), stage_norm._stats_info(), stage_n
 REVOKE EXECUTE ON FUNCTION stage_norm.reset_stats(), stage_norm.reset_breaker(regclass) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
+-- #18: Citus: one configuration on every node (sql/citus.sql, and the Citus parts of
+-- sql/trigger.sql: citus_table_modes, set_table_mode, attach, detach, table_modes).
+
+-- Overrides of Citus tables (distributed, reference, Citus-local), keyed by the logical table's
+-- qualified name, so that every node resolves it to its own relation: on a worker, the shell
+-- table its shards' triggers name. stage_norm.citus_setup() makes it a Citus reference table
+-- (the same rows on every node, changed in one distributed transaction); without Citus it stays
+-- empty. set_table_mode writes here for a Citus table; row security as for table_mode_settings.
+CREATE TABLE stage_norm.citus_table_modes (
+    table_name text PRIMARY KEY,
+    mode       text NOT NULL CHECK (mode IN ('off', 'shadow', 'warn', 'enforce')),
+    set_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    set_by     name NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE stage_norm.citus_table_modes IS
+    'Mode overrides of Citus tables by qualified name, identical on every node (a reference table after stage_norm.citus_setup)';
+SELECT pg_catalog.pg_extension_config_dump('stage_norm.citus_table_modes', '');
+CREATE TRIGGER citus_table_modes_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stage_norm.citus_table_modes
+    FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.config_changed();
+ALTER TABLE stage_norm.citus_table_modes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read_all ON stage_norm.citus_table_modes FOR SELECT USING (true);
+CREATE POLICY write_own ON stage_norm.citus_table_modes FOR ALL
+    USING (stage_norm.may_set_table_mode(pg_catalog.to_regclass(table_name)))
+    WITH CHECK (stage_norm.may_set_table_mode(pg_catalog.to_regclass(table_name)));
+GRANT SELECT, INSERT, UPDATE, DELETE ON stage_norm.citus_table_modes TO PUBLIC;
+
+-- What Citus makes of a table: 'distributed', 'reference', 'local' (Citus-local) or NULL (not a
+-- Citus table, or no Citus in this database).
+CREATE FUNCTION stage_norm._citus_table(tbl regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_kind text;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT CASE WHEN p.partmethod = ''h'' THEN ''distributed'' WHEN p.repmodel = ''t'' THEN ''reference'' '
+            '            WHEN p.colocationid <> 0 THEN ''distributed'' ELSE ''local'' END '
+            '  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+       INTO v_kind USING tbl;
+    RETURN v_kind;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_table(regclass) IS
+    'Internal: distributed, reference, local (Citus-local) or NULL when tbl is no Citus table';
+
+-- Refuses (55000) to change what must be identical on every node while this database has Citus
+-- workers and stage_norm's configuration is not shared with them yet.
+CREATE FUNCTION stage_norm._citus_require_setup(what text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_workers bigint;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_node') IS NULL
+       OR (stage_norm._citus_table('stage_norm.aliases') IS NOT NULL
+           AND stage_norm._citus_table('stage_norm.citus_table_modes') IS NOT NULL) THEN
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT count(*) FROM pg_catalog.pg_dist_node WHERE groupid <> (SELECT groupid FROM pg_catalog.pg_dist_local_group)'
+       INTO v_workers;
+    IF v_workers > 0 THEN
+        RAISE EXCEPTION 'stage_norm: % needs the configuration shared with the Citus workers', what
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('This database has %s other Citus node(s), and stage_norm.aliases and stage_norm.citus_table_modes are plain tables of each node: the change would reach this node only.', v_workers),
+                  HINT = 'Run SELECT stage_norm.citus_setup(); once, on the coordinator (docs/scaling.md).';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_require_setup(text) IS
+    'Internal: raises 55000 when Citus has workers and stage_norm.citus_setup() has not run';
+
+CREATE OR REPLACE FUNCTION stage_norm.set_table_mode(tbl regclass, mode text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_name text;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'stage_norm.set_table_mode: tbl must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF mode IS NOT NULL AND mode NOT IN ('off', 'shadow', 'warn', 'enforce') THEN
+        RAISE EXCEPTION 'invalid stage_norm mode "%"', mode
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The modes are off, shadow, warn and enforce.',
+                  HINT = 'Pass NULL to clear the override and follow stage_norm.mode again.';
+    END IF;
+    IF NOT stage_norm.may_set_table_mode(tbl) THEN
+        RAISE EXCEPTION 'permission denied to set the stage_norm mode of table %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only the table''s owner and members of stage_norm_admin may set it.',
+                  HINT = 'Ask a DBA: GRANT stage_norm_admin TO <role>; (CREATE ROLE stage_norm_admin NOLOGIN; first, once).';
+    END IF;
+    -- A Citus table's override is kept by name in stage_norm.citus_table_modes, which reaches
+    -- every node (its shards' triggers look it up there).
+    IF stage_norm._citus_table(tbl) IS NOT NULL THEN
+        PERFORM stage_norm._citus_require_setup('set_table_mode on a Citus table');
+        v_name := (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.oid = tbl);
+        IF mode IS NULL THEN
+            DELETE FROM stage_norm.citus_table_modes s WHERE s.table_name = v_name;
+        ELSE
+            -- (Citus evaluates the VALUES on the coordinator, and allows no function in DO UPDATE)
+            INSERT INTO stage_norm.citus_table_modes AS s (table_name, mode, set_at, set_by)
+            VALUES (v_name, set_table_mode.mode, pg_catalog.now(), current_user)
+            ON CONFLICT ON CONSTRAINT citus_table_modes_pkey
+            DO UPDATE SET mode = EXCLUDED.mode, set_at = EXCLUDED.set_at, set_by = EXCLUDED.set_by;
+        END IF;
+        RETURN;
+    END IF;
+    IF mode IS NULL THEN
+        DELETE FROM stage_norm.table_mode_settings s WHERE s.tbl = set_table_mode.tbl;
+    ELSE
+        INSERT INTO stage_norm.table_mode_settings AS s (tbl, mode) VALUES (set_table_mode.tbl, set_table_mode.mode)
+        ON CONFLICT ON CONSTRAINT table_mode_settings_pkey
+        DO UPDATE SET mode = EXCLUDED.mode, set_at = pg_catalog.now(), set_by = current_user;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION stage_norm.attach(tbl regclass, VARIADIC cols name[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_col    name;
+    v_args   text;
+    v_part   regclass;
+    v_citus  text;
+    v_unsafe text;
+BEGIN
+    IF tbl IS NULL OR cols IS NULL OR cardinality(cols) = 0 THEN
+        RAISE EXCEPTION 'stage_norm.attach needs a table and at least one column'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'SELECT stage_norm.attach(''portfolio'', ''stage'');';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(cols) AS c WHERE left(c, 7) = '@table=') THEN
+        RAISE EXCEPTION 'stage_norm.attach cannot govern a column whose name starts with "@table="'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The trigger''s argument ''@table=...'' names the logical table of a Citus table''s shards.',
+                  HINT = 'Rename the column.';
+    END IF;
+    IF cardinality(cols) <> (SELECT count(DISTINCT c) FROM unnest(cols) AS c) THEN
+        RAISE EXCEPTION 'stage_norm.attach names a column twice'
+            USING ERRCODE = 'duplicate_column',
+                  HINT = 'Name each governed column once.';
+    END IF;
+    -- Each column: text-like, a jsonb distribution or a stage array, and wide enough for every
+    -- canonical stage of the current set.
+    FOREACH v_col IN ARRAY cols LOOP
+        PERFORM stage_norm._stage_column(tbl, v_col);
+    END LOOP;
+    SELECT string_agg(format('%L', c), ', ' ORDER BY o) INTO v_args
+      FROM unnest(cols) WITH ORDINALITY AS u(c, o);
+    -- A Citus table: Citus copies the trigger to every shard with these arguments, so the
+    -- first one names the logical table ('@table=schema.name'): a shard's trigger looks up the
+    -- logical table's override and names it in its messages. Citus creates triggers on its
+    -- tables only with citus.enable_unsafe_triggers, set here for attach's own statements.
+    v_citus := stage_norm._citus_table(tbl);
+    IF v_citus IS NOT NULL THEN
+        PERFORM stage_norm._citus_require_setup('attach on a Citus table');
+        v_args := format('%L, ', '@table=' || (SELECT format('%I.%I', n.nspname, c.relname)
+                                                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                                WHERE c.oid = tbl)) || v_args;
+        v_unsafe := current_setting('citus.enable_unsafe_triggers', true);
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
+    -- A partitioned table's trigger is cloned onto every partition; a partition's own
+    -- stage_norm trigger (attached before) gives way to the clone, which governs the
+    -- columns the parent names.
+    FOR v_part IN SELECT t.tgrelid::regclass FROM pg_catalog.pg_partition_tree(tbl) p
+                    JOIN pg_catalog.pg_trigger t ON t.tgrelid = p.relid
+                   WHERE p.relid <> tbl AND t.tgname = 'stage_norm_normalize' AND t.tgparentid = 0 LOOP
+        EXECUTE format('DROP TRIGGER stage_norm_normalize ON %s', v_part);
+        RAISE NOTICE 'partition % now follows the stage_norm trigger of %', v_part, tbl
+            USING DETAIL = 'Its own stage_norm_normalize trigger was dropped; the one cloned from the parent governs the parent''s columns.';
+    END LOOP;
+    EXECUTE format('CREATE OR REPLACE TRIGGER stage_norm_normalize BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION stage_norm.normalize_trigger(%s)', tbl, v_args);
+    EXECUTE format('CREATE OR REPLACE TRIGGER stage_norm_summary AFTER INSERT OR UPDATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.summary_trigger()', tbl);
+    -- Record the governed columns as dependencies of the trigger (DROP COLUMN, ALTER TYPE).
+    PERFORM stage_norm._sync_trigger(t.oid) FROM pg_catalog.pg_trigger t
+      WHERE t.tgrelid = tbl AND t.tgname = 'stage_norm_normalize';
+    -- Partitions get the summary trigger too, for statements that write into them directly.
+    PERFORM stage_norm._summarize_partitions(tbl);
+    IF v_citus IS NOT NULL THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', coalesce(v_unsafe, 'off'), true);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION stage_norm.attach(regclass, name[]) IS
+    'Creates (or replaces) the triggers stage_norm_normalize and stage_norm_summary on tbl, governing the named columns';
+
+CREATE OR REPLACE FUNCTION stage_norm.detach(tbl regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_had    boolean;
+    v_name   name;
+    v_part   regclass;
+    v_citus  text;
+    v_unsafe text;
+BEGIN
+    v_had := false;
+    -- Citus drops a Citus table's triggers (and its shards') only with this setting.
+    v_citus := stage_norm._citus_table(tbl);
+    IF v_citus IS NOT NULL THEN
+        v_unsafe := current_setting('citus.enable_unsafe_triggers', true);
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
+    FOR v_name IN SELECT t.tgname FROM pg_trigger t
+                   WHERE t.tgrelid = tbl AND t.tgname IN ('stage_norm_normalize', 'stage_norm_summary') LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', v_name, tbl);
+        v_had := v_had OR v_name = 'stage_norm_normalize';
+    END LOOP;
+    -- Partitions that were governed through tbl's trigger lose the summary trigger attach gave them.
+    FOR v_part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p
+                   WHERE p.relid <> tbl
+                     AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = p.relid AND t.tgname = 'stage_norm_summary')
+                     AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = p.relid AND t.tgname = 'stage_norm_normalize') LOOP
+        EXECUTE format('DROP TRIGGER stage_norm_summary ON %s', v_part);
+    END LOOP;
+    IF v_citus IS NOT NULL THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', coalesce(v_unsafe, 'off'), true);
+    END IF;
+    RETURN v_had;
+END
+$$;
+
+CREATE OR REPLACE VIEW stage_norm.table_modes AS
+WITH governed AS (
+    SELECT t.tgrelid AS relid,
+           -- the arguments but the logical-table one ('@table=...') of a Citus table's trigger
+           ARRAY(SELECT a FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000')) AS a
+                  WHERE a <> '' AND pg_catalog.left(a, 7) <> '@table=')::name[] AS columns,
+           t.tgenabled <> 'D' AS trigger_enabled
+      FROM pg_catalog.pg_trigger t
+     WHERE t.tgfoid = 'stage_norm.normalize_trigger()'::pg_catalog.regprocedure AND NOT t.tgisinternal
+       AND t.tgparentid = 0  -- the tables attach was run on, not each partition's clone
+),
+overrides AS (
+    SELECT o.tbl::oid AS relid, o.mode, o.set_at, o.set_by FROM stage_norm.table_mode_settings o
+    UNION ALL  -- Citus tables' overrides, by name (citus_table_modes)
+    SELECT pg_catalog.to_regclass(o.table_name)::oid, o.mode, o.set_at, o.set_by FROM stage_norm.citus_table_modes o
+     WHERE pg_catalog.to_regclass(o.table_name) IS NOT NULL
+)
+SELECT c.oid::regclass AS table_name,
+       g.columns,
+       s.mode AS override_mode,
+       stage_norm.effective_mode(c.oid::regclass) AS effective_mode,
+       coalesce(g.trigger_enabled, false) AS trigger_enabled,
+       s.set_at,
+       s.set_by,
+       coalesce(b.tripped, false) AS breaker_tripped,
+       b.tripped_at AS breaker_tripped_at,
+       b.trip_ratio AS breaker_trip_ratio
+  FROM governed g
+  FULL JOIN overrides s ON s.relid = g.relid
+  JOIN pg_catalog.pg_class c ON c.oid = coalesce(g.relid, s.relid)
+  -- the circuit breaker (with stage_norm preloaded; otherwise never tripped)
+  LEFT JOIN stage_norm._breakers(false) b ON b.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                                          AND b.relid = c.oid;
+
+-- Citus: one configuration on every node (docs/scaling.md).
+--
+-- What must be identical on every node, and how it gets there:
+-- - the stage set: the enum type stage_norm.stage_set. Citus propagates its CREATE and DROP
+--   (set_stages) to every node in the same distributed transaction, and creates it on a node
+--   added later (a distributed object). Nothing to do here.
+-- - aliases and the overrides of Citus tables: stage_norm.aliases and
+--   stage_norm.citus_table_modes become Citus reference tables (citus_setup): one shard with a
+--   placement on every node, written in one distributed transaction (two-phase commit). Each
+--   node's cache reads its own placement (src/cache.rs).
+-- - settings: per node (postgresql.conf / ALTER SYSTEM); set_cluster_setting sets one on all.
+-- citus_check reports any difference; citus_sync repairs the copies and places them on new nodes.
+
+-- Every Citus call is dynamic SQL: these functions exist without Citus too, and refuse there.
+CREATE FUNCTION stage_norm._citus_required(what text)
+RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_node') IS NULL THEN
+        RAISE EXCEPTION 'stage_norm.% needs Citus', what
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'The extension citus is not installed in this database.',
+                  HINT = 'On one server there is nothing to share: aliases, the stage set and overrides are already one configuration.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_required(text) IS 'Internal: raises 0A000 when this database has no Citus';
+
+-- This node's placement of a Citus reference table (NULL when it has none, or tbl is not one).
+CREATE FUNCTION stage_norm._citus_local_placement(tbl regclass)
+RETURNS regclass
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_shard bigint;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid '
+            ' WHERE s.logicalrelid = $1 AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group) LIMIT 1'
+       INTO v_shard USING tbl;
+    IF v_shard IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN pg_catalog.to_regclass((SELECT format('%I.%I', n.nspname, c.relname || '_' || v_shard)
+                                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl));
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_local_placement(regclass) IS
+    'Internal: this node''s placement (shard relation) of a Citus reference table, or NULL';
+
+-- What this node's configuration is, for comparison across nodes (citus_check): one row per
+-- item. Reads the local placements, as the cache does. Anyone may call it.
+CREATE FUNCTION stage_norm.config_fingerprint()
+RETURNS TABLE (item text, value text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_from text;
+    v_value text;
+BEGIN
+    item := 'extension version';
+    value := (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'stage_norm');
+    RETURN NEXT;
+    item := 'stage set';
+    value := array_to_string(ARRAY(SELECT s FROM stage_norm.canonical_stages() AS s), ', ');
+    RETURN NEXT;
+    v_from := coalesce(stage_norm._citus_local_placement('stage_norm.aliases'), 'stage_norm.aliases'::regclass)::text;
+    EXECUTE format('SELECT count(*) || '' alias(es), md5 '' || md5(coalesce(string_agg(alias_key || ''='' || stage, E''\n'' ORDER BY alias_key), '''')) FROM %s', v_from)
+       INTO v_value;
+    item := 'aliases';
+    value := v_value;
+    RETURN NEXT;
+    v_from := coalesce(stage_norm._citus_local_placement('stage_norm.citus_table_modes'), 'stage_norm.citus_table_modes'::regclass)::text;
+    EXECUTE format('SELECT coalesce(string_agg(table_name || ''='' || mode, '', '' ORDER BY table_name), ''none'') FROM %s', v_from)
+       INTO v_value;
+    item := 'overrides of Citus tables';
+    value := v_value;
+    RETURN NEXT;
+    FOR item IN SELECT unnest(ARRAY['stage_norm.mode', 'stage_norm.max_mode', 'stage_norm.enforce_percent',
+                                    'stage_norm.breaker_reject_ratio', 'stage_norm.breaker_window', 'stage_norm.breaker_min_rows',
+                                    'shared_preload_libraries']) LOOP
+        -- the value a new session gets (the server's), not this session's SET
+        value := (SELECT s.reset_val FROM pg_settings s WHERE s.name = item);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION stage_norm.config_fingerprint() IS
+    'This node''s stage_norm configuration (version, stage set, aliases, Citus overrides, server settings), as compared by stage_norm.citus_check()';
+
+-- Every node's configuration against the coordinator's: one row per node and item.
+CREATE FUNCTION stage_norm.citus_check()
+RETURNS TABLE (nodeid int, node text, item text, value text, matches boolean)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    r record;
+    v_local jsonb;
+    v_remote jsonb;
+    v_key text;
+BEGIN
+    PERFORM stage_norm._citus_required('citus_check');
+    SELECT jsonb_object_agg(f.item, f.value) INTO v_local FROM stage_norm.config_fingerprint() f;
+    FOR r IN EXECUTE
+        'SELECT a.nodeid, coalesce(n.nodename || '':'' || n.nodeport, ''this node'') AS node, a.success, a.result '
+        '  FROM pg_catalog.run_command_on_all_nodes($q$SELECT pg_catalog.jsonb_object_agg(item, value) FROM stage_norm.config_fingerprint()$q$) a '
+        '  LEFT JOIN pg_catalog.pg_dist_node n ON n.nodeid = a.nodeid ORDER BY a.nodeid'
+    LOOP
+        nodeid := r.nodeid;
+        node := r.node;
+        IF NOT r.success THEN
+            item := 'reachable';
+            value := r.result;
+            matches := false;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        v_remote := r.result::jsonb;
+        FOR v_key IN SELECT jsonb_object_keys(v_local) LOOP
+            item := v_key;
+            value := v_remote ->> v_key;
+            matches := (v_remote ->> v_key) IS NOT DISTINCT FROM (v_local ->> v_key);
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION stage_norm.citus_check() IS
+    'Compares every Citus node''s stage_norm configuration with this node''s (run it on the coordinator): matches is false where a node drifted';
+
+-- Makes the configuration shared: stage_norm.aliases and stage_norm.citus_table_modes become
+-- Citus reference tables, and overrides of Citus tables move to citus_table_modes. Once, on
+-- the coordinator, after citus_add_node; running it again changes nothing.
+CREATE FUNCTION stage_norm.citus_setup()
+RETURNS text
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_tbl    regclass;
+    v_unsafe text;
+    v_done   text[] := '{}'::text[];
+    v_moved  bigint;
+BEGIN
+    PERFORM stage_norm._citus_required('citus_setup');
+    -- Citus distributes a table with triggers (config_changed, which invalidates every
+    -- backend's cache, on every placement) only with this setting.
+    v_unsafe := current_setting('citus.enable_unsafe_triggers', true);
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    -- citus_table_modes first: the guard on aliases lets its changes through once both are shared.
+    FOREACH v_tbl IN ARRAY ARRAY['stage_norm.citus_table_modes'::regclass, 'stage_norm.aliases'::regclass] LOOP
+        IF stage_norm._citus_table(v_tbl) IS NULL THEN
+            EXECUTE 'SELECT pg_catalog.create_reference_table($1)' USING v_tbl;
+            -- the rows now live in the placements; the node-local copy would only mislead
+            EXECUTE 'SELECT pg_catalog.truncate_local_data_after_distributing_table($1)' USING v_tbl;
+            v_done := v_done || v_tbl::text;
+        ELSIF stage_norm._citus_table(v_tbl) <> 'reference' THEN
+            RAISE EXCEPTION 'stage_norm.citus_setup: % is a % Citus table, not a reference table', v_tbl, stage_norm._citus_table(v_tbl)
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Only citus_setup should distribute stage_norm''s tables; see docs/scaling.md.';
+        END IF;
+    END LOOP;
+    PERFORM set_config('citus.enable_unsafe_triggers', coalesce(v_unsafe, 'off'), true);
+    -- Overrides of Citus tables set before: by name, where every node sees them.
+    WITH moved AS (
+        DELETE FROM stage_norm.table_mode_settings s WHERE stage_norm._citus_table(s.tbl) IS NOT NULL
+        RETURNING (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.oid = s.tbl) AS table_name, s.mode, s.set_at, s.set_by
+    )
+    INSERT INTO stage_norm.citus_table_modes (table_name, mode, set_at, set_by)
+    SELECT table_name, mode, set_at, set_by FROM moved
+    ON CONFLICT (table_name) DO NOTHING;
+    GET DIAGNOSTICS v_moved = ROW_COUNT;
+    RETURN CASE WHEN cardinality(v_done) = 0 THEN 'already set up'
+                ELSE format('reference tables: %s', array_to_string(v_done, ', ')) END
+           || format('; %s override(s) of Citus tables moved to stage_norm.citus_table_modes', v_moved);
+END
+$$;
+COMMENT ON FUNCTION stage_norm.citus_setup() IS
+    'Citus: makes stage_norm.aliases and stage_norm.citus_table_modes reference tables, so that every node has one configuration (once, on the coordinator)';
+
+-- Repairs: places the reference tables on nodes added since (replicate_reference_tables), and
+-- rewrites every placement of aliases and citus_table_modes from the coordinator's, in one
+-- distributed transaction. Run citus_check() after it commits to see every node match.
+CREATE FUNCTION stage_norm.citus_sync()
+RETURNS text
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_aliases jsonb;
+    v_modes   jsonb;
+BEGIN
+    PERFORM stage_norm._citus_required('citus_sync');
+    PERFORM stage_norm._citus_require_setup('citus_sync');
+    IF stage_norm._citus_local_placement('stage_norm.aliases') IS NULL THEN
+        RAISE EXCEPTION 'stage_norm.citus_sync runs on the coordinator, with the coordinator in the Citus metadata'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'This node has no placement of stage_norm.aliases to copy from (or citus_setup has not run).',
+                  HINT = 'Run stage_norm.citus_setup() and then this on the coordinator (after SELECT citus_set_coordinator_host(...)).';
+    END IF;
+    -- block_writes: no logical replication needed (any wal_level); the tables are tiny.
+    EXECUTE 'SELECT pg_catalog.replicate_reference_tables(''block_writes'')';
+    -- The coordinator's placements are the reference.
+    EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_array(alias, stage, created_at)), ''[]'') FROM %s',
+                   stage_norm._citus_local_placement('stage_norm.aliases')) INTO v_aliases;
+    EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_array(table_name, mode, set_at, set_by)), ''[]'') FROM %s',
+                   stage_norm._citus_local_placement('stage_norm.citus_table_modes')) INTO v_modes;
+    DELETE FROM stage_norm.aliases;
+    INSERT INTO stage_norm.aliases (alias, stage, created_at)
+    SELECT a ->> 0, a ->> 1, (a ->> 2)::timestamptz FROM jsonb_array_elements(v_aliases) a;
+    DELETE FROM stage_norm.citus_table_modes;
+    INSERT INTO stage_norm.citus_table_modes (table_name, mode, set_at, set_by)
+    SELECT m ->> 0, m ->> 1, (m ->> 2)::timestamptz, (m ->> 3)::name FROM jsonb_array_elements(v_modes) m;
+    RETURN format('%s alias(es) and %s override(s) written to every node', jsonb_array_length(v_aliases), jsonb_array_length(v_modes));
+END
+$$;
+COMMENT ON FUNCTION stage_norm.citus_sync() IS
+    'Citus: places stage_norm''s reference tables on new nodes and rewrites every copy from the coordinator''s (then check with citus_check)';
+
+-- ALTER SYSTEM SET (or RESET, for NULL) of one stage_norm setting on every Citus node, a reload,
+-- and each node's value as a new session sees it. Not one transaction: each node applies it on
+-- its own. Raises (after trying every node) if any node failed or shows another value.
+CREATE FUNCTION stage_norm.set_cluster_setting(name text, value text)
+RETURNS TABLE (nodeid int, node text, setting text)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_cmd    text;
+    v_bad    text[];
+    v_want   text;
+    v_old    text;
+    v_try    int := 0;
+    v_ids    int[];
+    v_nodes  text[];
+    v_values text[];
+    v_all    boolean;
+BEGIN
+    PERFORM stage_norm._citus_required('set_cluster_setting');
+    IF name IS NULL OR name NOT IN (SELECT s.name FROM pg_settings s WHERE s.name LIKE 'stage\_norm.%' AND s.context <> 'postmaster') THEN
+        RAISE EXCEPTION 'stage_norm.set_cluster_setting sets stage_norm''s settings only, not "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example: SELECT * FROM stage_norm.set_cluster_setting(''stage_norm.max_mode'', ''warn'');';
+    END IF;
+    -- The value as pg_settings shows it (base units), checked here first: a value the setting
+    -- refuses fails now, before any node is touched.
+    v_old := current_setting(name);
+    IF value IS NULL THEN
+        v_want := (SELECT s.boot_val FROM pg_settings s WHERE s.name = set_cluster_setting.name);
+    ELSE
+        PERFORM set_config(name, value, true);
+        v_want := (SELECT s.setting FROM pg_settings s WHERE s.name = set_cluster_setting.name);
+        PERFORM set_config(name, v_old, true);
+    END IF;
+    v_cmd := CASE WHEN value IS NULL THEN format('ALTER SYSTEM RESET %I', name)
+                  ELSE format('ALTER SYSTEM SET %I = %L', name, value) END;
+    SELECT array_agg(format('node %s: %s', a.nodeid, a.result)) INTO v_bad
+      FROM pg_catalog.run_command_on_all_nodes(v_cmd) a WHERE NOT a.success;
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'stage_norm.set_cluster_setting: % failed on some nodes', v_cmd
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = array_to_string(v_bad, '; '),
+                  HINT = 'The nodes not listed have the new value in postgresql.auto.conf; fix the others and call it again.';
+    END IF;
+    PERFORM pg_catalog.run_command_on_all_nodes('SELECT pg_catalog.pg_reload_conf()');
+    -- A reload is asynchronous: wait (up to 10 s) until a new session on every node sees it.
+    LOOP
+        SELECT array_agg(a.nodeid ORDER BY a.nodeid),
+               array_agg(coalesce(n.nodename || ':' || n.nodeport, 'this node') ORDER BY a.nodeid),
+               array_agg(a.result ORDER BY a.nodeid),
+               bool_and(a.success AND a.result IS NOT DISTINCT FROM v_want)
+          INTO v_ids, v_nodes, v_values, v_all
+          FROM pg_catalog.run_command_on_all_nodes(format('SELECT s.setting FROM pg_catalog.pg_settings s WHERE s.name = %L', name)) a
+          LEFT JOIN pg_catalog.pg_dist_node n ON n.nodeid = a.nodeid;
+        EXIT WHEN v_all OR v_try >= 100;
+        v_try := v_try + 1;
+        PERFORM pg_catalog.pg_sleep(0.1);
+    END LOOP;
+    IF NOT v_all THEN
+        RAISE EXCEPTION 'stage_norm.set_cluster_setting: not every node shows % = %', name, v_want
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = (SELECT string_agg(format('%s shows %s', n, coalesce(v, 'nothing')), '; ')
+                              FROM unnest(v_nodes, v_values) AS u(n, v) WHERE v IS DISTINCT FROM v_want),
+                  HINT = 'A node''s postgresql.conf may set it after postgresql.auto.conf, or its reload failed (see that node''s log).';
+    END IF;
+    RETURN QUERY SELECT * FROM unnest(v_ids, v_nodes, v_values);
+END
+$$;
+COMMENT ON FUNCTION stage_norm.set_cluster_setting(text, text) IS
+    'Citus: ALTER SYSTEM SET (NULL: RESET) one stage_norm setting on every node and reload; returns each node''s value, raises unless all show it';
+
+-- Writes that would make the nodes differ are refused:
+-- - an override of a Citus table in table_mode_settings (keyed by this node's oid, never seen
+--   by the shards): set_table_mode writes citus_table_modes instead;
+-- - a change of aliases while Citus has workers and citus_setup has not run.
+CREATE FUNCTION stage_norm._citus_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'table_mode_settings' THEN
+        IF stage_norm._citus_table(NEW.tbl) IS NOT NULL THEN
+            RAISE EXCEPTION 'the stage_norm mode of Citus table % is kept in stage_norm.citus_table_modes', NEW.tbl
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = 'An override in stage_norm.table_mode_settings is keyed by this node''s oid; the shards on the workers would never see it.',
+                      HINT = format('SELECT stage_norm.set_table_mode(%L, %L);', NEW.tbl::text, NEW.mode);
+        END IF;
+        RETURN NEW;
+    END IF;
+    PERFORM stage_norm._citus_require_setup(format('a change of %s', TG_TABLE_NAME));
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_guard() IS
+    'Internal: refuses writes that would make Citus nodes'' stage_norm configuration differ';
+CREATE TRIGGER citus_guard BEFORE INSERT OR UPDATE ON stage_norm.table_mode_settings
+    FOR EACH ROW EXECUTE FUNCTION stage_norm._citus_guard();
+CREATE TRIGGER citus_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON stage_norm.aliases
+    FOR EACH STATEMENT EXECUTE FUNCTION stage_norm._citus_guard();
+
+REVOKE ALL ON FUNCTION stage_norm.citus_setup(), stage_norm.citus_sync(), stage_norm.set_cluster_setting(text, text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------------------------
 -- Last: triggers attached under 0.1.0 record their column dependencies, and partitions governed
 -- through a parent get the summary trigger.
 SELECT stage_norm._sync_trigger(t.oid)
@@ -1904,3 +2615,4 @@ SELECT stage_norm._summarize_partitions(c.oid::regclass)
 -- but saying so here makes the script the whole story).
 SELECT pg_catalog.pg_extension_config_dump('stage_norm.aliases', '');
 SELECT pg_catalog.pg_extension_config_dump('stage_norm.table_mode_settings', '');
+SELECT pg_catalog.pg_extension_config_dump('stage_norm.citus_table_modes', '');

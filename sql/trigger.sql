@@ -39,12 +39,91 @@ CREATE POLICY write_own ON stage_norm.table_mode_settings FOR ALL
     USING (stage_norm.may_set_table_mode(tbl)) WITH CHECK (stage_norm.may_set_table_mode(tbl));
 GRANT SELECT, INSERT, UPDATE, DELETE ON stage_norm.table_mode_settings TO PUBLIC;
 
+-- Overrides of Citus tables (distributed, reference, Citus-local), keyed by the logical table's
+-- qualified name, so that every node resolves it to its own relation: on a worker, the shell
+-- table its shards' triggers name. stage_norm.citus_setup() makes it a Citus reference table
+-- (the same rows on every node, changed in one distributed transaction); without Citus it stays
+-- empty. set_table_mode writes here for a Citus table; row security as for table_mode_settings.
+CREATE TABLE stage_norm.citus_table_modes (
+    table_name text PRIMARY KEY,
+    mode       text NOT NULL CHECK (mode IN ('off', 'shadow', 'warn', 'enforce')),
+    set_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    set_by     name NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE stage_norm.citus_table_modes IS
+    'Mode overrides of Citus tables by qualified name, identical on every node (a reference table after stage_norm.citus_setup)';
+SELECT pg_catalog.pg_extension_config_dump('stage_norm.citus_table_modes', '');
+CREATE TRIGGER citus_table_modes_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stage_norm.citus_table_modes
+    FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.config_changed();
+ALTER TABLE stage_norm.citus_table_modes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read_all ON stage_norm.citus_table_modes FOR SELECT USING (true);
+CREATE POLICY write_own ON stage_norm.citus_table_modes FOR ALL
+    USING (stage_norm.may_set_table_mode(pg_catalog.to_regclass(table_name)))
+    WITH CHECK (stage_norm.may_set_table_mode(pg_catalog.to_regclass(table_name)));
+GRANT SELECT, INSERT, UPDATE, DELETE ON stage_norm.citus_table_modes TO PUBLIC;
+
+-- What Citus makes of a table: 'distributed', 'reference', 'local' (Citus-local) or NULL (not a
+-- Citus table, or no Citus in this database).
+CREATE FUNCTION stage_norm._citus_table(tbl regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_kind text;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'SELECT CASE WHEN p.partmethod = ''h'' THEN ''distributed'' WHEN p.repmodel = ''t'' THEN ''reference'' '
+            '            WHEN p.colocationid <> 0 THEN ''distributed'' ELSE ''local'' END '
+            '  FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+       INTO v_kind USING tbl;
+    RETURN v_kind;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_table(regclass) IS
+    'Internal: distributed, reference, local (Citus-local) or NULL when tbl is no Citus table';
+
+-- Refuses (55000) to change what must be identical on every node while this database has Citus
+-- workers and stage_norm's configuration is not shared with them yet.
+CREATE FUNCTION stage_norm._citus_require_setup(what text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_workers bigint;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_node') IS NULL
+       OR (stage_norm._citus_table('stage_norm.aliases') IS NOT NULL
+           AND stage_norm._citus_table('stage_norm.citus_table_modes') IS NOT NULL) THEN
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT count(*) FROM pg_catalog.pg_dist_node WHERE groupid <> (SELECT groupid FROM pg_catalog.pg_dist_local_group)'
+       INTO v_workers;
+    IF v_workers > 0 THEN
+        RAISE EXCEPTION 'stage_norm: % needs the configuration shared with the Citus workers', what
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('This database has %s other Citus node(s), and stage_norm.aliases and stage_norm.citus_table_modes are plain tables of each node: the change would reach this node only.', v_workers),
+                  HINT = 'Run SELECT stage_norm.citus_setup(); once, on the coordinator (docs/scaling.md).';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_require_setup(text) IS
+    'Internal: raises 55000 when Citus has workers and stage_norm.citus_setup() has not run';
+
 CREATE FUNCTION stage_norm.set_table_mode(tbl regclass, mode text)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_name text;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'stage_norm.set_table_mode: tbl must not be NULL'
@@ -61,6 +140,23 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only the table''s owner and members of stage_norm_admin may set it.',
                   HINT = 'Ask a DBA: GRANT stage_norm_admin TO <role>; (CREATE ROLE stage_norm_admin NOLOGIN; first, once).';
+    END IF;
+    -- A Citus table's override is kept by name in stage_norm.citus_table_modes, which reaches
+    -- every node (its shards' triggers look it up there).
+    IF stage_norm._citus_table(tbl) IS NOT NULL THEN
+        PERFORM stage_norm._citus_require_setup('set_table_mode on a Citus table');
+        v_name := (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.oid = tbl);
+        IF mode IS NULL THEN
+            DELETE FROM stage_norm.citus_table_modes s WHERE s.table_name = v_name;
+        ELSE
+            -- (Citus evaluates the VALUES on the coordinator, and allows no function in DO UPDATE)
+            INSERT INTO stage_norm.citus_table_modes AS s (table_name, mode, set_at, set_by)
+            VALUES (v_name, set_table_mode.mode, pg_catalog.now(), current_user)
+            ON CONFLICT ON CONSTRAINT citus_table_modes_pkey
+            DO UPDATE SET mode = EXCLUDED.mode, set_at = EXCLUDED.set_at, set_by = EXCLUDED.set_by;
+        END IF;
+        RETURN;
     END IF;
     IF mode IS NULL THEN
         DELETE FROM stage_norm.table_mode_settings s WHERE s.tbl = set_table_mode.tbl;
@@ -85,11 +181,19 @@ COMMENT ON FUNCTION stage_norm.effective_mode(regclass) IS
 CREATE VIEW stage_norm.table_modes AS
 WITH governed AS (
     SELECT t.tgrelid AS relid,
-           pg_catalog.array_remove(pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000'), '')::name[] AS columns,
+           -- the arguments but the logical-table one ('@table=...') of a Citus table's trigger
+           ARRAY(SELECT a FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000')) AS a
+                  WHERE a <> '' AND pg_catalog.left(a, 7) <> '@table=')::name[] AS columns,
            t.tgenabled <> 'D' AS trigger_enabled
       FROM pg_catalog.pg_trigger t
      WHERE t.tgfoid = 'stage_norm.normalize_trigger()'::pg_catalog.regprocedure AND NOT t.tgisinternal
        AND t.tgparentid = 0  -- the tables attach was run on, not each partition's clone
+),
+overrides AS (
+    SELECT o.tbl::oid AS relid, o.mode, o.set_at, o.set_by FROM stage_norm.table_mode_settings o
+    UNION ALL  -- Citus tables' overrides, by name (citus_table_modes)
+    SELECT pg_catalog.to_regclass(o.table_name)::oid, o.mode, o.set_at, o.set_by FROM stage_norm.citus_table_modes o
+     WHERE pg_catalog.to_regclass(o.table_name) IS NOT NULL
 )
 SELECT c.oid::regclass AS table_name,
        g.columns,
@@ -102,8 +206,8 @@ SELECT c.oid::regclass AS table_name,
        b.tripped_at AS breaker_tripped_at,
        b.trip_ratio AS breaker_trip_ratio
   FROM governed g
-  FULL JOIN stage_norm.table_mode_settings s ON s.tbl = g.relid
-  JOIN pg_catalog.pg_class c ON c.oid = coalesce(g.relid, s.tbl)
+  FULL JOIN overrides s ON s.relid = g.relid
+  JOIN pg_catalog.pg_class c ON c.oid = coalesce(g.relid, s.relid)
   -- the circuit breaker (with stage_norm preloaded; otherwise never tripped)
   LEFT JOIN stage_norm._breakers(false) b ON b.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
                                           AND b.relid = c.oid;
@@ -121,11 +225,19 @@ DECLARE
     v_col    name;
     v_args   text;
     v_part   regclass;
+    v_citus  text;
+    v_unsafe text;
 BEGIN
     IF tbl IS NULL OR cols IS NULL OR cardinality(cols) = 0 THEN
         RAISE EXCEPTION 'stage_norm.attach needs a table and at least one column'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'SELECT stage_norm.attach(''portfolio'', ''stage'');';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(cols) AS c WHERE left(c, 7) = '@table=') THEN
+        RAISE EXCEPTION 'stage_norm.attach cannot govern a column whose name starts with "@table="'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The trigger''s argument ''@table=...'' names the logical table of a Citus table''s shards.',
+                  HINT = 'Rename the column.';
     END IF;
     IF cardinality(cols) <> (SELECT count(DISTINCT c) FROM unnest(cols) AS c) THEN
         RAISE EXCEPTION 'stage_norm.attach names a column twice'
@@ -139,6 +251,19 @@ BEGIN
     END LOOP;
     SELECT string_agg(format('%L', c), ', ' ORDER BY o) INTO v_args
       FROM unnest(cols) WITH ORDINALITY AS u(c, o);
+    -- A Citus table: Citus copies the trigger to every shard with these arguments, so the
+    -- first one names the logical table ('@table=schema.name'): a shard's trigger looks up the
+    -- logical table's override and names it in its messages. Citus creates triggers on its
+    -- tables only with citus.enable_unsafe_triggers, set here for attach's own statements.
+    v_citus := stage_norm._citus_table(tbl);
+    IF v_citus IS NOT NULL THEN
+        PERFORM stage_norm._citus_require_setup('attach on a Citus table');
+        v_args := format('%L, ', '@table=' || (SELECT format('%I.%I', n.nspname, c.relname)
+                                                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                                WHERE c.oid = tbl)) || v_args;
+        v_unsafe := current_setting('citus.enable_unsafe_triggers', true);
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
     -- A partitioned table's trigger is cloned onto every partition; a partition's own
     -- stage_norm trigger (attached before) gives way to the clone, which governs the
     -- columns the parent names.
@@ -158,6 +283,9 @@ BEGIN
       WHERE t.tgrelid = tbl AND t.tgname = 'stage_norm_normalize';
     -- Partitions get the summary trigger too, for statements that write into them directly.
     PERFORM stage_norm._summarize_partitions(tbl);
+    IF v_citus IS NOT NULL THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', coalesce(v_unsafe, 'off'), true);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION stage_norm.attach(regclass, name[]) IS
@@ -170,11 +298,19 @@ VOLATILE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_had  boolean;
-    v_name name;
-    v_part regclass;
+    v_had    boolean;
+    v_name   name;
+    v_part   regclass;
+    v_citus  text;
+    v_unsafe text;
 BEGIN
     v_had := false;
+    -- Citus drops a Citus table's triggers (and its shards') only with this setting.
+    v_citus := stage_norm._citus_table(tbl);
+    IF v_citus IS NOT NULL THEN
+        v_unsafe := current_setting('citus.enable_unsafe_triggers', true);
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
     FOR v_name IN SELECT t.tgname FROM pg_trigger t
                    WHERE t.tgrelid = tbl AND t.tgname IN ('stage_norm_normalize', 'stage_norm_summary') LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', v_name, tbl);
@@ -187,6 +323,9 @@ BEGIN
                      AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = p.relid AND t.tgname = 'stage_norm_normalize') LOOP
         EXECUTE format('DROP TRIGGER stage_norm_summary ON %s', v_part);
     END LOOP;
+    IF v_citus IS NOT NULL THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', coalesce(v_unsafe, 'off'), true);
+    END IF;
     RETURN v_had;
 END
 $$;

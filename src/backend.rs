@@ -54,3 +54,26 @@ pub mod raw {
         pub fn ThrowErrorData(edata: *mut pg_sys::ErrorData);
     }
 }
+
+/// Runs `f` in an internal subtransaction, the way PL/pgSQL runs an exception block: `Some`
+/// with its result, or `None` (everything it did rolled back) when it raised an error. Not in
+/// parallel mode (no subtransactions there).
+///
+/// # Safety
+/// A backend context where a subtransaction may start (inside a transaction, not parallel).
+pub unsafe fn in_subtransaction<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
+    use pgrx::{pg_sys, PgTryBuilder};
+    let cxt = pg_sys::CurrentMemoryContext;
+    let owner = pg_sys::CurrentResourceOwner;
+    pg_sys::BeginInternalSubTransaction(std::ptr::null());
+    pg_sys::MemoryContextSwitchTo(cxt);
+    let result = PgTryBuilder::new(move || Some(f())).catch_others(|_| None).execute();
+    if result.is_some() {
+        pg_sys::ReleaseCurrentSubTransaction();
+    } else {
+        pg_sys::RollbackAndReleaseCurrentSubTransaction();
+    }
+    pg_sys::MemoryContextSwitchTo(cxt);
+    pg_sys::CurrentResourceOwner = owner;
+    result
+}

@@ -24,7 +24,7 @@
 //!   invalidation that caused it, whatever the isolation level. In parallel mode no new snapshot
 //!   may be taken: the reload uses the statement's snapshot and is redone at the next statement.
 use std::collections::HashMap;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
@@ -38,10 +38,12 @@ type TableModes = HashMap<pg_sys::Oid, Mode, BuildHasherDefault<Fnv1a>>;
 
 // Touched by the relcache callback: atomics only.
 static STALE: AtomicBool = AtomicBool::new(true);
-static ALIASES_OID: AtomicU32 = AtomicU32::new(0);
+/// The relations whose writes make the cache stale: `aliases`, `table_mode_settings`,
+/// `citus_table_modes`, and on Citus the local placements (shards) the configuration is read
+/// from (0 = none).
+static WATCHED: [AtomicU32; 6] = [const { AtomicU32::new(0) }; 6];
 /// The `TYPENAMENSP` syscache hash of (`stage_set`, the `stage_norm` namespace); 0 = unknown.
 static SET_TYPE_HASH: AtomicU32 = AtomicU32::new(0);
-static MODES_OID: AtomicU32 = AtomicU32::new(0);
 // Touched by the backend's own code paths only.
 static RELOAD_AT_NEXT_STATEMENT: Global<bool> = Global::new(false);
 static LAST_STATEMENT: Global<pg_sys::TimestampTz> = Global::new(pg_sys::TimestampTz::MIN);
@@ -230,7 +232,7 @@ unsafe extern "C-unwind" fn syscache_callback(_arg: pg_sys::Datum, _cache: i32, 
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let id = u32::from(relid);
-    if id == 0 || id == ALIASES_OID.load(Relaxed) || id == MODES_OID.load(Relaxed) {
+    if id == 0 || WATCHED.iter().any(|w| w.load(Relaxed) == id) {
         STALE.store(true, Relaxed);
     }
     crate::trigger::relation_invalidated(relid);
@@ -328,10 +330,13 @@ fn reload() {
     STALE.store(false, Relaxed);
     let mut guard = StaleUnlessDone(false);
     let parallel = unsafe { pg_sys::IsInParallelMode() };
+    // SAFETY: single-threaded.
+    unsafe { *RELOAD_AT_NEXT_STATEMENT.get() = false };
     let (set, aliases, modes) = unsafe { load(parallel) };
     // SAFETY: single-threaded; no reference into these globals is live during a reload.
     unsafe {
-        *RELOAD_AT_NEXT_STATEMENT.get() = parallel;
+        // (load may have asked for it too: a configuration table it went without)
+        *RELOAD_AT_NEXT_STATEMENT.get() |= parallel;
         if *SET.get() != set || *SET_GENERATION.get() == 0 {
             *SET.get() = set;
             *CANON.get() = build_canon_index(SET.get().as_ref().unwrap_or(&BUILTIN));
@@ -387,13 +392,79 @@ unsafe fn query(sql: &CStr, parallel: bool, mut row: impl FnMut(&CStr, &CStr)) {
     }
 }
 
+/// Whether this database has Citus's metadata (the extension citus).
+unsafe fn citus_metadata() -> bool {
+    pg_sys::get_relname_relid(c"pg_dist_partition".as_ptr(), pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE)) != pg_sys::InvalidOid
+}
+
+/// Where to read the configuration table `relid` (`stage_norm.<name>`) from, and whether that
+/// read may fail:
+/// - without Citus, or when the table is no Citus table: itself;
+/// - a Citus reference table: this node's placement of its shard, a plain local table (and
+///   that shard's oid, for the invalidation callback);
+/// - a reference table without a placement here (a coordinator outside the metadata, a node
+///   being added while its placement is copied): the logical table, through Citus. Inside a
+///   shard's query Citus refuses that read; the caller then goes without (see [`load`]).
+unsafe fn config_source(citus: bool, relid: pg_sys::Oid, name: &CStr, parallel: bool) -> (String, pg_sys::Oid, bool) {
+    let own = format!("stage_norm.{}", name.to_string_lossy());
+    if !citus {
+        return (own, pg_sys::InvalidOid, false);
+    }
+    let (mut distributed, mut shard) = (false, None::<String>);
+    let sql = CString::new(format!(
+        "SELECT s.shardid::text, coalesce((SELECT p.groupid = l.groupid FROM pg_catalog.pg_dist_placement p, pg_catalog.pg_dist_local_group l \
+                                             WHERE p.shardid = s.shardid AND p.groupid = l.groupid LIMIT 1), false)::text \
+           FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = {} LIMIT 1",
+        u32::from(relid)
+    ))
+    .unwrap();
+    query(&sql, parallel, |id, local| {
+        distributed = true;
+        if local.to_bytes() == b"true" {
+            shard = Some(format!("{}_{}", name.to_string_lossy(), id.to_string_lossy()));
+        }
+    });
+    if !distributed {
+        return (own, pg_sys::InvalidOid, false);
+    }
+    let Some(shard) = shard else { return (own, pg_sys::InvalidOid, true) };
+    let cname = CString::new(shard).unwrap();
+    let nsp = pg_sys::get_namespace_oid(c"stage_norm".as_ptr(), true);
+    let oid = pg_sys::get_relname_relid(cname.as_ptr(), nsp);
+    if oid == pg_sys::InvalidOid {
+        return (own, pg_sys::InvalidOid, true);
+    }
+    let quoted = CStr::from_ptr(pg_sys::quote_identifier(cname.as_ptr())).to_string_lossy().into_owned();
+    (format!("stage_norm.{quoted}"), oid, false)
+}
+
+/// Reads `from` with [`query`], or when `fallible`, in a subtransaction: an error (Citus refusing
+/// a distributed read inside a shard's query) reads nothing and returns false.
+unsafe fn read_config(sql: &CStr, parallel: bool, fallible: bool, row: &mut dyn FnMut(&CStr, &CStr)) -> bool {
+    if !fallible || parallel {
+        query(sql, parallel, row);
+        return true;
+    }
+    let rows = crate::backend::in_subtransaction(|| {
+        let mut rows: Vec<(CString, CString)> = Vec::new();
+        query(sql, parallel, |a, b| rows.push((a.to_owned(), b.to_owned())));
+        rows
+    });
+    for (a, b) in rows.iter().flatten() {
+        row(a, b);
+    }
+    rows.is_some()
+}
+
 unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
     let mut aliases = Aliases::new();
     let mut modes = TableModes::default();
     let aliases_oid = relation_oid(c"aliases");
     let modes_oid = relation_oid(c"table_mode_settings");
-    ALIASES_OID.store(u32::from(aliases_oid), Relaxed);
-    MODES_OID.store(u32::from(modes_oid), Relaxed);
+    let citus_modes_oid = relation_oid(c"citus_table_modes");
+    for (w, oid) in WATCHED.iter().zip([aliases_oid, modes_oid, citus_modes_oid, pg_sys::InvalidOid, pg_sys::InvalidOid, pg_sys::InvalidOid]) {
+        w.store(u32::from(oid), Relaxed);
+    }
     let nsp = pg_sys::get_namespace_oid(c"stage_norm".as_ptr(), true);
     if nsp != pg_sys::InvalidOid {
         // namehashfast reads the key as a NUL-terminated name.
@@ -453,20 +524,44 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
         }
     }
     let current = set.as_ref().unwrap_or(&BUILTIN);
+    // On Citus the shared configuration tables are reference tables (stage_norm.citus_setup):
+    // read them from this node's own placement, a plain local table. A query on the logical
+    // table would be a distributed query, which Citus refuses inside a shard's query.
+    let citus = citus_metadata();
+    // Went without a configuration table (see config_source): read again at the next statement.
+    let mut incomplete = false;
     if aliases_oid != pg_sys::InvalidOid {
-        query(c"SELECT alias_key, stage FROM stage_norm.aliases", parallel, |key, stage| {
+        let (from, shard, fallible) = config_source(citus, aliases_oid, c"aliases", parallel);
+        WATCHED[3].store(u32::from(shard), Relaxed);
+        let sql = CString::new(format!("SELECT alias_key, stage FROM {from}")).unwrap();
+        incomplete |= !read_config(&sql, parallel, fallible, &mut |key, stage| {
             if let Some(id) = current.canonical_id(&stage.to_string_lossy()) {
                 aliases.insert(key.to_string_lossy().into(), id);
             }
         });
     }
+    let mut mode_row = |oid: &CStr, mode: &CStr| {
+        let oid = oid.to_str().ok().and_then(|s| s.parse::<u32>().ok());
+        if let (Some(oid), Some(mode)) = (oid, Mode::parse(&mode.to_string_lossy())) {
+            modes.insert(pg_sys::Oid::from(oid), mode);
+        }
+    };
     if modes_oid != pg_sys::InvalidOid {
-        query(c"SELECT tbl::oid, mode FROM stage_norm.table_mode_settings", parallel, |oid, mode| {
-            let oid = oid.to_str().ok().and_then(|s| s.parse::<u32>().ok());
-            if let (Some(oid), Some(mode)) = (oid, Mode::parse(&mode.to_string_lossy())) {
-                modes.insert(pg_sys::Oid::from(oid), mode);
-            }
-        });
+        query(c"SELECT tbl::oid, mode FROM stage_norm.table_mode_settings", parallel, &mut mode_row);
+    }
+    // Overrides of Citus tables, by logical name: each node resolves the name to its own
+    // relation (on a worker, the shell table its shards' triggers name). Read last: they win.
+    if citus_modes_oid != pg_sys::InvalidOid {
+        let (from, shard, fallible) = config_source(citus, citus_modes_oid, c"citus_table_modes", parallel);
+        WATCHED[4].store(u32::from(shard), Relaxed);
+        let sql = CString::new(format!(
+            "SELECT pg_catalog.to_regclass(table_name)::oid, mode FROM {from} WHERE pg_catalog.to_regclass(table_name) IS NOT NULL"
+        ))
+        .unwrap();
+        incomplete |= !read_config(&sql, parallel, fallible, &mut mode_row);
+    }
+    if incomplete {
+        *RELOAD_AT_NEXT_STATEMENT.get() = true;
     }
     pg_sys::SPI_finish();
     pg_sys::SetUserIdAndSecContext(save_user, save_sec);

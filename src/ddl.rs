@@ -37,19 +37,26 @@ fn sync_trigger(tgoid: pg_sys::Oid) -> Option<Vec<String>> {
         .unwrap_or_default()
     });
     // The trigger's arguments, resolved against the table's current columns.
-    let (args, attnums, names) = unsafe {
+    let (args, attnums, names, logical_table) = unsafe {
         let rel = pg_sys::RelationIdGetRelation(relid);
         if rel.is_null() {
             return None;
         }
         let desc = (*rel).rd_att;
         let mut args = Vec::new();
+        let mut logical_table = None;
         let td = (*rel).trigdesc;
         if !td.is_null() {
             let trigs = std::slice::from_raw_parts((*td).triggers, (*td).numtriggers as usize);
             if let Some(t) = trigs.iter().find(|t| t.tgoid == tgoid) {
                 for i in 0..t.tgnargs as usize {
-                    args.push(CStr::from_ptr(*t.tgargs.add(i)).to_owned());
+                    let arg = CStr::from_ptr(*t.tgargs.add(i));
+                    // The logical-table argument of a Citus table's trigger is not a column.
+                    if let Some(logical) = crate::trigger::logical_name(arg) {
+                        logical_table = Some(logical.to_owned());
+                    } else {
+                        args.push(arg.to_owned());
+                    }
                 }
             }
         }
@@ -61,7 +68,7 @@ fn sync_trigger(tgoid: pg_sys::Oid) -> Option<Vec<String>> {
             .map(|a| (a.attnum, CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned()))
             .collect();
         pg_sys::RelationClose(rel);
-        (args, attnums, names)
+        (args, attnums, names, logical_table)
     };
     for &attnum in attnums.iter().filter(|&&a| a > 0) {
         if !depended.contains(&attnum) {
@@ -71,6 +78,17 @@ fn sync_trigger(tgoid: pg_sys::Oid) -> Option<Vec<String>> {
                     pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: relid, objectSubId: attnum as i32 };
                 pg_sys::recordDependencyOn(&depender, &referenced, pg_sys::DependencyType::DEPENDENCY_NORMAL);
             }
+        }
+    }
+    // A shard's trigger follows its logical table: Citus renames the column on every shard,
+    // and attach on the logical table (the coordinator's event trigger) re-creates the triggers.
+    if let Some(logical) = logical_table {
+        let is_self = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::oid", &[logical.into()])
+            .ok()
+            .flatten()
+            == Some(relid);
+        if !is_self {
+            return None;
         }
     }
     // A rename: exactly one argument names no column, and exactly one column the trigger

@@ -106,6 +106,7 @@ extension_sql_file!(
         stats::sql_reset_breaker
     ]
 );
+extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["trigger", "stats"]);
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

@@ -43,8 +43,10 @@ pub(super) struct Entry {
     /// parent's trigger, that parent (the root of the trigger's clones). Messages name it, and
     /// the per-statement bound on warnings counts per attached table.
     pub(super) attached: pg_sys::Oid,
-    /// Its name and schema-qualified name, when it is not this table.
-    pub(super) attached_name: Option<(String, String)>,
+    /// Its name, schema-qualified name, and what this table is of it ("partition", or "shard"
+    /// for a Citus shard whose trigger names its logical table: [`LOGICAL_PREFIX`]), when it is
+    /// not this table.
+    pub(super) attached_name: Option<(String, String, &'static str)>,
     pub(super) columns: Vec<Column>,
     /// Primary-key columns: (attnum, typlen, typbyval). Empty when the table has none.
     pub(super) pk: Vec<(i16, i16, bool)>,
@@ -225,6 +227,10 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
     let schema = CStr::from_ptr(pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace)).to_owned();
     let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_owned();
     let (attached, attached_name) = attached_table(rel, trig);
+    let mut ancestors = partition_ancestors(rel);
+    if attached != relid && !ancestors.contains(&attached) {
+        ancestors.push(attached); // a shard: the logical table's override applies to it
+    }
     let mut e = Entry {
         relid,
         schema,
@@ -233,7 +239,7 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         attached_name,
         columns: Vec::new(),
         pk: Vec::new(),
-        ancestors: partition_ancestors(rel),
+        ancestors,
         mode_generation: u64::MAX,
         override_mode: None,
         counts: Vec::new(),
@@ -246,7 +252,8 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         last_mode: Mode::Off,
     };
     let nargs = (*trig).tgnargs as usize;
-    if nargs == 0 {
+    let columns_named = (0..nargs).filter(|&i| logical_name(CStr::from_ptr(*(*trig).tgargs.add(i))).is_none()).count();
+    if columns_named == 0 {
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!(
@@ -267,6 +274,9 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
     let heap = (*(*rel).rd_rel).relam == pg_sys::HEAP_TABLE_AM_OID;
     for i in 0..nargs {
         let name = CStr::from_ptr(*(*trig).tgargs.add(i));
+        if logical_name(name).is_some() {
+            continue;
+        }
         let attnum = pg_sys::SPI_fnumber(tupdesc, name.as_ptr());
         if attnum <= 0 {
             pgrx::pg_sys::panic::ErrorReport::new(
@@ -359,11 +369,33 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
     e
 }
 
-/// The table the trigger was attached to: for a clone (a partition governed through its
-/// parent's trigger), the nearest ancestor whose same-named trigger is not itself a clone;
-/// otherwise `rel` itself (then no name is returned).
-pub(super) unsafe fn attached_table(rel: pg_sys::Relation, trig: *const pg_sys::Trigger) -> (pg_sys::Oid, Option<(String, String)>) {
+/// The prefix of the trigger argument that names the logical table of a Citus shard:
+/// `'@table=public.portfolio'` (written by `attach` on a Citus table, copied by Citus to every
+/// shard's trigger as written). No column can be governed under a name that starts with it.
+pub(crate) const LOGICAL_PREFIX: &str = "@table=";
+
+/// The logical table an argument names, if it is the [`LOGICAL_PREFIX`] argument.
+pub(crate) fn logical_name(arg: &CStr) -> Option<&str> {
+    arg.to_str().ok()?.strip_prefix(LOGICAL_PREFIX)
+}
+
+/// The table the trigger was attached to:
+/// - a trigger that names its logical table (a Citus shard's): that table as this node knows
+///   it (a worker's shell table), or this table when the name resolves to nothing here; named
+///   as written in the argument;
+/// - a clone (a partition governed through its parent's trigger): the nearest ancestor whose
+///   same-named trigger is not itself a clone;
+/// - otherwise `rel` itself (then no name is returned).
+pub(super) unsafe fn attached_table(
+    rel: pg_sys::Relation,
+    trig: *const pg_sys::Trigger,
+) -> (pg_sys::Oid, Option<(String, String, &'static str)>) {
     let relid = (*rel).rd_id;
+    for i in 0..(*trig).tgnargs as usize {
+        if let Some(logical) = logical_name(CStr::from_ptr(*(*trig).tgargs.add(i))) {
+            return logical_table(relid, logical);
+        }
+    }
     if !(*trig).tgisclone {
         return (relid, None);
     }
@@ -387,7 +419,7 @@ pub(super) unsafe fn attached_table(rel: pg_sys::Relation, trig: *const pg_sys::
         );
         pg_sys::RelationClose(arel);
         match found {
-            Some(false) => return (anc, Some((name, qualified))),
+            Some(false) => return (anc, Some((name, qualified, "partition"))),
             Some(true) => continue,
             None => break,
         }
@@ -395,28 +427,37 @@ pub(super) unsafe fn attached_table(rel: pg_sys::Relation, trig: *const pg_sys::
     (relid, None)
 }
 
+/// The logical table `logical` (a qualified name as `attach` wrote it) of the shard `relid`.
+/// Names that do not parse or resolve leave the shard on its own, named as written.
+unsafe fn logical_table(relid: pg_sys::Oid, logical: &str) -> (pg_sys::Oid, Option<(String, String, &'static str)>) {
+    let fallback = (relid, Some((logical.to_owned(), logical.to_owned(), "shard")));
+    let Ok(text) = CString::new(logical) else { return fallback };
+    // attach writes the name with %I; a hand-written argument that does not parse is refused
+    // (42602, from stringToQualifiedNameList) when the trigger first runs.
+    let names = pg_sys::stringToQualifiedNameList(text.as_ptr());
+    let rv = pg_sys::makeRangeVarFromNameList(names);
+    let oid = pg_sys::RangeVarGetRelidExtended(rv, pg_sys::NoLock as i32, pg_sys::RVROption::RVR_MISSING_OK, None, std::ptr::null_mut());
+    if oid == pg_sys::InvalidOid || oid == relid {
+        return if oid == relid { (relid, None) } else { fallback };
+    }
+    let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid));
+    let name = pg_sys::get_rel_name(oid);
+    if ns.is_null() || name.is_null() {
+        return fallback;
+    }
+    let name = CStr::from_ptr(name).to_string_lossy().into_owned();
+    let qualified = format!("{}.{name}", CStr::from_ptr(ns).to_string_lossy());
+    (oid, Some((name, qualified, "shard")))
+}
+
 /// Does domain `domain` accept `value`? Evaluated once per column and canonical stage when the
 /// trigger resolves its table, in a subtransaction (a domain CHECK may call any function), the
 /// way PL/pgSQL runs an exception block.
 pub(super) unsafe fn domain_accepts(domain: pg_sys::Oid, value: pg_sys::Datum) -> bool {
-    let cxt = pg_sys::CurrentMemoryContext;
-    let owner = pg_sys::CurrentResourceOwner;
-    pg_sys::BeginInternalSubTransaction(std::ptr::null());
-    pg_sys::MemoryContextSwitchTo(cxt);
-    let ok = PgTryBuilder::new(|| {
+    crate::backend::in_subtransaction(|| {
         pg_sys::domain_check(value, false, domain, std::ptr::null_mut(), std::ptr::null_mut());
-        true
     })
-    .catch_others(|_| false)
-    .execute();
-    if ok {
-        pg_sys::ReleaseCurrentSubTransaction();
-    } else {
-        pg_sys::RollbackAndReleaseCurrentSubTransaction();
-    }
-    pg_sys::MemoryContextSwitchTo(cxt);
-    pg_sys::CurrentResourceOwner = owner;
-    ok
+    .is_some()
 }
 
 #[cfg(not(any(feature = "pg17", feature = "pg18")))]
@@ -557,7 +598,7 @@ unsafe fn breaker_tripped(e: &Entry, ratio: f64, seen: f64, statement: bool) {
         let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(e.attached));
         let name = pg_sys::get_rel_name(e.attached);
         if ns.is_null() || name.is_null() {
-            e.attached_name.as_ref().map(|(_, q)| q.clone()).unwrap_or_default()
+            e.attached_name.as_ref().map(|(_, q, _)| q.clone()).unwrap_or_default()
         } else {
             format!("{}.{}", ident(&CStr::from_ptr(ns).to_string_lossy()), ident(&CStr::from_ptr(name).to_string_lossy()))
         }

@@ -56,6 +56,7 @@ use value::*;
 
 pub(crate) use entry::canonical_datums;
 pub use entry::{domains_changed, relation_invalidated, session_counts};
+pub(crate) use entry::logical_name;
 pub(crate) use report::quote;
 pub use report::WARNINGS_PER_STATEMENT;
 pub(crate) use value::varlena_bytes;
@@ -457,14 +458,22 @@ pub fn transaction_end(commit: bool) {
 }
 
 /// The key under which `report_unknown` counted a statement's unknown values for `rel`.
-unsafe fn statement_key(rel: pg_sys::Relation) -> (pg_sys::Oid, Option<(String, String)>) {
+unsafe fn statement_key(rel: pg_sys::Relation) -> (pg_sys::Oid, Option<(String, String, &'static str)>) {
     let relid = (*rel).rd_id;
     let td = (*rel).trigdesc;
-    if !(*(*rel).rd_rel).relispartition || td.is_null() {
+    if td.is_null() {
         return (relid, None);
     }
+    // The row trigger: `stage_norm_normalize`, or on a Citus shard `stage_norm_normalize_<shardid>`.
     let trigs = std::slice::from_raw_parts((*td).triggers, (*td).numtriggers as usize);
-    match trigs.iter().find(|t| CStr::from_ptr(t.tgname) == c"stage_norm_normalize") {
+    let row_trigger = trigs.iter().find(|t| CStr::from_ptr(t.tgname).to_bytes().starts_with(b"stage_norm_normalize"));
+    let names_logical = row_trigger.is_some_and(|t| {
+        (0..t.tgnargs as usize).any(|i| entry::logical_name(CStr::from_ptr(*t.tgargs.add(i))).is_some())
+    });
+    if !(*(*rel).rd_rel).relispartition && !names_logical {
+        return (relid, None);
+    }
+    match row_trigger {
         Some(t) => attached_table(rel, t),
         None => (relid, None),
     }
@@ -492,7 +501,7 @@ fn summary_trigger<'a>(
     };
     if unknown > WARNINGS_PER_STATEMENT {
         let table = match attached_name {
-            Some((parent, _)) => format!("\"{parent}\" (partition \"{}\")", trigger.table_name()?),
+            Some((parent, _, via)) => format!("\"{parent}\" ({via} \"{}\")", trigger.table_name()?),
             None => format!("\"{}\"", trigger.table_name()?),
         };
         client_warning(

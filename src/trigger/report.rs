@@ -159,7 +159,7 @@ pub(super) fn hint(p: &Problem) -> String {
 pub(super) fn value_message(e: &Entry, col: &Column, p: &Problem) -> String {
     let col_name = col.name.to_string_lossy();
     let table = match &e.attached_name {
-        Some((parent, _)) => format!("\"{parent}\" (partition \"{}\")", e.table.to_string_lossy()),
+        Some((parent, _, via)) => format!("\"{parent}\" ({via} \"{}\")", e.table.to_string_lossy()),
         None => format!("\"{}\"", e.table.to_string_lossy()),
     };
     let (value, why) = match p {
@@ -193,7 +193,7 @@ pub(super) fn value_message(e: &Entry, col: &Column, p: &Problem) -> String {
 pub(super) fn qualified_table(e: &Entry) -> String {
     let own = format!("{}.{}", e.schema.to_string_lossy(), e.table.to_string_lossy());
     match &e.attached_name {
-        Some((_, parent)) => format!("{parent} (partition {own})"),
+        Some((_, parent, via)) => format!("{parent} ({via} {own})"),
         None => own,
     }
 }
@@ -293,7 +293,7 @@ pub(super) fn log_sample(e: &Entry, col: &Column, p: &Problem, mode: Mode) {
         };
         let own = format!("{}.{}", e.schema.to_string_lossy(), e.table.to_string_lossy());
         let table = match &e.attached_name {
-            Some((_, q)) => format!("{} partition={}", logfmt_word(q), logfmt_word(&own)),
+            Some((_, q, via)) => format!("{} {via}={}", logfmt_word(q), logfmt_word(&own)),
             None => logfmt_word(&own),
         };
         pgrx::pg_sys::panic::ErrorReport::new(
