@@ -120,6 +120,12 @@ eq "distributed SELECT normalize_stage: the aliased label is not NULL" "2000" "$
 q "$CO" "BEGIN; SELECT stage_norm.add_alias('zebra', 'seed'); ROLLBACK" >/dev/null
 all "add_alias rolled back: on no node" "" "SELECT stage_norm.normalize_stage('zebra')"
 
+echo "== a change reaches every node or none: a worker down refuses it"
+as_pg "$BIN/pg_ctl" -D "$root/n$W2/data" -m immediate -w stop >/dev/null
+err "add_alias with a worker down fails (08006)" 08006 "connection to the remote node" "$CO" -c "SELECT stage_norm.add_alias('unicorn round', 'seed')"
+as_pg "$BIN/pg_ctl" -D "$root/n$W2/data" -l "$root/n$W2/log" -w start >/dev/null
+all "and no node has it" "" "SELECT stage_norm.normalize_stage('unicorn round')"
+
 echo "== the trigger on a distributed table knows its logical table"
 eq "attach on a distributed table (citus.enable_unsafe_triggers set for its own statements)" "off" "$CO" \
    "SELECT coalesce(current_setting('citus.enable_unsafe_triggers', true), 'off') FROM (SELECT stage_norm.attach('pc', 'stage')) a"
@@ -149,6 +155,15 @@ all "the ceiling reaches the shards" "warn" "SELECT stage_norm.effective_mode('p
 eq "under the ceiling an unknown value is stored" "1" "$CO" "INSERT INTO pc VALUES (1, 100020, 'Serie Z'); SELECT count(*) FROM pc WHERE id = 100020"
 eq "set_cluster_setting RESET" "enforce,enforce,enforce" "$CO" \
    "SELECT string_agg(setting, ',' ORDER BY nodeid) FROM stage_norm.set_cluster_setting('stage_norm.max_mode', NULL)"
+# docs/scaling.md's by-hand commands, as written there
+q "$CO" "SELECT * FROM run_command_on_all_nodes(\$\$ALTER SYSTEM SET stage_norm.max_mode = 'warn'\$\$)" >/dev/null
+q "$CO" "SELECT * FROM run_command_on_all_nodes(\$\$SELECT pg_reload_conf()\$\$)" >/dev/null; sleep 1
+eq "by hand: run_command_on_all_nodes ALTER SYSTEM + reload" "warn,warn,warn" "$CO" \
+   "SELECT string_agg(value, ',' ORDER BY nodeid) FROM stage_norm.citus_check() WHERE item = 'stage_norm.max_mode'"
+q "$CO" "SELECT * FROM run_command_on_all_nodes(\$\$ALTER SYSTEM RESET stage_norm.max_mode\$\$)" >/dev/null
+q "$CO" "SELECT * FROM run_command_on_all_nodes(\$\$SELECT pg_reload_conf()\$\$)" >/dev/null; sleep 1
+eq "by hand: RESET" "enforce,enforce,enforce" "$CO" \
+   "SELECT string_agg(value, ',' ORDER BY nodeid) FROM stage_norm.citus_check() WHERE item = 'stage_norm.max_mode'"
 err "set_cluster_setting refuses other settings" 22023 "stage_norm's settings only" "$CO" -c "SELECT * FROM stage_norm.set_cluster_setting('work_mem', '1MB')"
 psql -h 127.0.0.1 -p "$CO" -U postgres -XqAt -v ON_ERROR_STOP=1 -c "BEGIN" -c "SET LOCAL citus.propagate_set_commands = 'local'" \
      -c "SET LOCAL stage_norm.mode = 'warn'" -c "INSERT INTO pc VALUES (1, 100030, 'Serie Z')" -c "COMMIT" postgres >/dev/null 2>"$root/stderr"
@@ -186,6 +201,14 @@ out=$(psql -h 127.0.0.1 -p "$CO" -U postgres -XtAq -v ON_ERROR_STOP=1 -c "CALL s
 eq "add_check: a validated constraint on every shard" "32" "$CO" \
    "SELECT count(*) FROM run_command_on_shards('pc', \$\$SELECT count(*) FROM pg_constraint WHERE conrelid = '%s'::regclass AND conname LIKE 'stage_stage_canonical%%' AND convalidated\$\$) WHERE result = '1'"
 
+echo "== the stage set changes with CHECKs on a distributed table"
+q "$CO" "SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c+', 'growth')" >/dev/null 2>"$root/stderr"
+all "a stage added while every shard has the CHECK" "pre-seed,seed,series-a,series-b,series-c+,growth" "SELECT string_agg(s, ',') FROM stage_norm.canonical_stages() s"
+err "a stage in use cannot go: the CHECK on the shards is re-checked (23514)" 23514 "would break CHECK constraints" "$CO" \
+    -c "SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-c+', 'growth')"
+all "refused on every node" "pre-seed,seed,series-a,series-b,series-c+,growth" "SELECT string_agg(s, ',') FROM stage_norm.canonical_stages() s"
+q "$CO" "SELECT stage_norm.reset_stages()" >/dev/null
+
 echo "== a reference table: identical copies"
 q "$CO" "CREATE TABLE funds (id int PRIMARY KEY, stage text); SELECT create_reference_table('funds'); SELECT stage_norm.set_table_mode('funds', 'warn'); SELECT stage_norm.attach('funds', 'stage')" >/dev/null
 q "$CO" "INSERT INTO funds VALUES (1, 'angel round'), (2, 'Series A '), (3, 'weird')" >/dev/null 2>&1
@@ -221,6 +244,13 @@ eq "a shard moved to the new worker" "$W3" "$CO" "SELECT nodeport FROM citus_sha
 fund=$(q "$CO" "SELECT f FROM generate_series(0, 999) f WHERE get_shard_id_for_distribution_column('pc', f) = $moved LIMIT 1")
 err "the moved shard's trigger still enforces and names pc" 23514 'of table "pc" \(shard "pc_'"$moved"'"\)' "$CO" \
     -c "INSERT INTO pc VALUES ($fund, 300000, 'Serie Z')"
+echo "== a governed column renamed on the distributed table"
+q "$CO" "ALTER TABLE pc RENAME COLUMN stage TO stage_label" >/dev/null 2>"$root/stderr"
+eq "every shard's trigger follows the new name" "32" "$CO" \
+   "SELECT count(*) FROM run_command_on_shards('pc', \$\$SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND encode(tgargs, 'escape') LIKE '@table=public.pc\\\\000stage_label\\\\000'\$\$) WHERE result = '1'"
+err "and still enforces" 23514 'for column "stage_label" of table "pc"' "$CO" -c "INSERT INTO pc VALUES (1, 400000, 'Serie Z')"
+q "$CO" "ALTER TABLE pc RENAME COLUMN stage_label TO stage" >/dev/null 2>"$root/stderr"
+
 echo "== detach"
 q "$CO" "SELECT stage_norm.detach('pc')" >/dev/null
 eq "detach drops the trigger of every shard" "0" "$CO" \
