@@ -4,7 +4,7 @@ PGXS_REGRESS = $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/regress/pg_regres
 CLUSTER      = scripts/with-cluster.sh
 PGRX_PGDATA ?= /tmp/stage_norm_pgrx_test
 
-.PHONY: all deps build install test unit pgrx-test cluster-tests regress client-tests monitoring citus-check demo bench fuzz clean
+.PHONY: all deps build install test unit pgrx-test cluster-tests regress client-tests monitoring citus-check package package-test demo bench fuzz clean
 
 all: build
 
@@ -20,7 +20,7 @@ install: deps
 	install -m 644 sql/stage_norm--0.1.0.sql $(shell $(PG_CONFIG) --sharedir)/extension/
 
 # Every test layer; non-zero exit on any failure.
-test: deps unit pgrx-test install cluster-tests
+test: deps unit pgrx-test install cluster-tests package-test
 	@echo "make test: all layers passed"
 
 # 1. Pure normalizer: unit and property tests, no server.
@@ -52,6 +52,16 @@ client-tests:
 #    `bash scripts/monitoring-check.sh --static` runs the first three without a cluster.
 monitoring:
 	bash scripts/monitoring-check.sh
+
+# A Debian package for PostgreSQL 15 (dpkg-deb): target/postgresql-15-stage-norm_<version>-1_<arch>.deb
+package: deps
+	bash scripts/package.sh
+
+# 6. The package installed with dpkg into the system PostgreSQL 15 (the files of make install set
+#    aside meanwhile, then put back), CREATE EXTENSION and a smoke query on a throwaway cluster,
+#    the update from 0.1.0, then dpkg -r and every file gone.
+package-test: package
+	bash scripts/package-test.sh $$(ls -t target/postgresql-15-stage-norm_*.deb | head -1)
 
 # Citus (docs/scaling.md): builds Citus from CITUS_SRC (a source tree you provide; v13.2.2
 # checked), runs a coordinator and workers on loopback and the assertion suite. Not part of
