@@ -39,7 +39,7 @@ pgrx-test:
 #      for the statistics and breaker).
 cluster-tests:
 	$(CLUSTER) --conf "shared_preload_libraries = 'pg_cron'" -- $(MAKE) --no-print-directory regress
-	$(CLUSTER) -- $(MAKE) --no-print-directory client-tests monitoring
+	$(CLUSTER) --conf "wal_level = logical" -- $(MAKE) --no-print-directory client-tests monitoring
 
 regress:
 	bash scripts/regress.sh $(PGXS_REGRESS)
