@@ -8,7 +8,8 @@
 
 CREATE TABLE stage_norm.migration_runs (
     run_id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    relid         oid NOT NULL,                 -- the table (a partitioned table: its parent)
+    relid         regclass NOT NULL,            -- the table (a partitioned table: its parent); regclass, so
+                                                --   that pg_dump/pg_restore keeps it pointing at the table
     table_name    text NOT NULL,                -- as regclass printed it when the run started
     column_name   name NOT NULL,
     column_kind   text NOT NULL CHECK (column_kind IN ('text', 'jsonb', 'array')),
@@ -21,7 +22,7 @@ CREATE TABLE stage_norm.migration_runs (
     started_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     updated_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     finished_at   timestamptz,
-    cursor_relid  oid,                          -- the partition being walked (the table itself if not partitioned)
+    cursor_relid  regclass,                     -- the partition being walked (the table itself if not partitioned)
     cursor_tenant text[],                       -- tenant runs: the tenant being walked there, as a one-element
                                                 --   array (ARRAY[NULL]: the rows whose tenant is NULL)
     cursor_key    text[],                       -- the last key of the last committed batch there (NULL: that
@@ -47,7 +48,7 @@ COMMENT ON TABLE stage_norm.migration_runs IS 'stage_norm.migrate: one row per r
 CREATE TABLE stage_norm.migration_batches (
     run_id      bigint NOT NULL REFERENCES stage_norm.migration_runs ON DELETE CASCADE,
     batch       int NOT NULL,
-    relid       oid NOT NULL,
+    relid       regclass NOT NULL,
     tenant      text,                           -- tenant runs: the tenant of every row of the batch
     key_from    text[],                         -- exclusive (NULL: from the start)
     key_to      text[],                         -- inclusive (NULL: to the end)
@@ -67,7 +68,7 @@ COMMENT ON TABLE stage_norm.migration_batches IS 'stage_norm.migrate: one row pe
 CREATE TABLE stage_norm.migration_undo (
     run_id     bigint NOT NULL REFERENCES stage_norm.migration_runs ON DELETE CASCADE,
     batch      int NOT NULL,
-    relid      oid NOT NULL,                    -- the table (partition) the batch changed
+    relid      regclass NOT NULL,               -- the table (partition) the batch changed
     keys       text[] NOT NULL,                 -- 2-D: keys[i][j] is the j-th primary-key column of the i-th row, as text
     old_values text[] NOT NULL,                 -- old_values[i]: what the i-th row held (text form of the column's type)
     new_values text[] NOT NULL,                 -- new_values[i]: what migrate wrote
