@@ -4,7 +4,7 @@ PGXS_REGRESS = $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/regress/pg_regres
 CLUSTER      = scripts/with-cluster.sh
 PGRX_PGDATA ?= /tmp/stage_norm_pgrx_test
 
-.PHONY: all deps build install test unit pgrx-test cluster-tests regress client-tests monitoring citus-check package package-test demo bench fuzz clean
+.PHONY: all deps build install test unit pgrx-test cluster-tests regress client-tests monitoring runbook citus-check package package-test demo bench fuzz clean
 
 all: build
 
@@ -20,7 +20,7 @@ install: deps
 	install -m 644 sql/stage_norm--0.1.0.sql $(shell $(PG_CONFIG) --sharedir)/extension/
 
 # Every test layer; non-zero exit on any failure.
-test: deps unit pgrx-test install cluster-tests package-test
+test: deps unit pgrx-test install cluster-tests runbook package-test
 	@echo "make test: all layers passed"
 
 # 1. Pure normalizer: unit and property tests, no server.
@@ -52,6 +52,11 @@ client-tests:
 #    `bash scripts/monitoring-check.sh --static` runs the first three without a cluster.
 monitoring:
 	bash scripts/monitoring-check.sh
+
+# docs/runbook.md's SQL blocks, extracted from the markdown and run end to end (with each step's
+# roll back) on a sample portfolio, on a throwaway cluster of its own.
+runbook:
+	$(CLUSTER) -- bash scripts/runbook-check.sh
 
 # A Debian package for PostgreSQL 15 (dpkg-deb): target/postgresql-15-stage-norm_<version>-1_<arch>.deb
 package: deps
