@@ -856,8 +856,9 @@ BEGIN
                   DETAIL = 'Citus''s run_command_on_placements substitutes %%s in the command.',
                   HINT = 'Run CALL stage_norm.migrate(''<shard>'', ...) on each shard''s node yourself.';
     END IF;
-    -- '%s' is the placement's shard, substituted by Citus.
-    v_cmd := format('CALL stage_norm.migrate(%s, %s, %s)', '''%s''', quote_literal(col), options);
+    -- Citus fills the command with format(command, <the placement's shard, a qualified
+    -- identifier>): %L makes it a literal (a quote in a table name cannot end it).
+    v_cmd := format('CALL stage_norm.migrate(%%L, %s, %s)', quote_literal(col), options);
     FOR r IN EXECUTE 'SELECT nodename, nodeport, shardid, success, result FROM pg_catalog.run_command_on_placements($1, $2, false) ORDER BY shardid, nodeport'
                USING tbl, v_cmd LOOP
         v_n := v_n + 1;
@@ -896,8 +897,11 @@ BEGIN
             '  FROM (SELECT CASE WHEN p.success AND p.result <> '''' THEN p.result::jsonb END AS r '
             '          FROM pg_catalog.run_command_on_placements($1, $2, false) p) x'
        INTO v_run
-      USING tbl, format('SELECT pg_catalog.row_to_json(r) FROM stage_norm.migration_runs r WHERE r.relid = ''%%s''::pg_catalog.regclass '
-                        'AND r.column_name = %L ORDER BY r.run_id DESC LIMIT 1', col);
+      -- Citus fills %L with the placement's shard as a literal (format(command, shard))
+      USING tbl, format('SELECT pg_catalog.row_to_json(r) FROM stage_norm.migration_runs r '
+                        'WHERE r.relid::pg_catalog.oid OPERATOR(pg_catalog.=) %%L::pg_catalog.regclass::pg_catalog.oid '
+                        'AND r.column_name OPERATOR(pg_catalog.=) %s::pg_catalog.name ORDER BY r.run_id DESC LIMIT 1',
+                        replace(quote_literal(col), '%', '%%'));
     RETURN v_run;
 END
 $$;

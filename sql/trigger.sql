@@ -45,7 +45,12 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON stage_norm.table_mode_settings TO PUBLIC
 -- (the same rows on every node, changed in one distributed transaction); without Citus it stays
 -- empty. set_table_mode writes here for a Citus table; row security as for table_mode_settings.
 CREATE TABLE stage_norm.citus_table_modes (
-    table_name text PRIMARY KEY,
+    -- schema-qualified, and never pg_temp: every node and session resolves it to the same table
+    -- whatever its search_path (an unqualified name would be resolved by each reader's path)
+    table_name text PRIMARY KEY
+               CONSTRAINT citus_table_modes_qualified
+               CHECK (pg_catalog.array_length(pg_catalog.parse_ident(table_name), 1) = 2
+                      AND pg_catalog.left((pg_catalog.parse_ident(table_name))[1], 7) <> 'pg_temp'),
     mode       text NOT NULL CHECK (mode IN ('off', 'shadow', 'warn', 'enforce')),
     set_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     set_by     name NOT NULL DEFAULT current_user

@@ -412,9 +412,10 @@ unsafe fn config_source(citus: bool, relid: pg_sys::Oid, name: &CStr, parallel: 
     }
     let (mut distributed, mut shard) = (false, None::<String>);
     let sql = CString::new(format!(
-        "SELECT s.shardid::text, coalesce((SELECT p.groupid = l.groupid FROM pg_catalog.pg_dist_placement p, pg_catalog.pg_dist_local_group l \
-                                             WHERE p.shardid = s.shardid AND p.groupid = l.groupid LIMIT 1), false)::text \
-           FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = {} LIMIT 1",
+        "SELECT s.shardid::text, coalesce((SELECT true FROM pg_catalog.pg_dist_placement p, pg_catalog.pg_dist_local_group l \
+                                             WHERE p.shardid OPERATOR(pg_catalog.=) s.shardid \
+                                               AND p.groupid OPERATOR(pg_catalog.=) l.groupid LIMIT 1), false)::text \
+           FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid::pg_catalog.oid OPERATOR(pg_catalog.=) {}::pg_catalog.oid LIMIT 1",
         u32::from(relid)
     ))
     .unwrap();
@@ -480,6 +481,11 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
     if aliases_oid == pg_sys::InvalidOid && modes_oid == pg_sys::InvalidOid {
         return (None, aliases, modes);
     }
+    // Every query below runs with the caller's search_path as the bootstrap superuser: so no
+    // operator, function or type name in them may resolve to a user's object. Functions are
+    // qualified, and operators written OPERATOR(pg_catalog.=) on operands of exactly its types
+    // (an operator of a user's for (oid, regtype) would otherwise be an exact match and win
+    // over pg_catalog's (oid, oid), whatever the path: the security review of #19).
     // The configuration is readable by everyone; read it as the bootstrap superuser in a
     // restricted operation (as PostgreSQL's RI checks switch user), so that a writer's missing
     // USAGE on schema stage_norm cannot make its writes fail. Fixed queries on the extension's
@@ -502,7 +508,8 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
         let mut names: Vec<String> = Vec::new();
         query(
             c"SELECT e.enumlabel::text, '' FROM pg_catalog.pg_enum e \
-               WHERE e.enumtypid = pg_catalog.to_regtype('stage_norm.stage_set') ORDER BY e.enumsortorder",
+               WHERE e.enumtypid OPERATOR(pg_catalog.=) pg_catalog.to_regtype('stage_norm.stage_set')::pg_catalog.oid \
+               ORDER BY e.enumsortorder",
             parallel,
             |name, _| names.push(name.to_string_lossy().into_owned()),
         );

@@ -1,6 +1,9 @@
 -- Citus without Citus (issue #18): what make test can check. A Citus shard's trigger carries its
 -- logical table as the argument '@table=schema.name' (attach writes it on a Citus table, Citus
--- copies it to every shard as written); here a plain table plays the shard.
+-- copies it to every shard as written). The trigger honours it only for a table Citus lists as
+-- a shard of that table (make citus-check); anywhere else it is ignored, so that a trigger
+-- written by hand cannot borrow another table's override, breaker or counters (the security
+-- review of #19). Here a plain table plays the shard: the argument is parsed, not honoured.
 SET client_min_messages = notice;
 CREATE TABLE pc (fund_id int, id int, stage text, PRIMARY KEY (fund_id, id));
 CREATE TABLE pc_102008 (LIKE pc INCLUDING ALL);
@@ -9,18 +12,11 @@ CREATE TRIGGER stage_norm_normalize_102008 BEFORE INSERT OR UPDATE ON pc_102008
 CREATE TRIGGER stage_norm_summary_102008 AFTER INSERT OR UPDATE ON pc_102008
     FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.summary_trigger();
 SET stage_norm.mode = 'enforce';
--- The logical table's override applies to the shard (by name, in citus_table_modes, as every
--- node resolves it; set_table_mode writes there for a Citus table).
+-- pc's override (by name in citus_table_modes, as set_table_mode writes it for a Citus table)
+-- applies to pc...
 INSERT INTO stage_norm.citus_table_modes (table_name, mode) VALUES ('public.pc', 'warn');
-SELECT stage_norm.effective_mode('pc') AS pc_mode;
--- Messages name the logical table, and the shard in parentheses; the bound on WARNINGs and the
--- summary count per logical table.
-INSERT INTO pc_102008 VALUES (1, 1, 'Series A '), (1, 2, 'Serie Z'), (1, 3, 'Serie Y'), (1, 4, 'Serie X'), (1, 5, 'Serie W');
-SELECT id, stage FROM pc_102008 ORDER BY id;
--- Enforce: 23514, the message names the logical table (Citus drops the error fields, so the
--- message must say it); the fields name the relation written, the shard.
-DELETE FROM stage_norm.citus_table_modes;
-SELECT stage_norm.effective_mode('pc') AS pc_mode;
+SELECT stage_norm.effective_mode('pc') AS pc_mode, stage_norm.effective_mode('pc_102008') AS pretender_mode;
+-- ...but not to a table that only names pc in its trigger: it enforces, and names itself.
 DO $$
 DECLARE s text; m text; d text; t text; c text;
 BEGIN
@@ -29,11 +25,17 @@ EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS s = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, t = TABLE_NAME, c = COLUMN_NAME;
     RAISE NOTICE 'sqlstate=% message=[%] detail=[%] table=% column=%', s, m, d, t, c;
 END $$;
--- A logical name that resolves to nothing here (a worker without metadata) is still named.
-CREATE TABLE pc_102009 (LIKE pc INCLUDING ALL);
-CREATE TRIGGER stage_norm_normalize_102009 BEFORE INSERT OR UPDATE ON pc_102009
-    FOR EACH ROW EXECUTE FUNCTION stage_norm.normalize_trigger('@table=public.gone', 'stage');
-INSERT INTO pc_102009 VALUES (1, 1, 'Serie Z');
+-- The argument is not a column: the governed column is still normalized.
+INSERT INTO pc_102008 VALUES (1, 1, 'Series A ');
+SELECT id, stage FROM pc_102008 ORDER BY id;
+DELETE FROM stage_norm.citus_table_modes;
+-- citus_table_modes holds schema-qualified names only, never pg_temp: a name is resolved by
+-- every reader, and an unqualified or temporary one would resolve differently per session.
+\set VERBOSITY terse
+INSERT INTO stage_norm.citus_table_modes (table_name, mode) VALUES ('pc', 'off');
+INSERT INTO stage_norm.citus_table_modes (table_name, mode) VALUES ('pg_temp.pc', 'off');
+INSERT INTO stage_norm.citus_table_modes (table_name, mode) VALUES ('pg_temp_3.pc', 'off');
+\set VERBOSITY default
 -- Only the column arguments are columns: table_modes and the column dependency ignore the other.
 SELECT stage_norm._sync_trigger(oid) FROM pg_trigger WHERE tgname = 'stage_norm_normalize_102008';
 SELECT refobjsubid FROM pg_depend WHERE classid = 'pg_trigger'::regclass
@@ -63,6 +65,6 @@ SELECT tbl, mode FROM stage_norm.table_mode_settings WHERE tbl = 'pc'::regclass;
 SELECT count(*) AS citus_rows FROM stage_norm.citus_table_modes;
 SELECT stage_norm.set_table_mode('pc', NULL);
 RESET stage_norm.mode;
-DROP TABLE pc, pc_102008, pc_102009, odd;
+DROP TABLE pc, pc_102008, odd;
 DROP OWNED BY citus_reg_nobody;
 DROP ROLE citus_reg_nobody;

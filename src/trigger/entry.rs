@@ -427,27 +427,57 @@ pub(super) unsafe fn attached_table(
     (relid, None)
 }
 
-/// The logical table `logical` (a qualified name as `attach` wrote it) of the shard `relid`.
-/// Names that do not parse or resolve leave the shard on its own, named as written.
+/// The logical table `logical` (a qualified name as `attach` wrote it) of the shard `relid`,
+/// honoured only when Citus's metadata says `relid` is one of its shards: same schema, named
+/// `<table>_<shardid>` (the suffix alone when Citus shortened a long name), and that shardid
+/// listed for that table in `pg_dist_shard`. Anything else (no Citus, a hand-written trigger
+/// naming someone else's table) leaves the table on its own: a trigger argument cannot borrow
+/// another table's override, breaker or counters (the security review of #19).
 unsafe fn logical_table(relid: pg_sys::Oid, logical: &str) -> (pg_sys::Oid, Option<(String, String, &'static str)>) {
-    let fallback = (relid, Some((logical.to_owned(), logical.to_owned(), "shard")));
-    let Ok(text) = CString::new(logical) else { return fallback };
+    let alone = (relid, None);
+    if pg_sys::get_relname_relid(c"pg_dist_shard".as_ptr(), pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE)) == pg_sys::InvalidOid {
+        return alone;
+    }
+    let Ok(text) = CString::new(logical) else { return alone };
     // attach writes the name with %I; a hand-written argument that does not parse is refused
     // (42602, from stringToQualifiedNameList) when the trigger first runs.
     let names = pg_sys::stringToQualifiedNameList(text.as_ptr());
     let rv = pg_sys::makeRangeVarFromNameList(names);
     let oid = pg_sys::RangeVarGetRelidExtended(rv, pg_sys::NoLock as i32, pg_sys::RVROption::RVR_MISSING_OK, None, std::ptr::null_mut());
-    if oid == pg_sys::InvalidOid || oid == relid {
-        return if oid == relid { (relid, None) } else { fallback };
+    if oid == pg_sys::InvalidOid || oid == relid || pg_sys::get_rel_namespace(oid) != pg_sys::get_rel_namespace(relid) {
+        return alone;
     }
+    let (own, name) = (pg_sys::get_rel_name(relid), pg_sys::get_rel_name(oid));
     let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid));
-    let name = pg_sys::get_rel_name(oid);
-    if ns.is_null() || name.is_null() {
-        return fallback;
+    if own.is_null() || name.is_null() || ns.is_null() {
+        return alone;
     }
+    let own = CStr::from_ptr(own).to_string_lossy().into_owned();
     let name = CStr::from_ptr(name).to_string_lossy().into_owned();
+    let Some(shardid) = own.rsplit_once('_').and_then(|(_, id)| id.parse::<i64>().ok()) else { return alone };
+    let expected = format!("{name}_{shardid}");
+    if expected.len() < pg_sys::NAMEDATALEN as usize && own != expected {
+        return alone;
+    }
+    if !is_shard_of(oid, shardid) {
+        return alone;
+    }
     let qualified = format!("{}.{name}", CStr::from_ptr(ns).to_string_lossy());
     (oid, Some((name, qualified, "shard")))
+}
+
+/// Whether Citus lists `shardid` as a shard of `logical` (pg_dist_shard, readable by everyone).
+/// Run as the writer: only pg_catalog names and operators, qualified.
+unsafe fn is_shard_of(logical: pg_sys::Oid, shardid: i64) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_shard s \
+                         WHERE s.logicalrelid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 \
+                           AND s.shardid OPERATOR(pg_catalog.=) $2)",
+        &[logical.into(), shardid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
 }
 
 /// Does domain `domain` accept `value`? Evaluated once per column and canonical stage when the
