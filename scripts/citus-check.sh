@@ -196,6 +196,22 @@ q "$CO" "CALL stage_norm.migrate('pc', 'stage', batch_size => 100)" >/dev/null 2
 eq "a second pass after an alias: nothing non-canonical" "0" "$CO" "SELECT stage_norm.verify('pc', 'stage')->>'non_canonical'"
 eq "assert_verified on the distributed table" "6000" "$CO" "SELECT stage_norm.assert_verified('pc', 'stage')->>'rows'"
 
+echo "== a table name with a quote (the shard name reaches the workers as a literal)"
+cat > "$root/quote.sql" <<'SQL'
+CREATE TABLE "o'brien" (id int PRIMARY KEY, stage text);
+SELECT create_distributed_table('"o''brien"', 'id', shard_count => 4);
+SELECT stage_norm.attach('"o''brien"', 'stage');
+SELECT stage_norm.set_table_mode('"o''brien"', 'warn');
+INSERT INTO "o'brien" SELECT i, 'Series A ' FROM generate_series(1, 40) i;
+UPDATE "o'brien" SET stage = 'seriesB' WHERE id <= 10;
+SQL
+psql -h 127.0.0.1 -p "$CO" -U postgres -XqAt -v ON_ERROR_STOP=1 -f "$root/quote.sql" postgres >/dev/null 2>"$root/stderr" || cat "$root/stderr"
+q "$CO" "SELECT stage_norm.detach('\"o''brien\"')" >/dev/null
+q "$CO" "UPDATE \"o'brien\" SET stage = 'seriesB' WHERE id <= 10" >/dev/null
+q "$CO" "CALL stage_norm.migrate('\"o''brien\"', 'stage', batch_size => 5)" >/dev/null 2>"$root/stderr" || cat "$root/stderr"
+eq "migrate and verify on \"o'brien\"" '0|4' "$CO" \
+   "SELECT (v->>'non_canonical') || '|' || (v->'last_run'->>'finished') FROM stage_norm.verify('\"o''brien\"', 'stage') v"
+
 echo "== add_check on a distributed table"
 out=$(psql -h 127.0.0.1 -p "$CO" -U postgres -XtAq -v ON_ERROR_STOP=1 -c "CALL stage_norm.add_check('pc', 'stage')" postgres 2>&1)
 eq "add_check: a validated constraint on every shard" "32" "$CO" \
