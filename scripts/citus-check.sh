@@ -240,7 +240,7 @@ echo "== drift: a node written directly is reported, and citus_sync repairs it"
 shard=$(q "$W1" "SELECT stage_norm._citus_local_placement('stage_norm.aliases')")
 q "$W1" "SET citus.enable_manual_changes_to_shards = on; INSERT INTO $shard (alias, stage) VALUES ('rogue', 'seed')" >/dev/null
 eq "citus_check reports the worker's aliases" "127.0.0.1:$W1|aliases" "$CO" "SELECT node || '|' || item FROM stage_norm.citus_check() WHERE NOT matches"
-eq "citus_sync rewrites every copy from the coordinator's" "3 alias(es) and 2 override(s) written to every node" "$CO" "SELECT stage_norm.citus_sync()"
+eq "citus_sync rewrites every copy from the coordinator's" "3 alias(es) and 3 override(s) written to every node" "$CO" "SELECT stage_norm.citus_sync()"
 eq "citus_check after citus_sync: nothing differs" "0" "$CO" "SELECT count(*) FROM stage_norm.citus_check() WHERE NOT matches"
 all "the rogue alias is gone" "" "SELECT stage_norm.normalize_stage('rogue')"
 psql -h 127.0.0.1 -p "$W2" -U postgres -XqAt -c "ALTER SYSTEM SET stage_norm.max_mode = 'shadow'" -c "SELECT pg_reload_conf()" postgres >/dev/null; sleep 1
@@ -251,7 +251,7 @@ echo "== a third worker added later"
 start_node "$W3"
 q "$CO" "SELECT citus_add_node('127.0.0.1', $W3)" >/dev/null
 eq "stage_norm is installed on the new worker" "0.2.0" "$W3" "SELECT extversion FROM pg_extension WHERE extname = 'stage_norm'"
-eq "citus_sync places the configuration on the new worker" "3 alias(es) and 2 override(s) written to every node" "$CO" "SELECT stage_norm.citus_sync()"
+eq "citus_sync places the configuration on the new worker" "3 alias(es) and 3 override(s) written to every node" "$CO" "SELECT stage_norm.citus_sync()"
 eq "citus_check: the new worker matches" "0|11" "$CO" "SELECT count(*) FILTER (WHERE NOT matches) || '|' || count(*) FILTER (WHERE node = '127.0.0.1:$W3') FROM stage_norm.citus_check()"
 eq "the new worker has the aliases" "seed" "$W3" "SELECT stage_norm.normalize_stage('bogus')"
 moved=$(q "$CO" "SELECT shardid FROM citus_shards WHERE table_name = 'pc'::regclass AND nodeport = $W1 ORDER BY shardid LIMIT 1")
