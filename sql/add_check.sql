@@ -10,12 +10,19 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     v_attnum  int2;
-    v_name    text := col || '_stage_canonical';
+    v_name    text;
     v_valid   boolean;
     v_exists  boolean;
     v_kind    text;
     v_check   text;
+    v_path    text := pg_catalog.current_setting('search_path');   -- the caller's, put back at the end
+    v_tblname text := tbl::text;                                  -- as the caller's path prints it
 BEGIN
+    -- Every name and operator below resolves in pg_catalog only, whatever the caller's search_path
+    -- (a procedure that COMMITs cannot have a SET clause): pinned for this transaction here and
+    -- again after every COMMIT; the caller's path is back when the CALL's transaction ends.
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    v_name := col::pg_catalog.text OPERATOR(pg_catalog.||) '_stage_canonical';
     IF tbl IS NULL OR col IS NULL OR validate IS NULL THEN
         RAISE EXCEPTION 'stage_norm.add_check: arguments must not be NULL'
             USING ERRCODE = 'null_value_not_allowed';
@@ -43,13 +50,16 @@ BEGIN
         EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (stage_norm.%I(%I)) NOT VALID',
                                   tbl, v_name, v_check, col);
         v_valid := false;
-        RAISE NOTICE 'added constraint % on % NOT VALID', v_name, tbl;
+        RAISE NOTICE 'added constraint % on % NOT VALID', v_name, v_tblname;
     END IF;
     IF validate AND NOT v_valid THEN
         COMMIT;  -- release the ACCESS EXCLUSIVE lock before the scan
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         EXECUTE pg_catalog.format('ALTER TABLE %s VALIDATE CONSTRAINT %I', tbl, v_name);
-        RAISE NOTICE 'validated constraint % on %', v_name, tbl;
+        RAISE NOTICE 'validated constraint % on %', v_name, v_tblname;
     END IF;
+    -- (inside the caller's transaction block, validate => false, the rest of it keeps its path)
+    PERFORM pg_catalog.set_config('search_path', v_path, true);
 END
 $$;
 COMMENT ON PROCEDURE stage_norm.add_check(regclass, name, boolean) IS

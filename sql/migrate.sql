@@ -309,7 +309,12 @@ DECLARE
     v_tpred    text;            -- the group's predicate on t (true when not a tenant run)
     v_first    boolean;
     v_resume   boolean;
+    v_tblname  text := tbl::text;  -- as the caller's search_path prints it (before the path is pinned)
 BEGIN
+    -- Every name and operator below resolves in pg_catalog only, whatever the caller's search_path
+    -- (a procedure that COMMITs cannot have a SET clause): pinned for this transaction here and
+    -- again after every COMMIT; the caller's path is back when the CALL's transaction ends.
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF tbl IS NULL OR col IS NULL OR batch_size IS NULL OR pause_ms IS NULL OR keep_undo IS NULL
        OR lock_timeout_ms IS NULL OR max_lock_retries IS NULL THEN
         RAISE EXCEPTION 'stage_norm.migrate: arguments must not be NULL (except max_batches and max_replica_lag)'
@@ -329,7 +334,7 @@ BEGIN
     v_kind := stage_norm._stage_column(tbl, col);
     -- It runs with the caller's rights: refuse up front rather than in the first batch.
     IF NOT has_column_privilege(tbl, col, 'UPDATE') OR NOT has_column_privilege(tbl, col, 'SELECT') THEN
-        RAISE EXCEPTION 'permission denied to migrate column "%" of %', col, tbl
+        RAISE EXCEPTION 'permission denied to migrate column "%" of %', col, v_tblname
             USING ERRCODE = 'insufficient_privilege', COLUMN = col,
                   TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
                   SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
@@ -351,14 +356,14 @@ BEGIN
         SELECT format_type(a.atttypid, a.atttypmod) INTO v_tentype
           FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = tenant AND a.attnum > 0 AND NOT a.attisdropped;
         IF v_tentype IS NULL OR tenant = col THEN
-            RAISE EXCEPTION 'stage_norm.migrate: % is not a tenant column of %', quote_ident(tenant), tbl
+            RAISE EXCEPTION 'stage_norm.migrate: % is not a tenant column of %', quote_ident(tenant), v_tblname
                 USING ERRCODE = CASE WHEN v_tentype IS NULL THEN 'undefined_column' ELSE 'invalid_parameter_value' END,
                       COLUMN = tenant, TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
                       SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
                       HINT = 'tenant => names another column of the table (for example fund_id); its rows are migrated tenant by tenant.';
         END IF;
         IF NOT has_column_privilege(tbl, tenant, 'SELECT') THEN
-            RAISE EXCEPTION 'permission denied to read column "%" of %', tenant, tbl
+            RAISE EXCEPTION 'permission denied to read column "%" of %', tenant, v_tblname
                 USING ERRCODE = 'insufficient_privilege', COLUMN = tenant,
                       HINT = format('GRANT SELECT (%I) ON %s TO %I;', tenant, tbl, current_user);
         END IF;
@@ -372,7 +377,7 @@ BEGIN
         SELECT l.pid INTO v_holder FROM pg_locks l
          WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ((v_lock >> 32) & 4294967295)::oid
            AND l.objid = (v_lock & 4294967295)::oid AND l.objsubid = 1 LIMIT 1;
-        RAISE EXCEPTION 'stage_norm.migrate is already running on column "%" of %', col, tbl
+        RAISE EXCEPTION 'stage_norm.migrate is already running on column "%" of %', col, v_tblname
             USING ERRCODE = 'object_in_use',
                   DETAIL = coalesce(format('Run %s, in backend %s.',
                       (SELECT r.run_id FROM stage_norm.migration_runs r WHERE r.relid = tbl AND r.column_name = col AND r.status = 'running' ORDER BY r.run_id DESC LIMIT 1),
@@ -389,14 +394,14 @@ BEGIN
     IF FOUND THEN
         IF v_run.key_columns <> v_keys THEN
             PERFORM stage_norm._migrate_unlock(v_lock);
-            RAISE EXCEPTION 'the primary key of % changed since run % started', tbl, v_run.run_id
+            RAISE EXCEPTION 'the primary key of % changed since run % started', v_tblname, v_run.run_id
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = format('Mark it failed for good (UPDATE stage_norm.migration_runs SET status = ''finished'' WHERE run_id = %s) and start again; a second pass updates only what is left.', v_run.run_id);
         END IF;
         -- A run resumes the way it started: tenant by tenant or not.
         IF tenant IS DISTINCT FROM v_run.tenant_column AND tenant IS NOT NULL THEN
             PERFORM stage_norm._migrate_unlock(v_lock);
-            RAISE EXCEPTION 'run % on %.% walks %', v_run.run_id, tbl, col,
+            RAISE EXCEPTION 'run % on %.% walks %', v_run.run_id, v_tblname, col,
                             coalesce('by tenant ' || quote_ident(v_run.tenant_column), 'without a tenant column')
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = 'An unfinished run resumes where it stopped, in the order it started with.',
@@ -411,21 +416,22 @@ BEGIN
                updated_at = clock_timestamp()
          WHERE r.run_id = v_run.run_id;
         RAISE NOTICE 'stage_norm.migrate: resuming run % on %.% after % batches (% rows updated)',
-            v_run.run_id, tbl, col, v_run.batches, v_run.rows_updated;
+            v_run.run_id, v_tblname, col, v_run.batches, v_run.rows_updated;
     ELSE
         v_tencol := tenant;
         INSERT INTO stage_norm.migration_runs (relid, table_name, column_name, column_kind, key_columns, tenant_column, batch_size, keep_undo, pid)
-        VALUES (tbl, tbl::text, col, v_kind, v_keys, v_tencol, batch_size, keep_undo, pg_backend_pid())
+        VALUES (tbl, v_tblname, col, v_kind, v_keys, v_tencol, batch_size, keep_undo, pg_backend_pid())
         RETURNING * INTO v_run;
         EXECUTE format('SELECT count(*), count(*) FILTER (WHERE %I IS NULL) FROM %s', col, tbl)
            INTO v_run.rows_before, v_run.nulls_before;
         UPDATE stage_norm.migration_runs r SET rows_before = v_run.rows_before, nulls_before = v_run.nulls_before
          WHERE r.run_id = v_run.run_id;
         RAISE NOTICE 'stage_norm.migrate: run % on %.% (%): % rows, batches of %',
-            v_run.run_id, tbl, col, v_kind, v_run.rows_before,
+            v_run.run_id, v_tblname, col, v_kind, v_run.rows_before,
             batch_size || CASE WHEN v_tencol IS NOT NULL THEN format(', tenant by tenant (%I)', v_tencol) ELSE '' END;
     END IF;
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
     -- The statement pieces, for every leaf partition alike.
     v_colt := 't.' || quote_ident(col);
@@ -487,6 +493,7 @@ BEGIN
                         IF NOT stage_norm._migrate_sleep(least(greatest(extract(epoch FROM v_lag) / 4, 0.1), 5)) THEN
                             PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, '57014: canceled while waiting for a standby');
                             COMMIT;
+                            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
                             RAISE EXCEPTION 'stage_norm.migrate: run % canceled while waiting for a standby', v_run.run_id
                                 USING ERRCODE = 'query_canceled', HINT = 'CALL stage_norm.migrate again to resume.';
                         END IF;
@@ -599,6 +606,7 @@ BEGIN
                         RAISE NOTICE 'stage_norm.migrate: run %: batch % could not lock its rows within % ms (attempt %); retrying with % rows',
                             v_run.run_id, v_run.batches + 1, lock_timeout_ms, v_attempts, v_size;
                         COMMIT;
+                        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
                         IF NOT stage_norm._migrate_sleep(least(0.05 * 2 ^ least(v_attempts, 7), 5)) THEN
                             v_err_state := '57014';
                             v_err_msg := 'canceled while backing off';
@@ -620,12 +628,14 @@ BEGIN
                     ON CONFLICT (run_id, batch) DO UPDATE SET attempts = EXCLUDED.attempts, status = 'failed', finished_at = EXCLUDED.finished_at;
                     PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, v_err_state || ': ' || v_err_msg);
                     COMMIT;
+                    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
                     RAISE EXCEPTION 'stage_norm.migrate: run % stopped: %', v_run.run_id, v_err_msg
                         USING ERRCODE = v_err_state,
                               DETAIL = coalesce(v_err_detail || ' ', '') || format('Every batch before batch %s is committed.', v_run.batches + 1),
                               HINT = coalesce(v_err_hint || ' ', '') || 'CALL stage_norm.migrate again with the same table and column to resume.';
                 END IF;
                 COMMIT;
+                PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
                 v_done := v_done + 1;
                 v_size := batch_size;
                 EXIT WHEN v_to IS NULL;          -- the last batch of this partition (or of this tenant in it)
@@ -633,6 +643,7 @@ BEGIN
                 IF pause_ms > 0 AND NOT stage_norm._migrate_sleep(pause_ms / 1000.0) THEN
                     PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, '57014: canceled between batches');
                     COMMIT;
+                    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
                     RAISE EXCEPTION 'stage_norm.migrate: run % canceled between batches', v_run.run_id
                         USING ERRCODE = 'query_canceled', DETAIL = format('Batches 1 to %s are committed.', v_run.batches),
                               HINT = 'CALL stage_norm.migrate again to resume.';
@@ -670,6 +681,7 @@ BEGIN
     END IF;
     PERFORM stage_norm._migrate_unlock(v_lock);
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 END
 $$;
 COMMENT ON PROCEDURE stage_norm.migrate(regclass, name, int, int, int, boolean, int, int, interval, name) IS
@@ -690,6 +702,10 @@ DECLARE
     v_leaf     oid;
     v_total    bigint; v_restored bigint; v_all_total bigint := 0; v_all_restored bigint := 0;
 BEGIN
+    -- Every name and operator below resolves in pg_catalog only, whatever the caller's search_path
+    -- (a procedure that COMMITs cannot have a SET clause): pinned for this transaction here and
+    -- again after every COMMIT; the caller's path is back when the CALL's transaction ends.
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF run_id IS NULL OR batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION 'stage_norm.rollback_migration: run_id must not be NULL and batch_size must be positive'
             USING ERRCODE = 'invalid_parameter_value';
@@ -773,6 +789,7 @@ BEGIN
                 v_run.run_id, v_batch, v_total - v_restored;
         END IF;
         COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     END LOOP;
     UPDATE stage_norm.migration_runs r SET status = 'rolled back', updated_at = clock_timestamp(), pid = NULL,
            rows_restored = coalesce(r.rows_restored, 0) , rows_conflicting = coalesce(r.rows_conflicting, 0)
@@ -781,6 +798,7 @@ BEGIN
     RAISE NOTICE 'stage_norm.rollback_migration: run % rolled back: % rows restored, % changed since and left as they are',
         v_run.run_id, v_all_restored, v_all_total;
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 END
 $$;
 COMMENT ON PROCEDURE stage_norm.rollback_migration(bigint, int) IS
