@@ -34,16 +34,18 @@ SELECT stage_norm.remove_alias('sec round');
 --    back afterwards.
 SET ROLE sec_attacker;
 CREATE FUNCTION atk.trojan(regclass, regclass) RETURNS bool LANGUAGE plpgsql AS $$
-BEGIN RAISE NOTICE 'attacker code ran as %', current_user; RETURN $1::oid OPERATOR(pg_catalog.=) $2::oid; END $$;
+BEGIN RAISE WARNING 'attacker code ran as %', current_user; RETURN $1::oid OPERATOR(pg_catalog.=) $2::oid; END $$;
 CREATE OPERATOR atk.= (LEFTARG = regclass, RIGHTARG = regclass, FUNCTION = atk.trojan);
 CREATE FUNCTION atk.trojan2(oid, regclass) RETURNS bool LANGUAGE plpgsql AS $$
-BEGIN RAISE NOTICE 'attacker code ran as %', current_user; RETURN $1 OPERATOR(pg_catalog.=) $2::oid; END $$;
+BEGIN RAISE WARNING 'attacker code ran as %', current_user; RETURN $1 OPERATOR(pg_catalog.=) $2::oid; END $$;
 CREATE OPERATOR atk.= (LEFTARG = oid, RIGHTARG = regclass, FUNCTION = atk.trojan2);
 CREATE FUNCTION atk.quote_ident(name) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN RAISE NOTICE 'attacker code ran as %', current_user; RETURN pg_catalog.quote_ident($1::text); END $$;
+BEGIN RAISE WARNING 'attacker code ran as %', current_user; RETURN pg_catalog.quote_ident($1::text); END $$;
 RESET ROLE;
 CREATE TABLE sec_t (id int PRIMARY KEY, stage text);
 INSERT INTO sec_t VALUES (1, 'Series A '), (2, 'pre_seed');
+-- (their NOTICEs carry timings: only WARNINGs, which the attacker's code would raise, are shown)
+SET client_min_messages = warning;
 SET search_path = atk, public, pg_catalog;
 CALL stage_norm.migrate('sec_t', 'stage');
 SHOW search_path;
@@ -56,6 +58,7 @@ ALTER TABLE sec_t DROP CONSTRAINT stage_stage_canonical;   -- it would refuse th
 SELECT max(run_id) AS run FROM stage_norm.migration_runs WHERE table_name = 'sec_t' \gset
 CALL stage_norm.rollback_migration(:run);
 RESET search_path;
+RESET client_min_messages;
 SELECT id, stage FROM sec_t ORDER BY id;
 DROP TABLE sec_t;
 DROP SCHEMA atk CASCADE;
