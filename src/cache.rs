@@ -41,7 +41,7 @@ static STALE: AtomicBool = AtomicBool::new(true);
 /// The relations whose writes make the cache stale: `aliases`, `table_mode_settings`,
 /// `citus_table_modes`, and on Citus the local placements (shards) the configuration is read
 /// from (0 = none).
-static WATCHED: [AtomicU32; 6] = [const { AtomicU32::new(0) }; 6];
+static WATCHED: [AtomicU32; 5] = [const { AtomicU32::new(0) }; 5];
 /// The `TYPENAMENSP` syscache hash of (`stage_set`, the `stage_norm` namespace); 0 = unknown.
 static SET_TYPE_HASH: AtomicU32 = AtomicU32::new(0);
 // Touched by the backend's own code paths only.
@@ -463,7 +463,7 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
     let aliases_oid = relation_oid(c"aliases");
     let modes_oid = relation_oid(c"table_mode_settings");
     let citus_modes_oid = relation_oid(c"citus_table_modes");
-    for (w, oid) in WATCHED.iter().zip([aliases_oid, modes_oid, citus_modes_oid, pg_sys::InvalidOid, pg_sys::InvalidOid, pg_sys::InvalidOid]) {
+    for (w, oid) in WATCHED.iter().zip([aliases_oid, modes_oid, citus_modes_oid, pg_sys::InvalidOid, pg_sys::InvalidOid]) {
         w.store(u32::from(oid), Relaxed);
     }
     let nsp = pg_sys::get_namespace_oid(c"stage_norm".as_ptr(), true);

@@ -491,6 +491,17 @@ pub extern "C" fn pg_finfo_normalize_trigger() -> &'static pg_sys::Pg_finfo_reco
 fn summary_trigger<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    // Most statements show every unknown value they stored (or have none): then there is nothing
+    // to sum up, and no table to resolve (for a partition its ancestors, for a shard Citus's
+    // metadata).
+    // SAFETY: single-threaded; not reentrant.
+    let over_bound = match unsafe { WARNINGS.get() } {
+        Some(w) if w.statement == statement_id() => w.unknown.values().any(|&n| n > WARNINGS_PER_STATEMENT),
+        _ => false,
+    };
+    if !over_bound {
+        return Ok(None);
+    }
     // Unknown values are counted per attached table: for a partition governed through its
     // parent's trigger (a statement that writes into the partition directly), that parent.
     let (relid, attached_name) = unsafe { statement_key(trigger.relation()?.as_ptr()) };
