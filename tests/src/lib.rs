@@ -85,6 +85,12 @@ pub fn dump_and_restore(src: &str, dst: &str, format: DumpFormat) -> Client {
     connect(dst)
 }
 
+/// A TCP port on 127.0.0.1 that is free now (the kernel's choice), for a second server the test
+/// starts (a standby, a cluster to restore into, pgbouncer).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;

@@ -2,7 +2,6 @@
 //! real streaming standby whose replay is paused (max_replica_lag). Needs the throwaway cluster
 //! of scripts/with-cluster.sh, which preloads pg_cron (cron.database_name = 'postgres', jobs run
 //! as libpq clients over 127.0.0.1) and allows replication connections (trust).
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
-use stage_norm_client_tests::{connect, dsn_for, fresh_db, is_root, pg_program};
+use stage_norm_client_tests::{connect, dsn_for, free_port, fresh_db, is_root, pg_program};
 
 const LABELS: [&str; 8] = ["Series A ", "pre_seed", "seriesB", "Seed Round", "SERIES C+", "growth", "series-a", "Pre Seed"];
 
@@ -239,7 +238,7 @@ impl Standby {
             assert!(Command::new("chown").arg("postgres:").arg(&dir).status().unwrap().success());
         }
         let name = format!("stage_norm_standby_{}", std::process::id());
-        let s = Standby { dir, port: free_port(primary_port + 1), name };
+        let s = Standby { dir, port: free_port(), name };
         let data = s.data();
         let t0 = Instant::now();
         let st = pg_program("pg_basebackup")
@@ -305,10 +304,6 @@ fn append(path: &std::path::Path, text: &str) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
     f.write_all(text.as_bytes()).unwrap();
-}
-
-fn free_port(from: u16) -> u16 {
-    (from..from + 200).find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok()).expect("a free port")
 }
 
 /// The standby's lags as the primary reports them, in seconds (NULL: None).

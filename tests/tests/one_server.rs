@@ -33,10 +33,6 @@ fn dsn_value(key: &str) -> String {
     dsn().split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_owned)).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn start_bouncer(db: &str) -> Bouncer {
     let dir = std::env::temp_dir().join(format!("stage_norm_bouncer_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
