@@ -469,3 +469,225 @@ fn replica_lag_waits_for_a_paused_standby() {
     drop(standby);
     println!("replica test: {:.1} s in all", t_all.elapsed().as_secs_f64());
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. Every view and the write functions on a standby
+// ---------------------------------------------------------------------------------------------
+
+/// What a view returns, rows as text (`SELECT v::text ... ORDER BY 1`), minus the columns that
+/// legitimately differ between servers (`except`).
+fn view_rows(c: &mut Client, view: &str, except: &[&str]) -> Vec<String> {
+    let drop = except.iter().map(|e| format!(" - '{e}'")).collect::<String>();
+    c.query(&format!("SELECT (to_jsonb(v){drop})::text FROM stage_norm.{view} v ORDER BY 1"), &[])
+        .unwrap_or_else(|e| panic!("SELECT FROM stage_norm.{view}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The SQLSTATE and message of `sql` on `c` (None: it succeeded).
+fn sqlstate(c: &mut Client, sql: &str) -> Option<(String, String)> {
+    match c.batch_execute(sql) {
+        Ok(()) => None,
+        Err(e) => Some(match e.as_db_error() {
+            Some(d) => (d.code().code().to_owned(), d.message().to_owned()),
+            None => ("none".to_owned(), e.to_string()),
+        }),
+    }
+}
+
+/// On a streaming standby, every view of schema stage_norm (enumerated from pg_class, so a new
+/// view fails this test until its standby behaviour is stated here and in docs/operations.md)
+/// can be selected and returns what docs/operations.md says: the primary's catalog and tables
+/// (overrides, stages, aliases, migration runs) as replicated; the cluster-wide statistics
+/// from the standby's own shared memory (empty: no trigger fires there; not the primary's
+/// figures, not an error), so also no tripped breaker in table_modes while the primary's is
+/// tripped. Every write function fails with 25006 (read_only_sql_transaction); reset_stats and
+/// reset_breaker act on the standby's own memory only.
+#[test]
+fn standby_views_and_write_functions() {
+    let db = "sn_standby_views";
+    let mut c = fresh_db(db);
+    make_table(&mut c, "t", 2_000);
+    c.batch_execute(
+        "CREATE TABLE off_t (id bigint PRIMARY KEY, stage text);
+         SELECT stage_norm.attach('off_t', 'stage');
+         CREATE TABLE tn (id bigint PRIMARY KEY, fund text, stage text);
+         INSERT INTO tn SELECT i, 'fund' || (i % 3), CASE WHEN i % 2 = 0 THEN 'Series A ' ELSE 'seed' END FROM generate_series(1, 300) i;
+         CREATE TABLE brk (id bigint PRIMARY KEY, stage text);
+         SELECT stage_norm.attach('brk', 'stage');
+         SELECT stage_norm.add_alias('Angel', 'pre-seed');
+         SELECT stage_norm.set_table_mode('t', 'enforce');
+         SELECT stage_norm.set_table_mode('off_t', 'off');
+         SELECT stage_norm.set_table_mode('brk', 'enforce');
+         INSERT INTO t VALUES (100001, 'Series B'), (100002, 'Angel');
+         INSERT INTO off_t VALUES (1, 'Series B ');",
+    )
+    .unwrap();
+    // Trip brk's breaker on the primary: one rejection in one judged value, over a ratio of 0.5.
+    c.batch_execute("SET stage_norm.breaker_reject_ratio = 0.5; SET stage_norm.breaker_min_rows = 1").unwrap();
+    let e = c.batch_execute("INSERT INTO brk VALUES (1, 'Mezzanine')").unwrap_err();
+    assert_eq!(e.code(), Some(&postgres::error::SqlState::CHECK_VIOLATION), "{e}");
+    c.batch_execute("RESET stage_norm.breaker_reject_ratio; RESET stage_norm.breaker_min_rows").unwrap();
+    // A paused run (one window of one batch) and a tenant run, for the migration views.
+    c.batch_execute("CALL stage_norm.migrate('t', 'stage', batch_size => 500, max_batches => 1)").unwrap();
+    c.batch_execute("CALL stage_norm.migrate('tn', 'stage', batch_size => 60, tenant => 'fund', max_batches => 2)").unwrap();
+    let tripped: bool = c
+        .query_one("SELECT breaker_tripped FROM stage_norm.table_modes WHERE table_name = 'brk'::regclass", &[])
+        .unwrap()
+        .get(0);
+    assert!(tripped, "the primary's breaker on brk is tripped");
+
+    let standby = Standby::start();
+    let mut s = standby.connect(db);
+    let primary_lsn: String = c.query_one("SELECT pg_current_wal_lsn()::text", &[]).unwrap().get(0);
+    let t0 = Instant::now();
+    while !s.query_one("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", &[&primary_lsn]).unwrap().get::<_, bool>(0) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the standby does not replay");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(s.query_one("SELECT pg_is_in_recovery()", &[]).unwrap().get::<_, bool>(0));
+
+    // Every view of the schema, from the catalog.
+    let views: Vec<String> = s
+        .query(
+            "SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'stage_norm'::regnamespace AND c.relkind IN ('v', 'm') ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    println!("views: {views:?}");
+    let stats_views = ["breakers", "latency", "latency_buckets", "stats"];
+    let replicated = ["migration_progress", "migration_tenant_progress", "stages"];
+    let mut known: Vec<&str> = [&stats_views[..], &replicated[..], &["session_counters", "stats_info", "table_modes"]].concat();
+    known.sort();
+    assert_eq!(views, known, "a view without a stated standby behaviour: add it to this test and docs/operations.md");
+    for v in &views {
+        let n: i64 = s.query_one(&format!("SELECT count(*) FROM stage_norm.{v}"), &[]).unwrap_or_else(|e| panic!("{v}: {e}")).get(0);
+        let np: i64 = c.query_one(&format!("SELECT count(*) FROM stage_norm.{v}"), &[]).unwrap().get(0);
+        println!("  {v:<26} standby {n:>4} rows, primary {np:>4}");
+    }
+
+    // Replicated: the same rows as on the primary.
+    for v in replicated {
+        let (p, st) = (view_rows(&mut c, v, &[]), view_rows(&mut s, v, &[]));
+        assert!(!p.is_empty(), "{v} has rows on the primary");
+        assert_eq!(st, p, "{v} on the standby");
+    }
+    // table_modes: the primary's triggers and overrides; effective_mode is this session's; the
+    // breaker columns are the standby's own memory: brk is not shown tripped there.
+    let (p, st) = (
+        view_rows(&mut c, "table_modes", &["breaker_tripped", "breaker_tripped_at", "breaker_trip_ratio"]),
+        view_rows(&mut s, "table_modes", &["breaker_tripped", "breaker_tripped_at", "breaker_trip_ratio"]),
+    );
+    assert_eq!(st, p, "table_modes on the standby, but for the breaker");
+    let modes: Vec<(String, Option<String>, String, bool)> = s
+        .query("SELECT table_name::text, override_mode, effective_mode, breaker_tripped FROM stage_norm.table_modes ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    println!("  table_modes on the standby: {modes:?}");
+    assert!(modes.contains(&("t".into(), Some("enforce".into()), "enforce".into(), false)), "{modes:?}");
+    assert!(modes.contains(&("off_t".into(), Some("off".into()), "off".into(), false)), "{modes:?}");
+    assert!(modes.contains(&("brk".into(), Some("enforce".into()), "enforce".into(), false)), "the standby knows no tripped breaker: {modes:?}");
+    s.batch_execute("SET stage_norm.max_mode = 'warn'").unwrap();
+    let eff: String = s.query_one("SELECT effective_mode FROM stage_norm.table_modes WHERE table_name = 't'::regclass", &[]).unwrap().get(0);
+    assert_eq!(eff, "warn", "effective_mode follows the standby session's settings");
+    s.batch_execute("RESET stage_norm.max_mode").unwrap();
+
+    // The statistics: the standby's own shared memory, empty; the primary's counted.
+    for v in stats_views {
+        let n: i64 = s.query_one(&format!("SELECT count(*) FROM stage_norm.{v}"), &[]).unwrap().get(0);
+        assert_eq!(n, 0, "{v} on the standby");
+        let np: i64 = c.query_one(&format!("SELECT count(*) FROM stage_norm.{v} WHERE datname = $1"), &[&db]).unwrap().get(0);
+        assert!(np > 0, "{v} on the primary");
+    }
+    let info: (i64, i64, i64, i64, i64) = {
+        let r = s.query_one("SELECT columns_used::int8, columns_max::int8, tables_used::int8, tables_max::int8, dropped::int8 FROM stage_norm.stats_info", &[]).unwrap();
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+    };
+    let pmax: i64 = c.query_one("SELECT columns_max::int8 FROM stage_norm.stats_info", &[]).unwrap().get(0);
+    let reset: String = s.query_one("SELECT stats_reset::text FROM stage_norm.stats_info", &[]).unwrap().get(0);
+    println!("  stats_info on the standby: {info:?}, stats_reset {reset}");
+    assert_eq!(info, (0, pmax, 0, pmax, 0), "stats_info on the standby: nothing used");
+    let n: i64 = s.query_one("SELECT count(*) FROM stage_norm.session_counters", &[]).unwrap().get(0);
+    assert_eq!(n, 0, "session_counters: no trigger fired in this session");
+
+    // Writes: 25006, the statement refused before anything ran, for each write function.
+    let writes = [
+        "SELECT stage_norm.set_table_mode('t', 'warn')",
+        "SELECT stage_norm.set_table_mode('t', NULL)",
+        "SELECT stage_norm.add_alias('Mezzanine', 'series-c+')",
+        "SELECT stage_norm.remove_alias('Angel')",
+        "SELECT stage_norm.attach('tn', 'stage')",
+        "SELECT stage_norm.detach('t')",
+        "SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'growth')",
+        "SELECT stage_norm.reset_stages()",
+        "SELECT stage_norm.rename_stage('seed', 'seed-round')",
+        "CALL stage_norm.migrate('t', 'stage')",
+        "CALL stage_norm.migrate('tn', 'stage', tenant => 'fund')",
+        "CALL stage_norm.add_check('t', 'stage')",
+        "CALL stage_norm.add_check('t', 'stage', validate => false)",
+        "SELECT stage_norm.purge_migration_undo(older_than => '0 s')",
+        "INSERT INTO t VALUES (200001, 'Series A')",
+        "UPDATE off_t SET stage = 'Seed'",
+    ];
+    let run_id: i64 = c.query_one("SELECT max(run_id) FROM stage_norm.migration_runs WHERE table_name::text = 't'", &[]).unwrap().get(0);
+    let rollback = format!("CALL stage_norm.rollback_migration({run_id})");
+    let mut seen = Vec::new();
+    for w in writes.iter().copied().chain([rollback.as_str()]) {
+        let code = sqlstate(&mut s, w);
+        println!("  {w}: {code:?}");
+        seen.push((w.to_owned(), code));
+    }
+    let wrong: Vec<_> = seen.iter().filter(|(_, e)| e.as_ref().map(|e| e.0.as_str()) != Some("25006")).collect();
+    assert!(wrong.is_empty(), "not 25006 on the standby: {wrong:?}");
+    // Nothing of that reached the session's counters.
+    let n: i64 = s.query_one("SELECT count(*) FROM stage_norm.session_counters", &[]).unwrap().get(0);
+    assert_eq!(n, 0);
+
+    // reset_stats / reset_breaker: allowed, on the standby's own memory only.
+    s.batch_execute("SELECT stage_norm.reset_stats()").unwrap();
+    let was: bool = s.query_one("SELECT stage_norm.reset_breaker('brk')", &[]).unwrap().get(0);
+    assert!(!was, "the standby's breaker of brk was never tripped");
+    let (np, tripped): (i64, bool) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM stage_norm.stats WHERE datname = $1),
+                        (SELECT breaker_tripped FROM stage_norm.table_modes WHERE table_name = 'brk'::regclass)",
+                &[&db],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(np > 0 && tripped, "the primary's statistics and breaker are untouched");
+
+    // Still a working standby afterwards: the functions read-only.
+    let n: Option<String> = s.query_one("SELECT stage_norm.normalize_stage('angel')", &[]).unwrap().get(0);
+    assert_eq!(n.as_deref(), Some("pre-seed"));
+    let eff: String = s.query_one("SELECT stage_norm.effective_mode('off_t')", &[]).unwrap().get(0);
+    assert_eq!(eff, "off");
+    let r = s
+        .query_one(
+            "SELECT stage_norm.normalize_stage_builtin('Series A ') || ' ' || stage_norm.is_canonical_stage('seed')
+                    || ' ' || stage_norm.normalize_stage_distribution('{\"Angel\": 0.5, \"seed\": 0.5}')::text
+                    || ' ' || stage_norm.normalize_stages(ARRAY['Series B', 'Angel'])::text || ' ' || stage_norm.stage_rank('series-b')
+                    || ' ' || stage_norm.stage_key('Series A ') || ' ' || (SELECT string_agg(x, ',') FROM stage_norm.canonical_stages() x)
+                    || ' ' || stage_norm.may_set_table_mode('t') || ' ' || (stage_norm.assert_verified('brk', 'stage') IS NOT NULL)",
+            &[],
+        )
+        .unwrap();
+    let all: String = r.get(0);
+    println!("  read-only functions on the standby: {all}");
+    assert_eq!(
+        all,
+        "series-a true {\"seed\": 0.5, \"pre-seed\": 0.5} {series-b,pre-seed} 4 seriesa pre-seed,seed,series-a,series-b,series-c+ true true"
+    );
+    drop(s);
+    drop(standby);
+    drop(c);
+    connect("postgres").batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)")).unwrap();
+}
