@@ -4,7 +4,7 @@ PGXS_REGRESS = $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/regress/pg_regres
 CLUSTER      = scripts/with-cluster.sh
 PGRX_PGDATA ?= /tmp/stage_norm_pgrx_test
 
-.PHONY: all deps build install test unit pgrx-test cluster-tests regress client-tests monitoring runbook citus-check package package-test demo bench fuzz clean
+.PHONY: all deps build install test unit pgrx-test cluster-tests regress client-tests monitoring runbook citus-check package package-test demo bench bench-run fuzz clean
 
 all: build
 
@@ -81,10 +81,15 @@ demo: install
 # Benchmarks run with PostgreSQL's default durability (what users run); the test cluster turns
 # it off for speed. `make bench BENCH_CONF=` measures that fast configuration instead.
 BENCH_CONF ?= --conf 'fsync = on' --conf 'full_page_writes = on' --conf 'synchronous_commit = on'
+# bench-run: the same without the install (the installed build is measured): the suites, then
+# bench/callgrind.sh, the output kept in bench/results/last-run.log, then bench/report.js rewrites
+# the generated section of docs/benchmarks.md and draws docs/benchmarks.png (gnuplot).
+# BENCH_QUICK=1: fewer rounds and rows, to check the pipeline in a few minutes (bench/all.sh).
 bench: install
-	$(CLUSTER) $(BENCH_CONF) -- bash bench/run.sh
-	bash bench/callgrind.sh
-	VARIANTS="startup j_none j_canonical" bash bench/callgrind.sh 1000000
+	$(MAKE) --no-print-directory bench-run
+
+bench-run:
+	bash bench/all.sh $(BENCH_CONF)
 
 clean:
 	cargo clean

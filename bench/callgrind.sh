@@ -132,6 +132,11 @@ if [[ -n "${VARIANTS:-}" ]]; then
       printf "jsonb distributions (start-up subtracted): INSERT with no trigger %.0f per row\n", (b-S)/n
       printf "  canonical / none                       %.3f  (ceiling 1.10)\n", (c-S)/(b-S)
       if (p > 0 && e > 0) printf "  (enforce - none) / (plpgsql - none)    %.3f  (ceiling 0.05)\n", (e-b)/(p-b)
+      # Machine-readable lines (bench/lib.sql format) for bench/report.js: the keys of bench/distributions.sql.
+      printf "RESULT\tmeta\tcallgrind_jsonb_rows\t%d\n", n
+      printf "RESULT\tmeta\tcallgrind_jsonb_none_per_row\t%.0f\n", (b-S)/n
+      r = (c-S)/(b-S); printf "RESULT\tcheck\tcallgrind\td8\tjsonb insert canonical: stage_norm / none\t<=\t1.10\t%.4f\t\t%s\n", r, r <= 1.10 ? "met" : "NOT MET"
+      if (p > 0 && e > 0) { r = (e-b)/(p-b); printf "RESULT\tcheck\tcallgrind\td7\tjsonb insert messy: (stage_norm - none) / (plpgsql - none)\t<=\t0.05\t%.4f\t\t%s\n", r, r <= 0.05 ? "met" : "NOT MET" }
     }'
   fi
   exit 0
@@ -161,3 +166,32 @@ awk -v S="${ir[startup]}" -v e="${ir[enforce]}" -v c="${ir[canonical]}" -v b="${
   printf "    INSERT enforce on canonical values / none    %.3f\n", (c-S) / (b-S)
 }'
 echo "start-up alone: ${ir[startup]} instructions; INSERT with no trigger: $(awk -v b="${ir[none]}" -v S="${ir[startup]}" -v n="$rows" 'BEGIN{printf "%.0f", (b-S)/n}') per row"
+# Machine-readable lines (bench/lib.sql's format) for bench/report.js; check keys t1..t6 are
+# bench/trigger.sql's checks 1..6; variants named as there.
+awk -v S="${ir[startup]}" -v b="${ir[none]}" -v n="$rows" -v lo="${ir[lo]}" -v o="${ir[off]}" -v u="${ir[username]}" \
+    -v e="${ir[enforce]}" -v c="${ir[canonical]}" -v ov="${ir[override]}" -v p="${ir[plpgsql]}" \
+    -v un="${ir[u_none]}" -v ul="${ir[u_lo]}" -v ue="${ir[u_enforce]}" '
+  function m(cmp, v, x) { printf "RESULT\tmedian\tcallgrind\t%s\t%s\t%.0f\tinstr/row\t1\n", cmp, v, x }
+  function chk(k, label, op, bound, x) {
+    ok = (op == "<") ? (x < bound) : (x <= bound)
+    printf "RESULT\tcheck\tcallgrind\t%s\t%s\t%s\t%s\t%.4f\t\t%s\n", k, label, op, bound, x, ok ? "pass" : "FAIL" }
+  BEGIN {
+    printf "RESULT\tmeta\tcallgrind_rows\t%d\n", n
+    printf "RESULT\tmeta\tcallgrind_startup\t%.0f\n", S
+    printf "RESULT\tmeta\tcallgrind_none_per_row\t%.0f\n", (b-S)/n
+    printf "RESULT\tmeta\tcallgrind_update_none_per_row\t%.0f\n", (un-S)/n
+    printf "RESULT\ttitle\tcallgrind\tcg_insert\tInstructions per row over the INSERT with no trigger (%d rows, one INSERT ... SELECT per variant, single-user backend under callgrind)\n", n
+    m("cg_insert", "lo_manage", (lo-b)/n); m("cg_insert", "off", (o-b)/n)
+    m("cg_insert", "enforce, values already canonical", (c-b)/n); m("cg_insert", "enforce", (e-b)/n)
+    m("cg_insert", "enforce_override_p10", (ov-b)/n); m("cg_insert", "insert_username", (u-b)/n)
+    m("cg_insert", "plpgsql", (p-b)/n)
+    printf "RESULT\ttitle\tcallgrind\tcg_update\tInstructions per row over the UPDATE with no trigger (UPDATE t SET n = n + 1, %d rows, n not governed)\n", n
+    m("cg_update", "lo_manage", (ul-un)/n); m("cg_update", "enforce", (ue-un)/n)
+    chk("t1", "insert: enforce / none", "<=", "1.10", (e-S)/(b-S))
+    chk("t2", "insert: enforce / insert_username", "<", "1.00", (e-S)/(u-S))
+    chk("t3", "insert: (enforce - none) / (plpgsql - none)", "<=", "0.05", (e-b)/(p-b))
+    chk("t4", "insert: off / lo_manage", "<=", "1.05", (o-S)/(lo-S))
+    chk("t5", "insert: override enforce + enforce_percent 10 / enforce", "<=", "1.02", (ov-S)/(e-S))
+    chk("t6", "update non-governed column: enforce / lo_manage", "<=", "1.05", (ue-S)/(ul-S))
+    printf "RESULT\tcheck\tcallgrind\ttc\tinsert: enforce on values already canonical / none\t\t\t%.4f\t\t\n", (c-S)/(b-S)
+  }'

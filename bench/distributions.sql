@@ -277,6 +277,7 @@ SELECT (SELECT bool_and(stage_norm.normalize_stage_distribution(d) IS NOT DISTIN
 \echo 'targets (reported, not enforced). "medians": ratio of the variants'' medians; "paired": median over'
 \echo 'the rounds of the ratio within each round (the variants of a round run back to back, so a slow'
 \echo 'stretch of this shared machine weighs on both sides of a paired ratio); p50 / p99: of the batches:'
+CREATE TEMP TABLE dist_checks AS
 WITH m AS (
     SELECT suite || '/' || variant AS v, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS med
       FROM bench.runs WHERE suite IN ('dist_call', 'stages_call', 'dist_trigger_messy', 'dist_trigger_canonical')
@@ -312,7 +313,8 @@ SELECT n AS "#", label AS "target", op || ' ' || target AS "wanted",
             WHEN (op = '>=' AND coalesce(paired, medians) >= target)
               OR (op = '<=' AND coalesce(paired, medians) <= target) THEN 'met'
             ELSE 'NOT MET' END AS "result (paired, else medians)"
-  FROM c ORDER BY n;
+  FROM c;
+TABLE dist_checks ORDER BY 1;
 
 -- Does reading jsonb in its binary form matter? The least a text round trip would add per call
 -- (jsonb_out then jsonb_in of the same 5-key document, no rule applied), next to the whole of
@@ -332,3 +334,39 @@ END $$;
 \echo 'binary form vs a text round trip (per call, us; baseline = count(d)):'
 SELECT variant, round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) * 1000 / (SELECT count(*) FROM bench.dist_n))::numeric, 3) AS per_call_us
   FROM bench.runs WHERE suite = 'dist_roundtrip' GROUP BY variant ORDER BY 2;
+
+-- Machine-readable lines (bench/lib.sql) for bench/report.js; check keys d1..d8 (d8 is also
+-- measured in instructions by VARIANTS="startup j_none j_canonical" bench/callgrind.sh).
+\pset format unaligned
+\pset tuples_only on
+SELECT bench.result_line('title', 'distributions', 'dist_call',
+       format('normalize_stage_distribution on a 5-key messy distribution: %s calls in one statement (us per call)', :dist_calls));
+SELECT bench.result_lines('distributions', 'dist_call', ARRAY['plpgsql'], 1000.0 / :dist_calls, 'us/call');
+SELECT bench.result_line('title', 'distributions', 'dist_batch',
+       'normalize_stage_distribution per call, batches of 100 calls: p50 and p99 of the batches (us per call)');
+SELECT bench.result_line('median', 'distributions', 'dist_batch', variant || ' ' || p,
+                         round((v / 100)::numeric, 4)::text, 'us/call', n::text)
+  FROM (SELECT variant, count(*) AS n,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY us) AS p50,
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY us) AS p99
+          FROM bench.batch_us WHERE suite = 'dist_batch' GROUP BY variant) b,
+       LATERAL (VALUES ('p50', b.p50), ('p99', b.p99)) x(p, v)
+ ORDER BY v;
+SELECT bench.result_line('title', 'distributions', 'stages_call',
+       format('normalize_stages on a 5,000-element array of messy labels: %s calls in one statement (us per call)', :stages_calls));
+SELECT bench.result_lines('distributions', 'stages_call', ARRAY['plpgsql'], 1000.0 / :stages_calls, 'us/call');
+SELECT bench.result_line('title', 'distributions', 'dist_trigger_messy',
+       format('INSERT ... SELECT of %s distributions (5 keys, 3 in 4 rows messy) through the trigger, enforce (ms)', :rows));
+SELECT bench.result_lines('distributions', 'dist_trigger_messy', ARRAY['none', 'plpgsql']);
+SELECT bench.result_line('title', 'distributions', 'dist_trigger_canonical',
+       format('INSERT ... SELECT of %s distributions, all canonical (ms)', :rows));
+SELECT bench.result_lines('distributions', 'dist_trigger_canonical', ARRAY['none']);
+SELECT bench.result_line('title', 'distributions', 'dist_roundtrip',
+       'binary form vs a text round trip d::text::jsonb, 5 runs (us per call)');
+SELECT bench.result_lines('distributions', 'dist_roundtrip', ARRAY['stage_norm'],
+                          1000.0 / (SELECT count(*) FROM bench.dist_n), 'us/call');
+SELECT bench.result_line('check', 'distributions', 'd' || "#", "target", split_part(wanted, ' ', 1), split_part(wanted, ' ', 2),
+                         medians::text, paired::text, "result (paired, else medians)")
+  FROM dist_checks ORDER BY "#";
+\pset format aligned
+\pset tuples_only off

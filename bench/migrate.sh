@@ -128,6 +128,7 @@ SELECT m.variant, m.runs, round(m.ms::numeric) AS median_ms, round($rows / (m.ms
 SELECT round, string_agg(variant || ' ' || round(ms::numeric) || ' (' || round((wal_bytes / rows)::numeric, 1) || ')', ', ' ORDER BY variant) AS runs
   FROM bench.migrate_runs GROUP BY round ORDER BY round;
 \echo 'checks (floors/ceilings from the issue; "medians": ratio of the medians, "paired": median over rounds of the ratio within a round):'
+CREATE TEMP TABLE migrate_checks AS
 WITH x AS (SELECT round, jsonb_object_agg(variant, ms) AS j FROM bench.migrate_runs GROUP BY round),
 m AS (SELECT variant, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms FROM bench.migrate_runs GROUP BY variant),
 def (n, label, op, bound, v) AS (VALUES
@@ -143,6 +144,21 @@ SELECT n AS "#", label AS "check", op || ' ' || bound AS bound, round(medians::n
 UNION ALL
 SELECT 2 + row_number() OVER (ORDER BY variant), 'longest batch, ' || variant || ' (ms)', '< 200', round(max(duration_ms)::numeric, 1), NULL,
        CASE WHEN max(duration_ms) < 200 THEN 'pass' ELSE 'FAIL' END
-  FROM bench.migrate_batches GROUP BY variant
- ORDER BY 1;
+  FROM bench.migrate_batches GROUP BY variant;
+TABLE migrate_checks ORDER BY 1;
+-- Machine-readable lines (bench/lib.sql) for bench/report.js: the runs copied into bench.runs
+-- (suite migrate: ms; migrate_wal: WAL bytes per row) after the measurement.
+DELETE FROM bench.runs WHERE suite IN ('migrate', 'migrate_wal');
+INSERT INTO bench.runs SELECT 'migrate', variant, round, ms FROM bench.migrate_runs;
+INSERT INTO bench.runs SELECT 'migrate_wal', variant, round, wal_bytes / rows FROM bench.migrate_runs;
+\pset format unaligned
+\pset tuples_only on
+SELECT bench.result_line('title', 'migrate', 'migrate',
+       '$rows rows, 7 in 8 rewritten: CALL stage_norm.migrate vs the single UPDATE, wall time from the shell (ms; ratio > 1 is slower)');
+SELECT bench.result_lines('migrate', 'migrate', ARRAY['update']);
+SELECT bench.result_line('title', 'migrate', 'migrate_wal', 'WAL bytes per row (whole cluster)');
+SELECT bench.result_lines('migrate', 'migrate_wal', ARRAY['update'], 1, 'B/row');
+SELECT bench.result_line('check', 'migrate', 'm' || "#", "check", split_part(bound, ' ', 1), split_part(bound, ' ', 2),
+                         medians::text, paired::text, "result (paired)")
+  FROM migrate_checks ORDER BY "#";
 SQL

@@ -47,6 +47,24 @@ END $$;
 SELECT * FROM bench.report(current_setting('bench.suite') || 'ascii', 'lower');
 \echo '1,000,000 labels, 1 in 10 non-ASCII (ratio to lower()):'
 SELECT * FROM bench.report(current_setting('bench.suite') || 'mixed', 'lower');
+-- Machine-readable lines (bench/lib.sql) for bench/report.js.
+SELECT CASE WHEN :'custom'::boolean THEN 'normalize_custom' ELSE 'normalize' END AS result_suite,
+       (SELECT count(*) FROM bench.labels_ascii) AS result_rows \gset
+\pset format unaligned
+\pset tuples_only on
+SELECT bench.result_line('title', :'result_suite', current_setting('bench.suite') || 'ascii',
+       format('SELECT count(f(stage)) over %s ASCII labels, stage set %s (ms)', :result_rows, :'set'));
+SELECT bench.result_lines(:'result_suite', current_setting('bench.suite') || 'ascii', ARRAY['lower']);
+SELECT bench.result_line('title', :'result_suite', current_setting('bench.suite') || 'mixed',
+       format('SELECT count(f(stage)) over %s labels, 1 in 10 non-ASCII, stage set %s (ms)', :result_rows, :'set'));
+SELECT bench.result_lines(:'result_suite', current_setting('bench.suite') || 'mixed', ARRAY['lower']);
+-- Ceilings: #14, normalize_stage <= 0.8 x lower() (ASCII labels); #2, <= 1.5 x lower().
+SELECT bench.check_line(:'result_suite', 'n_ascii', format('normalize_stage / lower(), ASCII, %s set', :'set'), '<=', 0.8,
+                        current_setting('bench.suite') || 'ascii', 'normalize_stage', 'lower');
+SELECT bench.check_line(:'result_suite', 'n_mixed', format('normalize_stage / lower(), 1 in 10 non-ASCII, %s set', :'set'), '<=', 1.5,
+                        current_setting('bench.suite') || 'mixed', 'normalize_stage', 'lower');
+\pset format aligned
+\pset tuples_only off
 -- Leave the configuration as it was found.
 SELECT stage_norm.remove_alias('Angel') IS NOT NULL AND stage_norm.remove_alias('Growth') IS NOT NULL AS removed \gset
 \if :custom

@@ -32,11 +32,20 @@ for r in $(seq 1 "$rounds"); do
   echo "  round $r: on ${on[$r]} tps, off ${off[$r]} tps"
 done
 printf '%s\n' "${on[@]}" > /tmp/sn_on.$$; printf '%s\n' "${off[@]}" > /tmp/sn_off.$$
-python3 - /tmp/sn_on.$$ /tmp/sn_off.$$ <<'PY'
+python3 - /tmp/sn_on.$$ /tmp/sn_off.$$ "$secs" <<'PY'
 import sys, statistics as st
 on=[float(x) for x in open(sys.argv[1])]; off=[float(x) for x in open(sys.argv[2])]
 print(f"8 clients, single-row INSERTs, enforce: median tps on {st.median(on):.0f}, off {st.median(off):.0f}; "
       f"on/off medians {st.median(on)/st.median(off):.3f}, paired {st.median([a/b for a,b in zip(on,off)]):.3f} (floor 0.97)")
+# Machine-readable lines (bench/lib.sql's format) for bench/report.js.
+secs, rounds = sys.argv[3], len(on)
+med, paired = st.median(on) / st.median(off), st.median([a / b for a, b in zip(on, off)])
+for l in (["title", "stats", "stats_tps", f"8 pgbench clients, single-row INSERTs through the trigger (enforce), {rounds} rounds of {secs} s: stage_norm.track_stats on vs off (tps; ratio < 1 is slower)"],
+          ["median", "stats", "stats_tps", "on", f"{st.median(on):.1f}", "tps", str(rounds)],
+          ["median", "stats", "stats_tps", "off", f"{st.median(off):.1f}", "tps", str(rounds)],
+          ["ratio", "stats", "stats_tps", "on", "off", f"{med:.4f}", f"{paired:.4f}"],
+          ["check", "stats", "s1", "tps: track_stats on / off", ">=", "0.97", f"{med:.4f}", f"{paired:.4f}", "pass" if paired >= 0.97 else "FAIL"]):
+    print("\t".join(["RESULT"] + l))
 PY
 rm -f /tmp/sn_on.$$ /tmp/sn_off.$$
 psql -X -q -d postgres -c "DROP DATABASE $db"

@@ -160,6 +160,7 @@ RESET stage_norm.enforce_percent;
 \echo 'checks (ceilings from the issue). "medians": ratio of the variants'' medians; "paired": median over'
 \echo 'the rounds of the ratio within each round (the variants of a round run back to back, so a slow'
 \echo 'stretch of this shared machine weighs on both sides of a paired ratio):'
+CREATE TEMP TABLE trigger_checks AS
 WITH m AS (
     SELECT suite || '/' || variant AS v, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS med
       FROM bench.runs WHERE suite LIKE 'trigger_%' GROUP BY suite, variant),
@@ -183,4 +184,21 @@ SELECT n AS "#", label AS "check", op || ' ' || ceiling AS ceiling,
        CASE WHEN paired IS NULL THEN '?'
             WHEN (op = '<' AND paired < ceiling) OR (op = '<=' AND paired <= ceiling) THEN 'pass'
             ELSE 'FAIL' END AS "result (paired)"
-  FROM c ORDER BY n;
+  FROM c;
+TABLE trigger_checks ORDER BY 1;
+
+-- Machine-readable lines (bench/lib.sql) for bench/report.js; check keys t1..t6 are
+-- bench/callgrind.sh's checks 1..6.
+\pset format unaligned
+\pset tuples_only on
+SELECT bench.result_line('title', 'trigger', 'trigger_insert',
+       format('INSERT ... SELECT of %s known ASCII labels (3 in 4 rewritten) into an empty table with a primary key (ms)', :rows));
+SELECT bench.result_lines('trigger', 'trigger_insert', ARRAY['none', 'lo_manage', 'insert_username', 'plpgsql']);
+SELECT bench.result_line('title', 'trigger', 'trigger_update',
+       format('UPDATE t SET n = n + 1 on %s rows, n not governed (ms)', :rows));
+SELECT bench.result_lines('trigger', 'trigger_update', ARRAY['none', 'lo_manage']);
+SELECT bench.result_line('check', 'trigger', 't' || "#", "check", split_part(ceiling, ' ', 1), split_part(ceiling, ' ', 2),
+                         medians::text, paired::text, "result (paired)")
+  FROM trigger_checks ORDER BY "#";
+\pset format aligned
+\pset tuples_only off

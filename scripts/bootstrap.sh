@@ -13,9 +13,11 @@ say() { printf 'bootstrap: %s\n' "$*"; }
 # postgresql-NN-cron: pg_cron, preloaded by scripts/with-cluster.sh (migrate in scheduled windows).
 # prometheus (promtool), prometheus-postgres-exporter, jq, yq, curl: scripts/monitoring-check.sh.
 # pgbouncer, postgresql-NN-partman: tests/tests/one_server.rs. dpkg-dev: make package.
+# gnuplot-nox: make bench's chart (docs/benchmarks.png, bench/report.js).
 pkgs=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib libclang-dev clang
       pkg-config sudo postgresql-$PG_MAJOR-plpgsql-check valgrind postgresql-$PG_MAJOR-cron
-      prometheus prometheus-postgres-exporter jq yq curl pgbouncer postgresql-$PG_MAJOR-partman dpkg-dev)
+      prometheus prometheus-postgres-exporter jq yq curl pgbouncer postgresql-$PG_MAJOR-partman dpkg-dev
+      gnuplot-nox)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -59,3 +59,7 @@ if (sink === 42) console.log('');  // keep the results alive
 ns.sort();
 const pct = (p) => (ns[Math.max(0, Math.ceil(p * calls) - 1)] / 1000).toFixed(2);
 console.log(`node parseStageDistribution: p50=${pct(0.5)} p99=${pct(0.99)} p99.9=${pct(0.999)} us (${calls} calls)`);
+// Machine-readable lines (bench/lib.sql's format) for bench/report.js.
+const line = (...f) => console.log(['RESULT', ...f].join('\t'));
+line('title', 'node', 'node', `Node ${process.version} parseStageDistribution on the same 5-key messy distribution, ${calls} calls timed one by one (us per call)`);
+for (const [p, q] of [['p50', 0.5], ['p99', 0.99], ['p99.9', 0.999]]) line('median', 'node', 'node', `parseStageDistribution ${p}`, pct(q), 'us/call', String(calls));
