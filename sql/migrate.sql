@@ -85,13 +85,60 @@ SELECT pg_catalog.pg_extension_config_dump('stage_norm.migration_undo', '');
 -- Nothing is readable or writable by PUBLIC: the undo table holds values of other tables.
 REVOKE ALL ON stage_norm.migration_runs, stage_norm.migration_batches, stage_norm.migration_undo FROM PUBLIC;
 
+-- Row security: a role granted these tables (docs/migration.md, Privileges) sees and writes only
+-- the rows of runs on columns it may both read and update, which is what migrating them takes;
+-- batches and undo rows only of such runs, and only for the run's table or one of its
+-- partitions. So a migrating role can neither read another table's original values nor forge
+-- undo rows that a DBA's rollback would write into a table it may not update. Superusers and
+-- the tables' owner (the extension's) are not subject to it; rollback_migration checks the undo
+-- rows itself as well.
+CREATE FUNCTION stage_norm._may_migrate(tbl regclass, col name)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- by attnum: a column renamed or dropped since the run is no error, just not the caller's
+    SELECT coalesce(bool_and(has_column_privilege(a.attrelid, a.attnum, 'SELECT')
+                             AND has_column_privilege(a.attrelid, a.attnum, 'UPDATE')), false)
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+COMMENT ON FUNCTION stage_norm._may_migrate(regclass, name) IS
+    'Row security of the migration tables: true when the current role may read and update column col of tbl';
+
+-- The run's table or one of its partitions (an undo or batch row of run_id may name it).
+CREATE FUNCTION stage_norm._run_table(run_id bigint, tbl regclass)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM stage_norm.migration_runs r
+                    WHERE r.run_id OPERATOR(pg_catalog.=) _run_table.run_id
+                      AND (r.relid::oid OPERATOR(pg_catalog.=) tbl::oid
+                           OR tbl::oid IN (SELECT t.relid::oid FROM pg_partition_tree(r.relid) t)))
+$$;
+COMMENT ON FUNCTION stage_norm._run_table(bigint, regclass) IS
+    'Row security of the migration tables: true when run run_id is one the current role may see, and tbl is its table or a partition of it';
+
+ALTER TABLE stage_norm.migration_runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY migrating_role ON stage_norm.migration_runs
+    USING (stage_norm._may_migrate(relid, column_name)) WITH CHECK (stage_norm._may_migrate(relid, column_name));
+ALTER TABLE stage_norm.migration_batches ENABLE ROW LEVEL SECURITY;
+CREATE POLICY migrating_role ON stage_norm.migration_batches
+    USING (stage_norm._run_table(run_id, relid)) WITH CHECK (stage_norm._run_table(run_id, relid));
+ALTER TABLE stage_norm.migration_undo ENABLE ROW LEVEL SECURITY;
+CREATE POLICY migrating_role ON stage_norm.migration_undo
+    USING (stage_norm._run_table(run_id, relid)) WITH CHECK (stage_norm._run_table(run_id, relid));
+
 CREATE VIEW stage_norm.migration_progress AS
 SELECT r.run_id, r.table_name, r.column_name, r.status, r.pid, r.started_at, r.updated_at,
        r.batches, r.rows_scanned, r.rows_updated, r.rows_unknown, r.lock_retries, r.rows_before,
        CASE WHEN r.rows_before > 0 THEN round(100.0 * least(r.rows_scanned, r.rows_before) / r.rows_before, 1) END AS percent_done,
        CASE WHEN r.rows_scanned > 0 AND r.rows_before > r.rows_scanned AND r.status = 'running'
             THEN (r.updated_at - r.started_at) * ((r.rows_before - r.rows_scanned)::float8 / r.rows_scanned) END AS eta,
-       r.last_error
+       -- an error may quote a value: shown to whoever may read and update the column, not to
+       -- every role granted the view (which runs as its owner, so row security does not apply)
+       CASE WHEN stage_norm._may_migrate(r.relid, r.column_name) THEN r.last_error END AS last_error
   FROM stage_norm.migration_runs r
  WHERE r.status IN ('running', 'paused', 'failed');
 COMMENT ON VIEW stage_norm.migration_progress IS 'Runs of stage_norm.migrate not finished: figures as of their last committed batch, percent done and an ETA';
@@ -700,6 +747,8 @@ DECLARE
     v_match    text;
     v_batch    int;
     v_leaf     oid;
+    v_renorm   text;
+    v_ignored  bigint;
     v_total    bigint; v_restored bigint; v_all_total bigint := 0; v_all_restored bigint := 0;
 BEGIN
     -- Every name and operator below resolves in pg_catalog only, whatever the caller's search_path
@@ -759,9 +808,29 @@ BEGIN
       FROM pg_attribute a WHERE a.attrelid = v_run.relid AND a.attname = v_run.column_name;
     SELECT string_agg(format('t.%I = u.keys[u.n][%s]::%s', k, o, v_types[o]), ' AND ' ORDER BY o) INTO v_match
       FROM unnest(v_keys) WITH ORDINALITY AS x(k, o);
+    -- Only what migrate wrote is put back (the undo table is writable by migrating roles, and
+    -- this writes past enforcement): undo rows of the run's committed batches, of its table or
+    -- its partitions (pg_partition_tree lists none for a table that is not partitioned), and of each row only when its new value is what migrate makes of its old
+    -- value under the current configuration.
+    SELECT count(*) INTO v_ignored FROM stage_norm.migration_undo u
+     WHERE u.run_id = v_run.run_id
+       AND ((u.relid <> v_run.relid AND u.relid NOT IN (SELECT t.relid FROM pg_partition_tree(v_run.relid) t))
+            OR NOT EXISTS (SELECT FROM stage_norm.migration_batches b
+                            WHERE b.run_id = u.run_id AND b.batch = u.batch AND b.relid = u.relid AND b.status = 'done'));
+    IF v_ignored > 0 THEN
+        RAISE WARNING 'stage_norm.rollback_migration: run %: % undo rows ignored', v_run.run_id, v_ignored
+            USING DETAIL = 'They name no committed batch of the run, or a table that is not the run''s table or one of its partitions: migrate did not write them.',
+                  HINT = 'SELECT batch, relid FROM stage_norm.migration_undo WHERE run_id = ' || v_run.run_id || ' shows them.';
+    END IF;
+    v_renorm := format(stage_norm._migrate_sql(v_run.column_kind, 'normalize'), format('u.old::%s', v_coltype));
     -- Batch by batch of the run, newest first (each undo batch is one key range of one table).
     FOR v_batch, v_leaf IN
-        SELECT DISTINCT u.batch, u.relid FROM stage_norm.migration_undo u WHERE u.run_id = v_run.run_id ORDER BY 1 DESC
+        SELECT DISTINCT u.batch, u.relid FROM stage_norm.migration_undo u
+         WHERE u.run_id = v_run.run_id
+           AND (u.relid = v_run.relid OR u.relid IN (SELECT t.relid FROM pg_partition_tree(v_run.relid) t))
+           AND EXISTS (SELECT FROM stage_norm.migration_batches b
+                        WHERE b.run_id = u.run_id AND b.batch = u.batch AND b.relid = u.relid AND b.status = 'done')
+         ORDER BY 1 DESC
     LOOP
         PERFORM set_config('stage_norm.max_mode', 'off', true);
         PERFORM stage_norm._migrate_pin_formats();
@@ -773,10 +842,11 @@ BEGIN
                 UPDATE %1$s t SET %2$I = u.old::%3$s
                   FROM u
                  WHERE %4$s AND t.%2$I IS NOT DISTINCT FROM u.new::%3$s
+                   AND (%5$s)::text IS NOT DISTINCT FROM u.new
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM done)$q$,
-            v_leaf::regclass, v_run.column_name, v_coltype, v_match)
+            v_leaf::regclass, v_run.column_name, v_coltype, v_match, v_renorm)
            INTO v_total, v_restored USING v_run.run_id, v_batch, v_leaf;
         DELETE FROM stage_norm.migration_undo u WHERE u.run_id = v_run.run_id AND u.batch = v_batch AND u.relid = v_leaf;
         v_all_total := v_all_total + v_total;

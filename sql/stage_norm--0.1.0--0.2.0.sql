@@ -885,13 +885,60 @@ SELECT pg_catalog.pg_extension_config_dump('stage_norm.migration_undo', '');
 -- Nothing is readable or writable by PUBLIC: the undo table holds values of other tables.
 REVOKE ALL ON stage_norm.migration_runs, stage_norm.migration_batches, stage_norm.migration_undo FROM PUBLIC;
 
+-- Row security: a role granted these tables (docs/migration.md, Privileges) sees and writes only
+-- the rows of runs on columns it may both read and update, which is what migrating them takes;
+-- batches and undo rows only of such runs, and only for the run's table or one of its
+-- partitions. So a migrating role can neither read another table's original values nor forge
+-- undo rows that a DBA's rollback would write into a table it may not update. Superusers and
+-- the tables' owner (the extension's) are not subject to it; rollback_migration checks the undo
+-- rows itself as well.
+CREATE FUNCTION stage_norm._may_migrate(tbl regclass, col name)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- by attnum: a column renamed or dropped since the run is no error, just not the caller's
+    SELECT coalesce(bool_and(has_column_privilege(a.attrelid, a.attnum, 'SELECT')
+                             AND has_column_privilege(a.attrelid, a.attnum, 'UPDATE')), false)
+      FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+COMMENT ON FUNCTION stage_norm._may_migrate(regclass, name) IS
+    'Row security of the migration tables: true when the current role may read and update column col of tbl';
+
+-- The run's table or one of its partitions (an undo or batch row of run_id may name it).
+CREATE FUNCTION stage_norm._run_table(run_id bigint, tbl regclass)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM stage_norm.migration_runs r
+                    WHERE r.run_id OPERATOR(pg_catalog.=) _run_table.run_id
+                      AND (r.relid::oid OPERATOR(pg_catalog.=) tbl::oid
+                           OR tbl::oid IN (SELECT t.relid::oid FROM pg_partition_tree(r.relid) t)))
+$$;
+COMMENT ON FUNCTION stage_norm._run_table(bigint, regclass) IS
+    'Row security of the migration tables: true when run run_id is one the current role may see, and tbl is its table or a partition of it';
+
+ALTER TABLE stage_norm.migration_runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY migrating_role ON stage_norm.migration_runs
+    USING (stage_norm._may_migrate(relid, column_name)) WITH CHECK (stage_norm._may_migrate(relid, column_name));
+ALTER TABLE stage_norm.migration_batches ENABLE ROW LEVEL SECURITY;
+CREATE POLICY migrating_role ON stage_norm.migration_batches
+    USING (stage_norm._run_table(run_id, relid)) WITH CHECK (stage_norm._run_table(run_id, relid));
+ALTER TABLE stage_norm.migration_undo ENABLE ROW LEVEL SECURITY;
+CREATE POLICY migrating_role ON stage_norm.migration_undo
+    USING (stage_norm._run_table(run_id, relid)) WITH CHECK (stage_norm._run_table(run_id, relid));
+
 CREATE VIEW stage_norm.migration_progress AS
 SELECT r.run_id, r.table_name, r.column_name, r.status, r.pid, r.started_at, r.updated_at,
        r.batches, r.rows_scanned, r.rows_updated, r.rows_unknown, r.lock_retries, r.rows_before,
        CASE WHEN r.rows_before > 0 THEN round(100.0 * least(r.rows_scanned, r.rows_before) / r.rows_before, 1) END AS percent_done,
        CASE WHEN r.rows_scanned > 0 AND r.rows_before > r.rows_scanned AND r.status = 'running'
             THEN (r.updated_at - r.started_at) * ((r.rows_before - r.rows_scanned)::float8 / r.rows_scanned) END AS eta,
-       r.last_error
+       -- an error may quote a value: shown to whoever may read and update the column, not to
+       -- every role granted the view (which runs as its owner, so row security does not apply)
+       CASE WHEN stage_norm._may_migrate(r.relid, r.column_name) THEN r.last_error END AS last_error
   FROM stage_norm.migration_runs r
  WHERE r.status IN ('running', 'paused', 'failed');
 COMMENT ON VIEW stage_norm.migration_progress IS 'Runs of stage_norm.migrate not finished: figures as of their last committed batch, percent done and an ETA';
@@ -1500,6 +1547,8 @@ DECLARE
     v_match    text;
     v_batch    int;
     v_leaf     oid;
+    v_renorm   text;
+    v_ignored  bigint;
     v_total    bigint; v_restored bigint; v_all_total bigint := 0; v_all_restored bigint := 0;
 BEGIN
     -- Every name and operator below resolves in pg_catalog only, whatever the caller's search_path
@@ -1559,9 +1608,29 @@ BEGIN
       FROM pg_attribute a WHERE a.attrelid = v_run.relid AND a.attname = v_run.column_name;
     SELECT string_agg(format('t.%I = u.keys[u.n][%s]::%s', k, o, v_types[o]), ' AND ' ORDER BY o) INTO v_match
       FROM unnest(v_keys) WITH ORDINALITY AS x(k, o);
+    -- Only what migrate wrote is put back (the undo table is writable by migrating roles, and
+    -- this writes past enforcement): undo rows of the run's committed batches, of its table or
+    -- its partitions (pg_partition_tree lists none for a table that is not partitioned), and of each row only when its new value is what migrate makes of its old
+    -- value under the current configuration.
+    SELECT count(*) INTO v_ignored FROM stage_norm.migration_undo u
+     WHERE u.run_id = v_run.run_id
+       AND ((u.relid <> v_run.relid AND u.relid NOT IN (SELECT t.relid FROM pg_partition_tree(v_run.relid) t))
+            OR NOT EXISTS (SELECT FROM stage_norm.migration_batches b
+                            WHERE b.run_id = u.run_id AND b.batch = u.batch AND b.relid = u.relid AND b.status = 'done'));
+    IF v_ignored > 0 THEN
+        RAISE WARNING 'stage_norm.rollback_migration: run %: % undo rows ignored', v_run.run_id, v_ignored
+            USING DETAIL = 'They name no committed batch of the run, or a table that is not the run''s table or one of its partitions: migrate did not write them.',
+                  HINT = 'SELECT batch, relid FROM stage_norm.migration_undo WHERE run_id = ' || v_run.run_id || ' shows them.';
+    END IF;
+    v_renorm := format(stage_norm._migrate_sql(v_run.column_kind, 'normalize'), format('u.old::%s', v_coltype));
     -- Batch by batch of the run, newest first (each undo batch is one key range of one table).
     FOR v_batch, v_leaf IN
-        SELECT DISTINCT u.batch, u.relid FROM stage_norm.migration_undo u WHERE u.run_id = v_run.run_id ORDER BY 1 DESC
+        SELECT DISTINCT u.batch, u.relid FROM stage_norm.migration_undo u
+         WHERE u.run_id = v_run.run_id
+           AND (u.relid = v_run.relid OR u.relid IN (SELECT t.relid FROM pg_partition_tree(v_run.relid) t))
+           AND EXISTS (SELECT FROM stage_norm.migration_batches b
+                        WHERE b.run_id = u.run_id AND b.batch = u.batch AND b.relid = u.relid AND b.status = 'done')
+         ORDER BY 1 DESC
     LOOP
         PERFORM set_config('stage_norm.max_mode', 'off', true);
         PERFORM stage_norm._migrate_pin_formats();
@@ -1573,10 +1642,11 @@ BEGIN
                 UPDATE %1$s t SET %2$I = u.old::%3$s
                   FROM u
                  WHERE %4$s AND t.%2$I IS NOT DISTINCT FROM u.new::%3$s
+                   AND (%5$s)::text IS NOT DISTINCT FROM u.new
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM done)$q$,
-            v_leaf::regclass, v_run.column_name, v_coltype, v_match)
+            v_leaf::regclass, v_run.column_name, v_coltype, v_match, v_renorm)
            INTO v_total, v_restored USING v_run.run_id, v_batch, v_leaf;
         DELETE FROM stage_norm.migration_undo u WHERE u.run_id = v_run.run_id AND u.batch = v_batch AND u.relid = v_leaf;
         v_all_total := v_all_total + v_total;
@@ -2032,6 +2102,28 @@ SELECT pg_catalog.pg_extension_config_dump('stage_norm.citus_table_modes', '');
 CREATE TRIGGER citus_table_modes_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stage_norm.citus_table_modes
     FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.config_changed();
+-- Who set an override and when are the server's to say, on either table: stamped on every
+-- insert and update, except a superuser's (pg_restore, citus_setup and citus_sync carry rows
+-- over as they were written).
+CREATE FUNCTION stage_norm._stamp_mode_setting()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user), false) THEN
+        NEW.set_at := pg_catalog.now();
+        NEW.set_by := current_user;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._stamp_mode_setting() IS
+    'Internal: sets set_at and set_by of table_mode_settings and citus_table_modes rows (unless a superuser writes them)';
+CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON stage_norm.table_mode_settings
+    FOR EACH ROW EXECUTE FUNCTION stage_norm._stamp_mode_setting();
+CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON stage_norm.citus_table_modes
+    FOR EACH ROW EXECUTE FUNCTION stage_norm._stamp_mode_setting();
 ALTER TABLE stage_norm.citus_table_modes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY read_all ON stage_norm.citus_table_modes FOR SELECT USING (true);
 CREATE POLICY write_own ON stage_norm.citus_table_modes FOR ALL
@@ -2630,7 +2722,8 @@ CREATE TRIGGER citus_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON stag
 REVOKE ALL ON FUNCTION stage_norm.citus_setup(), stage_norm.citus_sync(), stage_norm.set_cluster_setting(text, text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
--- #19: security review fixes: add_check pins search_path for its transactions (sql/add_check.sql).
+-- #19: security review fixes: add_check pins search_path for its transactions (sql/add_check.sql);
+-- _change_stages prints failing values with their type's output function, not a cast (sql/stages.sql).
 CREATE OR REPLACE PROCEDURE stage_norm.add_check(tbl regclass, col name, validate boolean DEFAULT true)
 LANGUAGE plpgsql
 AS $$
@@ -2690,6 +2783,194 @@ END
 $$;
 COMMENT ON PROCEDURE stage_norm.add_check(regclass, name, boolean) IS
     'Adds CHECK (stage_norm.is_canonical_stage(col)) named <col>_stage_canonical (is_valid_stage_distribution for jsonb, is_canonical_stage_array for arrays): NOT VALID, COMMIT, then VALIDATE';
+
+CREATE OR REPLACE FUNCTION stage_norm._change_stages(stages text[], rename_from text, rename_to text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_old      text[];
+    v_default  text[] := stage_norm._default_stages();
+    v_longest  int;
+    v_fns      oid[] := ARRAY['stage_norm.is_canonical_stage(text)'::regprocedure::oid,
+                              'stage_norm.is_valid_stage_distribution(jsonb)'::regprocedure::oid,
+                              'stage_norm.is_canonical_stage_array(text[])'::regprocedure::oid,
+                              'stage_norm._normalize_stage_rules(text)'::regprocedure::oid];
+    v_list     text;
+    v_con      record;
+    v_bad      text;
+    v_problems text[] := '{}'::text[];
+BEGIN
+    IF stages IS NULL OR array_position(stages, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'a stage set cannot contain NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Name every stage, in order.';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(stages) AS s WHERE strpos(s, E'\n') > 0) THEN
+        RAISE EXCEPTION 'a stage name cannot contain a line break'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM stage_norm._check_stage_set(array_to_string(stages, E'\n'));
+    -- Set changes and alias writes are serialized on the aliases table (the wrappers take this
+    -- lock before they read the current set); taking it accepts the invalidations of a change
+    -- committed meanwhile, so the set read below is the committed one.
+    LOCK TABLE stage_norm.aliases IN SHARE ROW EXCLUSIVE MODE;
+    v_old := ARRAY(SELECT s FROM stage_norm.canonical_stages() AS s);
+    IF stages = v_old THEN
+        RETURN;  -- the same set: nothing to do
+    END IF;
+
+    -- A CHECK that depends on the set is re-checked below by this function, which runs as the
+    -- extension's owner: only CHECKs made of built-in code and extensions' code qualify (no
+    -- function, operator or type of a user's), so that re-checking runs nobody's code with
+    -- those rights.
+    SELECT string_agg(format('%s (constraint %I)', c.conrelid::regclass, c.conname), ', ') INTO v_list
+      FROM pg_constraint c
+     WHERE c.contype = 'c' AND c.conrelid <> 0
+       AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_constraint'::regclass AND d.objid = c.oid
+                      AND d.refclassid = 'pg_proc'::regclass AND d.refobjid = ANY (v_fns))
+       AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_constraint'::regclass AND d.objid = c.oid
+                      AND d.refclassid <> 'pg_class'::regclass
+                      AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = d.refclassid
+                                         AND e.objid = d.refobjid AND e.deptype = 'e'));
+    IF v_list IS NOT NULL THEN
+        RAISE EXCEPTION 'the stage set cannot change while CHECK constraints that use user-defined code depend on it'
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = format('Constraints: %s.', v_list),
+                  HINT = 'Re-check them yourself: drop them, change the set, add them again (stage_norm.add_check makes one that qualifies).';
+    END IF;
+
+    -- No writer may slip in between the re-check below and the commit: the tables whose CHECKs
+    -- depend on the set take no writes until this transaction ends (a writer already running
+    -- is waited for, so its rows are re-checked too; one that waits here sees the new set when
+    -- it gets its lock). Other sessions' temporary tables cannot be read, and are skipped.
+    FOR v_con IN
+        SELECT DISTINCT c.conrelid::regclass AS tbl
+          FROM pg_depend d JOIN pg_constraint c ON c.oid = d.objid JOIN pg_class r ON r.oid = c.conrelid
+         WHERE d.classid = 'pg_constraint'::regclass AND d.refclassid = 'pg_proc'::regclass
+           AND d.refobjid = ANY (v_fns) AND c.contype = 'c' AND c.conrelid <> 0
+           AND c.conrelid <> 'stage_norm.aliases'::regclass
+           AND (r.relpersistence <> 't' OR r.relnamespace = pg_my_temp_schema())
+         ORDER BY 1
+    LOOP
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', v_con.tbl);
+    END LOOP;
+
+
+    -- Objects that store or index is_canonical_stage's answers would go stale.
+    SELECT string_agg(pg_describe_object(d.classid, d.objid, d.objsubid), '; ') INTO v_list
+      FROM pg_depend d
+     WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid = ANY (v_fns)
+       AND (d.classid = 'pg_class'::regclass                                     -- index
+            OR d.classid = 'pg_attrdef'::regclass                                -- generated column
+            OR (d.classid = 'pg_rewrite'::regclass                               -- materialized view
+                AND EXISTS (SELECT FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+                             WHERE r.oid = d.objid AND c.relkind = 'm'))
+            OR (d.classid = 'pg_constraint'::regclass
+                AND EXISTS (SELECT FROM pg_constraint c WHERE c.oid = d.objid AND c.contypid <> 0)));  -- domain
+    IF v_list IS NOT NULL THEN
+        RAISE EXCEPTION 'the stage set cannot change while objects store answers of stage_norm''s stage checks'
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = format('Depending on it: %s.', v_list),
+                  HINT = 'Drop them, change the set, then create them again (PostgreSQL does not recompute an index or a generated column when a function''s answers change).';
+    END IF;
+
+    -- Aliases of stages that go.
+    SELECT string_agg(format('%L -> %L', a.alias, a.stage), ', ' ORDER BY a.alias) INTO v_list
+      FROM stage_norm.aliases a
+     WHERE a.stage <> ALL (stages) AND a.stage IS DISTINCT FROM rename_from;
+    IF v_list IS NOT NULL THEN
+        RAISE EXCEPTION 'the stage set cannot drop stages that aliases point at'
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = format('Aliases: %s.', v_list),
+                  HINT = 'Remove them with stage_norm.remove_alias(...), or rename the stage with stage_norm.rename_stage(old, new) (its aliases follow).';
+    END IF;
+
+    -- Governed columns too short for the new stages.
+    SELECT max(length(s)) INTO v_longest FROM unnest(stages) AS s;
+    SELECT string_agg(format('%s.%I (%s characters)', d.refobjid::regclass, a.attname, stage_norm._column_width(d.refobjid::regclass, a.attnum)), ', ')
+      INTO v_list
+      FROM pg_depend d
+      JOIN pg_trigger t ON t.oid = d.objid
+      JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+     WHERE d.classid = 'pg_trigger'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+       AND t.tgfoid = 'stage_norm.normalize_trigger()'::regprocedure
+       AND stage_norm._column_width(d.refobjid::regclass, a.attnum) < v_longest;
+    IF v_list IS NOT NULL THEN
+        RAISE EXCEPTION 'governed columns are too short for the new stage set'
+            USING ERRCODE = 'datatype_mismatch',
+                  DETAIL = format('The longest new stage has %s characters; too short: %s.', v_longest, v_list),
+                  HINT = 'Widen them first, e.g. ALTER TABLE ... ALTER COLUMN ... TYPE varchar(32) (detach, alter, attach).';
+    END IF;
+
+    -- Write the set (no type for the default set), and let aliases follow a rename.
+    IF pg_catalog.to_regtype('stage_norm.stage_set') IS NOT NULL THEN
+        DROP TYPE stage_norm.stage_set;
+    END IF;
+    IF stages IS DISTINCT FROM v_default THEN
+        EXECUTE format('CREATE TYPE stage_norm.stage_set AS ENUM (%s)',
+                       (SELECT string_agg(format('%L', s), ', ' ORDER BY o) FROM unnest(stages) WITH ORDINALITY AS u(s, o)));
+        COMMENT ON TYPE stage_norm.stage_set IS
+            'The canonical stages of stage_norm, in order (written by stage_norm.set_stages; do not use it as a column type)';
+    END IF;
+    IF rename_from IS NOT NULL THEN
+        UPDATE stage_norm.aliases a SET stage = rename_to WHERE a.stage = rename_from;
+    END IF;
+
+    -- From here on this transaction classifies with the new set. Every CHECK that depends on
+    -- it must still hold for every row; else the whole change is refused.
+    FOR v_con IN
+        SELECT DISTINCT c.conrelid::regclass AS tbl, c.conname,
+               pg_get_expr(c.conbin, c.conrelid) AS expr,
+               CASE WHEN cardinality(c.conkey) = 1
+                    THEN (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]) END AS col,
+               -- values are shown only to a caller who may read them (and no row security hides rows)
+               cardinality(c.conkey) = 1 AND NOT r.relrowsecurity
+                 AND has_column_privilege(session_user, c.conrelid,
+                                          (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1])::text,
+                                          'SELECT') AS readable
+          FROM pg_depend d JOIN pg_constraint c ON c.oid = d.objid JOIN pg_class r ON r.oid = c.conrelid
+         WHERE d.classid = 'pg_constraint'::regclass AND d.refclassid = 'pg_proc'::regclass
+           AND d.refobjid = ANY (v_fns) AND c.contype = 'c' AND c.convalidated
+           AND (r.relpersistence <> 't' OR r.relnamespace = pg_my_temp_schema())
+         ORDER BY 1, 2
+    LOOP
+        IF v_con.readable THEN   -- the values that would fail (at most 5 shown)
+            -- Printed by the column type's output function (format's %s), never by a cast to text:
+            -- a user's cast (CREATE CAST ... WITH FUNCTION) would run as this function's owner.
+            EXECUTE format('SELECT string_agg(v, '', '') FROM (SELECT DISTINCT quote_nullable(left('
+                           'CASE WHEN num_nulls(%1$I) = 0 THEN format(''%%s'', %1$I) END, 64)) AS v '
+                           'FROM %2$s WHERE NOT (%3$s) LIMIT 5) s', v_con.col, v_con.tbl, v_con.expr)
+               INTO v_bad;
+        ELSE
+            EXECUTE format('SELECT count(*) || '' row(s)'' FROM %s WHERE NOT (%s) HAVING count(*) > 0', v_con.tbl, v_con.expr)
+               INTO v_bad;
+        END IF;
+        IF v_bad IS NOT NULL THEN
+            v_problems := v_problems || format('%s (constraint %I): %s', v_con.tbl, v_con.conname, v_bad);
+        END IF;
+    END LOOP;
+    IF cardinality(v_problems) > 0 THEN
+        RAISE EXCEPTION 'the new stage set would break CHECK constraints'
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('Rows that would no longer pass: %s.', array_to_string(v_problems, '; ')),
+                  HINT = 'Move those rows to stages of the new set first (rename_stage moves aliases, not rows; see docs/normalization.md), then change the set.';
+    END IF;
+    -- Cached plans may have folded a check of a constant: replan them.
+    ALTER FUNCTION stage_norm.is_canonical_stage(text) IMMUTABLE;
+    ALTER FUNCTION stage_norm.is_valid_stage_distribution(jsonb) IMMUTABLE;
+    ALTER FUNCTION stage_norm.is_canonical_stage_array(text[]) IMMUTABLE;
+END
+$$;
+
+-- effective_mode pins its search_path, as every SQL function of the extension does.
+CREATE OR REPLACE FUNCTION stage_norm.effective_mode(tbl regclass)
+RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT stage_norm._effective_mode(tbl::oid) $$;
 
 -- ---------------------------------------------------------------------------------------------
 -- Last: triggers attached under 0.1.0 record their column dependencies, and partitions governed

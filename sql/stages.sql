@@ -210,8 +210,11 @@ BEGIN
          ORDER BY 1, 2
     LOOP
         IF v_con.readable THEN   -- the values that would fail (at most 5 shown)
-            EXECUTE format('SELECT string_agg(v, '', '') FROM (SELECT DISTINCT quote_nullable(left(%I::text, 64)) AS v '
-                           'FROM %s WHERE NOT (%s) LIMIT 5) s', v_con.col, v_con.tbl, v_con.expr)
+            -- Printed by the column type's output function (format's %s), never by a cast to text:
+            -- a user's cast (CREATE CAST ... WITH FUNCTION) would run as this function's owner.
+            EXECUTE format('SELECT string_agg(v, '', '') FROM (SELECT DISTINCT quote_nullable(left('
+                           'CASE WHEN num_nulls(%1$I) = 0 THEN format(''%%s'', %1$I) END, 64)) AS v '
+                           'FROM %2$s WHERE NOT (%3$s) LIMIT 5) s', v_con.col, v_con.tbl, v_con.expr)
                INTO v_bad;
         ELSE
             EXECUTE format('SELECT count(*) || '' row(s)'' FROM %s WHERE NOT (%s) HAVING count(*) > 0', v_con.tbl, v_con.expr)

@@ -61,6 +61,28 @@ SELECT pg_catalog.pg_extension_config_dump('stage_norm.citus_table_modes', '');
 CREATE TRIGGER citus_table_modes_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stage_norm.citus_table_modes
     FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.config_changed();
+-- Who set an override and when are the server's to say, on either table: stamped on every
+-- insert and update, except a superuser's (pg_restore, citus_setup and citus_sync carry rows
+-- over as they were written).
+CREATE FUNCTION stage_norm._stamp_mode_setting()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user), false) THEN
+        NEW.set_at := pg_catalog.now();
+        NEW.set_by := current_user;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._stamp_mode_setting() IS
+    'Internal: sets set_at and set_by of table_mode_settings and citus_table_modes rows (unless a superuser writes them)';
+CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON stage_norm.table_mode_settings
+    FOR EACH ROW EXECUTE FUNCTION stage_norm._stamp_mode_setting();
+CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON stage_norm.citus_table_modes
+    FOR EACH ROW EXECUTE FUNCTION stage_norm._stamp_mode_setting();
 ALTER TABLE stage_norm.citus_table_modes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY read_all ON stage_norm.citus_table_modes FOR SELECT USING (true);
 CREATE POLICY write_own ON stage_norm.citus_table_modes FOR ALL
@@ -178,6 +200,7 @@ COMMENT ON FUNCTION stage_norm.set_table_mode(regclass, text) IS
 CREATE FUNCTION stage_norm.effective_mode(tbl regclass)
 RETURNS text
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT stage_norm._effective_mode(tbl::oid) $$;
 COMMENT ON FUNCTION stage_norm.effective_mode(regclass) IS
     'The mode the stage_norm trigger uses on tbl in this session now: min(override else stage_norm.mode, stage_norm.max_mode)';

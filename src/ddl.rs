@@ -15,7 +15,8 @@ use pgrx::prelude::*;
 
 /// Internal: records the column dependencies of a `stage_norm_normalize` trigger that is not a
 /// clone, and returns its column list as it should be when an argument names a column that was
-/// renamed (NULL when the arguments are current). Only records facts: anyone may call it.
+/// renamed (NULL when the arguments are current). Callable by whoever may create triggers on
+/// the table (`attach` runs as its caller); it locks the table as CREATE TRIGGER does.
 #[pg_extern(volatile, strict, parallel_unsafe, name = "_sync_trigger")]
 fn sync_trigger(tgoid: pg_sys::Oid) -> Option<Vec<String>> {
     let relid = Spi::get_one_with_args::<pg_sys::Oid>(
@@ -25,6 +26,26 @@ fn sync_trigger(tgoid: pg_sys::Oid) -> Option<Vec<String>> {
     )
     .ok()
     .flatten()?;
+    // SAFETY: a catalog privilege check and a lock on an existing relation, in a transaction.
+    unsafe {
+        if pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_TRIGGER as pg_sys::AclMode)
+            != pg_sys::AclResult::ACLCHECK_OK
+        {
+            let table = CStr::from_ptr(pg_sys::get_rel_name(relid)).to_string_lossy().into_owned();
+            pgrx::pg_sys::panic::ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("permission denied for table {table}"),
+                "stage_norm._sync_trigger",
+            )
+            .set_detail("Recording a stage_norm trigger's column dependencies needs the TRIGGER privilege on its table.")
+            .set_hint("stage_norm.attach does it for the table's owner; the event trigger stage_norm_ddl for every DDL command.")
+            .report(PgLogLevel::ERROR);
+        }
+        // What CREATE TRIGGER takes: no concurrent DDL or trigger change on the table meanwhile.
+        pg_sys::LockRelationOid(relid, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE);
+    }
+    // The trigger may have gone while we waited for the lock.
+    Spi::get_one_with_args::<bool>("SELECT true FROM pg_catalog.pg_trigger WHERE oid = $1", &[tgoid.into()]).ok().flatten()?;
     // The columns the trigger depends on now (before this call records anything).
     let depended: Vec<i16> = Spi::connect(|c| {
         c.select(

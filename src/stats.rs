@@ -782,7 +782,8 @@ pub fn sql_latency() -> TableIterator<
 }
 
 /// Internal: the breakers per table. `strict` false (for `table_modes`, readable by everyone):
-/// this database's tables only, and no rows (instead of an error) when not preloaded.
+/// this database's tables only, without the window's counts (NULL), and no rows (instead of
+/// an error) when not preloaded.
 #[pg_extern(volatile, parallel_safe, name = "_breakers")]
 #[allow(clippy::type_complexity)]
 pub fn sql_breakers(
@@ -797,8 +798,8 @@ pub fn sql_breakers(
         name!(tripped, bool),
         name!(tripped_at, Option<TimestampWithTimeZone>),
         name!(trip_ratio, Option<f64>),
-        name!(window_values, f64),
-        name!(window_rejects, f64),
+        name!(window_values, Option<f64>),
+        name!(window_rejects, Option<f64>),
     ),
 > {
     if !strict && !enabled() {
@@ -823,8 +824,10 @@ pub fn sql_breakers(
                 r.tripped,
                 r.tripped_at,
                 r.tripped.then_some(r.trip_ratio),
-                r.window.0,
-                r.window.1,
+                // The window's counts are every writer's traffic: for pg_monitor only (strict);
+                // table_modes (everyone) needs the trip alone.
+                strict.then_some(r.window.0),
+                strict.then_some(r.window.1),
             )
         })
         .collect();
@@ -853,7 +856,13 @@ pub fn sql_reset_breaker(tbl: pg_sys::Oid) -> bool {
             } else {
                 CStr::from_ptr(pg_sys::quote_qualified_identifier(ns, name)).to_string_lossy().into_owned()
             };
-            (table, CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)).to_string_lossy().into_owned())
+            // The caller: reset_breaker is SECURITY DEFINER, so the current user is its owner;
+            // the outer user is the session's role (SET ROLE included), which definers leave alone.
+            let outer = pg_sys::GetOuterUserId();
+            let session = pg_sys::GetSessionUserId();
+            let name = |id| CStr::from_ptr(pg_sys::GetUserNameFromId(id, false)).to_string_lossy().into_owned();
+            let user = if outer == session { name(outer) } else { format!("{} (session user {})", name(outer), name(session)) };
+            (table, user)
         };
         pgrx::log!("stage_norm: circuit breaker of table {table} reset by {user}");
     }

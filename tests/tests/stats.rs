@@ -162,9 +162,19 @@ fn breaker_trips_across_sessions_and_resets() {
     admin.batch_execute("SET ROLE sn_app").unwrap();
     let e = admin.batch_execute("SELECT stage_norm.reset_breaker('a')").unwrap_err();
     assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
-    admin.batch_execute("RESET ROLE").unwrap();
+    // What everyone may read of the breakers (for table_modes): the trip, not the window's
+    // counts of every writer's traffic (security review #11).
+    let r = admin
+        .query_one("SELECT bool_or(tripped), count(window_values), count(window_rejects) FROM stage_norm._breakers(false)", &[])
+        .unwrap();
+    assert_eq!((r.get::<_, bool>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)), (true, 0, 0));
+    // The log names the role that reset it, not reset_breaker's owner (security review #8).
+    admin.batch_execute("RESET ROLE; GRANT EXECUTE ON FUNCTION stage_norm.reset_breaker(regclass) TO sn_app; SET ROLE sn_app").unwrap();
     let was: bool = admin.query_one("SELECT stage_norm.reset_breaker('a')", &[]).unwrap().get(0);
     assert!(was);
+    admin.batch_execute("RESET ROLE").unwrap();
+    let log = std::fs::read_to_string(std::env::var("STAGE_NORM_CLUSTER_LOG").unwrap()).unwrap();
+    assert_eq!(log.matches("circuit breaker of table public.a reset by sn_app (session user postgres)").count(), 1, "{log}");
     assert!(!tripped(&mut watcher, "a"));
     assert_eq!(insert_bogus(&mut s1, "a").unwrap_err().code(), Some(&SqlState::CHECK_VIOLATION));
     assert_eq!(insert_bogus(&mut s2, "a").unwrap_err().code(), Some(&SqlState::CHECK_VIOLATION));
