@@ -212,6 +212,17 @@ q "$CO" "CALL stage_norm.migrate('\"o''brien\"', 'stage', batch_size => 5)" >/de
 eq "migrate and verify on \"o'brien\"" '0|4' "$CO" \
    "SELECT (v->>'non_canonical') || '|' || (v->'last_run'->>'finished') FROM stage_norm.verify('\"o''brien\"', 'stage') v"
 
+echo "== % in the column's and the tenant column's names (doubled for Citus's format)"
+cat > "$root/pct.sql" <<'SQL'
+CREATE TABLE pct (id int PRIMARY KEY, "st%sage" text, "fund%" int);
+SELECT create_distributed_table('pct', 'id', shard_count => 4);
+INSERT INTO pct SELECT i, CASE WHEN i % 3 = 0 THEN 'seriesB' ELSE 'Series A ' END, i % 2 FROM generate_series(1, 40) i;
+SQL
+psql -h 127.0.0.1 -p "$CO" -U postgres -XqAt -v ON_ERROR_STOP=1 -f "$root/pct.sql" postgres >/dev/null 2>"$root/stderr" || cat "$root/stderr"
+q "$CO" "CALL stage_norm.migrate('pct', 'st%sage', batch_size => 5, tenant => 'fund%')" >/dev/null 2>"$root/stderr" || cat "$root/stderr"
+eq "migrate (tenant by tenant) and verify with % in the names" '0|4' "$CO" \
+   "SELECT (v->>'non_canonical') || '|' || (v->'last_run'->>'finished') FROM stage_norm.verify('pct', 'st%sage') v"
+
 echo "== add_check on a distributed table"
 out=$(psql -h 127.0.0.1 -p "$CO" -U postgres -XtAq -v ON_ERROR_STOP=1 -c "CALL stage_norm.add_check('pc', 'stage')" postgres 2>&1)
 eq "add_check: a validated constraint on every shard" "32" "$CO" \

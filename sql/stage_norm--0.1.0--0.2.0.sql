@@ -955,6 +955,12 @@ SELECT r.run_id, r.table_name, r.column_name, r.tenant_column, b.tenant,
   FROM stage_norm.migration_runs r
   JOIN stage_norm.migration_batches b ON b.run_id = r.run_id
  WHERE r.tenant_column IS NOT NULL
+   -- tenants are values of the table: only for whoever may migrate the column and read the
+   -- tenant column (the view runs as its owner, so the tables' row security does not apply)
+   AND stage_norm._may_migrate(r.relid, r.column_name)
+   AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = r.relid AND a.attname = r.tenant_column AND NOT a.attisdropped
+                  AND pg_catalog.has_column_privilege(a.attrelid, a.attnum, 'SELECT'))
  GROUP BY r.run_id, b.tenant;
 COMMENT ON VIEW stage_norm.migration_tenant_progress IS 'Runs of stage_norm.migrate(tenant => ...): batches, rows scanned, updated and unknown, and the longest batch, per tenant';
 
@@ -1738,15 +1744,11 @@ BEGIN
                   DETAIL = format('Differs from the coordinator: %s.', v_drift),
                   HINT = 'SELECT * FROM stage_norm.citus_sync(); then migrate again.';
     END IF;
-    IF strpos(col, '%') > 0 THEN
-        RAISE EXCEPTION 'stage_norm.migrate on a Citus table cannot name a column with "%%" in it'
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'Citus''s run_command_on_placements substitutes %%s in the command.',
-                  HINT = 'Run CALL stage_norm.migrate(''<shard>'', ...) on each shard''s node yourself.';
-    END IF;
     -- Citus fills the command with format(command, <the placement's shard, a qualified
-    -- identifier>): %L makes it a literal (a quote in a table name cannot end it).
-    v_cmd := format('CALL stage_norm.migrate(%%L, %s, %s)', quote_literal(col), options);
+    -- identifier>): %L makes it a literal (a quote in a table name cannot end it), and every
+    -- other % (in the column's name, a tenant column's, an option) is doubled so that it stays
+    -- itself.
+    v_cmd := format('CALL stage_norm.migrate(%%L, %s, %s)', replace(quote_literal(col), '%', '%%'), replace(options, '%', '%%'));
     FOR r IN EXECUTE 'SELECT nodename, nodeport, shardid, success, result FROM pg_catalog.run_command_on_placements($1, $2, false) ORDER BY shardid, nodeport'
                USING tbl, v_cmd LOOP
         v_n := v_n + 1;
@@ -1802,6 +1804,8 @@ LANGUAGE plpgsql STABLE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_runs_readable boolean := has_table_privilege('stage_norm.migration_runs', 'SELECT')
+                               AND has_table_privilege('stage_norm.migration_batches', 'SELECT');
     v_kind   text;
     v_report jsonb;
     v_part   jsonb;
@@ -1842,7 +1846,10 @@ BEGIN
     IF tenant IS NOT NULL THEN
         EXECUTE format('SELECT jsonb_object_agg(coalesce(t::text, ''NULL''), jsonb_build_object(''rows'', n, ''nulls'', z, ''non_canonical'', b)) FROM (SELECT %1$I AS t, count(*) AS n, count(*) FILTER (WHERE %2$I IS NULL) AS z, count(*) FILTER (WHERE %3$s) AS b FROM %4$s GROUP BY 1) x',
                        tenant, col, v_bad, tbl) INTO v_part;
-        -- The last run's figures per tenant, when it walked by this column.
+        -- The last run's figures per tenant, when it walked by this column (for a caller who may
+        -- read the migration tables: not every reader of the table may).
+        v_run := NULL;
+        IF v_runs_readable THEN
         SELECT jsonb_object_agg(coalesce(b.tenant, 'NULL'), jsonb_build_object('batches', b.n, 'rows_updated', b.u, 'rows_unknown', b.k))
           INTO v_run
           FROM (SELECT b.tenant, count(*) AS n, sum(b.rows_updated) AS u, sum(b.rows_unknown) AS k
@@ -1851,11 +1858,16 @@ BEGIN
                                                           WHERE r.relid = tbl AND r.column_name = col AND r.tenant_column = verify.tenant
                                                           ORDER BY r.run_id DESC LIMIT 1)
                  GROUP BY b.tenant) b;
+        END IF;
         SELECT jsonb_object_agg(e.key, e.value || CASE WHEN m.value IS NOT NULL THEN jsonb_build_object('last_run', m.value) ELSE '{}' END)
           INTO v_part
           FROM jsonb_each(v_part) e LEFT JOIN jsonb_each(v_run) m ON m.key = e.key;
         v_report := v_report || jsonb_build_object('tenants', coalesce(v_part, '{}'));
     END IF;
+    -- The last run (NULL for a caller who may not read it: not granted migration_runs, or its
+    -- row security).
+    v_run := NULL;
+    IF v_runs_readable THEN
     SELECT jsonb_build_object('run_id', r.run_id, 'status', r.status, 'tenant_column', r.tenant_column, 'started_at', r.started_at, 'finished_at', r.finished_at,
                               'rows_updated', r.rows_updated, 'rows_unknown', r.rows_unknown,
                               'rows_before', r.rows_before, 'rows_after', r.rows_after,
@@ -1868,6 +1880,7 @@ BEGIN
     -- A Citus table's runs are per shard, on the shards' nodes: their last runs added up.
     IF stage_norm._citus_table(tbl) IN ('distributed', 'reference') THEN
         v_run := stage_norm._citus_last_runs(tbl, col);
+    END IF;
     END IF;
     RETURN v_report || jsonb_build_object('last_run', v_run);
 END
@@ -2355,8 +2368,16 @@ CREATE OR REPLACE VIEW stage_norm.table_modes AS
 WITH governed AS (
     SELECT t.tgrelid AS relid,
            -- the arguments but the logical-table one ('@table=...') of a Citus table's trigger
-           ARRAY(SELECT a FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000')) AS a
-                  WHERE a <> '' AND pg_catalog.left(a, 7) <> '@table=')::name[] AS columns,
+           -- the arguments: tgargs holds each one's bytes followed by a NUL; split on the NULs and
+           -- convert each piece (encode(..., 'escape') would double backslashes and escape bytes
+           -- above 0x7f)
+           ARRAY(SELECT x.a
+                   FROM (SELECT pg_catalog.convert_from(pg_catalog.substr(t.tgargs, p.s, p.e - p.s), pg_catalog.getdatabaseencoding()) AS a, p.s
+                           FROM (SELECT pg_catalog.lag(i, 1, -1) OVER (ORDER BY i) + 2 AS s, i + 1 AS e
+                                   FROM pg_catalog.generate_series(0, pg_catalog.length(t.tgargs) - 1) AS i
+                                  WHERE pg_catalog.get_byte(t.tgargs, i) = 0) AS p) AS x
+                  WHERE x.a <> '' AND pg_catalog.left(x.a, 7) <> '@table='
+                  ORDER BY x.s)::name[] AS columns,
            t.tgenabled <> 'D' AS trigger_enabled
       FROM pg_catalog.pg_trigger t
      WHERE t.tgfoid = 'stage_norm.normalize_trigger()'::pg_catalog.regprocedure AND NOT t.tgisinternal

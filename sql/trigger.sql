@@ -210,8 +210,16 @@ CREATE VIEW stage_norm.table_modes AS
 WITH governed AS (
     SELECT t.tgrelid AS relid,
            -- the arguments but the logical-table one ('@table=...') of a Citus table's trigger
-           ARRAY(SELECT a FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.encode(t.tgargs, 'escape'), '\000')) AS a
-                  WHERE a <> '' AND pg_catalog.left(a, 7) <> '@table=')::name[] AS columns,
+           -- the arguments: tgargs holds each one's bytes followed by a NUL; split on the NULs and
+           -- convert each piece (encode(..., 'escape') would double backslashes and escape bytes
+           -- above 0x7f)
+           ARRAY(SELECT x.a
+                   FROM (SELECT pg_catalog.convert_from(pg_catalog.substr(t.tgargs, p.s, p.e - p.s), pg_catalog.getdatabaseencoding()) AS a, p.s
+                           FROM (SELECT pg_catalog.lag(i, 1, -1) OVER (ORDER BY i) + 2 AS s, i + 1 AS e
+                                   FROM pg_catalog.generate_series(0, pg_catalog.length(t.tgargs) - 1) AS i
+                                  WHERE pg_catalog.get_byte(t.tgargs, i) = 0) AS p) AS x
+                  WHERE x.a <> '' AND pg_catalog.left(x.a, 7) <> '@table='
+                  ORDER BY x.s)::name[] AS columns,
            t.tgenabled <> 'D' AS trigger_enabled
       FROM pg_catalog.pg_trigger t
      WHERE t.tgfoid = 'stage_norm.normalize_trigger()'::pg_catalog.regprocedure AND NOT t.tgisinternal

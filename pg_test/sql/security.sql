@@ -92,7 +92,7 @@ GRANT SELECT ON stage_norm.migration_progress TO sec_attacker;
 CREATE TABLE sec_mig (id int PRIMARY KEY, stage text);
 INSERT INTO sec_mig VALUES (1, 'Series A '), (2, 'pre_seed');
 SET client_min_messages = warning;
-CALL stage_norm.migrate('sec_mig', 'stage');
+CALL stage_norm.migrate('sec_mig', 'stage', tenant => 'id');
 SELECT max(run_id) AS dba_run FROM stage_norm.migration_runs WHERE relid = 'sec_mig'::regclass \gset
 UPDATE stage_norm.migration_runs SET status = 'failed', last_error = 'value ''Series A '' rejected' WHERE run_id = :dba_run;
 SET ROLE sec_attacker;
@@ -105,6 +105,15 @@ SELECT count(*) FILTER (WHERE relid = 'sec_mig'::regclass) AS dba_runs_seen, cou
 SELECT count(*) AS dba_undo_seen FROM stage_norm.migration_undo WHERE run_id = :dba_run;
 SELECT count(*) AS dba_batches_seen FROM stage_norm.migration_batches WHERE run_id = :dba_run;
 SELECT table_name, status, last_error IS NULL AS error_hidden FROM stage_norm.migration_progress WHERE run_id = :dba_run;
+-- verify as a reader of the table only: counts, and no last run (it may not read the runs)
+RESET ROLE;
+CREATE ROLE sec_reader;
+GRANT SELECT ON sec_mig TO sec_reader;
+GRANT SELECT ON stage_norm.migration_tenant_progress TO sec_attacker;
+SET ROLE sec_reader;
+SELECT stage_norm.verify('sec_mig', 'stage') - 'stages' AS reader_verify;
+SET ROLE sec_attacker;
+SELECT count(*) AS tenant_rows_seen FROM stage_norm.migration_tenant_progress WHERE run_id = :dba_run;
 -- nor to forge: into the DBA's run, nor into the attacker's run naming the DBA's table
 INSERT INTO stage_norm.migration_undo VALUES (:dba_run, 99, 'sec_mig', '{{1}}', '{Hacked!}', '{series-a}');
 INSERT INTO stage_norm.migration_undo VALUES (:atk_run, 99, 'sec_mig', '{{1}}', '{Hacked!}', '{series-a}');
@@ -121,6 +130,7 @@ RESET client_min_messages;
 SELECT id, stage FROM atk.mine ORDER BY id;
 SELECT id, stage FROM sec_mig ORDER BY id;
 DROP TABLE sec_mig;
+DROP ROLE sec_reader;
 -- 9. _sync_trigger records a trigger's column dependencies: it needs the TRIGGER privilege on
 --    the table (attach runs it as its caller), and locks the table as CREATE TRIGGER does.
 CREATE TABLE sec_gov (id int, stage text);
@@ -155,7 +165,7 @@ SELECT p.oid::regprocedure AS procedure,
        (SELECT count(*) FROM regexp_matches(p.prosrc, '^\s*COMMIT;', 'gn')) AS commits,
        (SELECT count(*) FROM regexp_matches(p.prosrc, '^\s*COMMIT;[^\n]*\n\s*PERFORM pg_catalog\.set_config\(''search_path'', ''pg_catalog, pg_temp'', true\);', 'gn')) AS pinned_after
   FROM pg_proc p WHERE p.pronamespace = 'stage_norm'::regnamespace AND p.prokind = 'p' ORDER BY 1;
-REVOKE ALL ON stage_norm.migration_runs, stage_norm.migration_batches, stage_norm.migration_undo, stage_norm.migration_progress FROM sec_attacker;
+REVOKE ALL ON stage_norm.migration_runs, stage_norm.migration_batches, stage_norm.migration_undo, stage_norm.migration_progress, stage_norm.migration_tenant_progress FROM sec_attacker;
 DELETE FROM stage_norm.migration_runs WHERE relid = 'atk.mine'::regclass;
 DROP SCHEMA atk CASCADE;
 DROP ROLE sec_attacker;
