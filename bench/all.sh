@@ -21,8 +21,13 @@ fi
 cg_rows=${CALLGRIND_ROWS:-100000}
 cgj_rows=${CALLGRIND_JSONB_ROWS:-1000000}
 start=$(date +%s)
+# Which build is measured: the installed library's time and checksum, before and after (on a
+# shared machine another `make install` may replace it during the run; the report says so).
+lib=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/stage_norm.so
+lib_id() { echo "installed $(date -u -r "$lib" '+%Y-%m-%d %H:%M:%S UTC'), md5 $(md5sum < "$lib" | cut -c1-12)"; }
 set -o pipefail
 {
+  printf 'RESULT\tmeta\tlibrary_start\t%s\n' "$(lib_id)"
   bash scripts/with-cluster.sh "$@" -- bash bench/run.sh
   echo "== callgrind"
   bash bench/callgrind.sh "$cg_rows"
@@ -32,6 +37,7 @@ set -o pipefail
   printf 'RESULT\tmeta\tcluster_conf\t%s\n' "${conf% }"
   [[ -z ${BENCH_NOTE:-} ]] || printf 'RESULT\tmeta\tnote\t%s\n' "$BENCH_NOTE"
   printf 'RESULT\tmeta\tduration_s\t%s\n' "$(( $(date +%s) - start ))"
+  printf 'RESULT\tmeta\tlibrary_end\t%s\n' "$(lib_id)"
   printf 'RESULT\tmeta\tloadavg_after_callgrind\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 } 2>&1 | tee "$log"
 echo "make bench: $(( $(date +%s) - start )) s; log in $log"

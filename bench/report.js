@@ -33,7 +33,7 @@ for (const line of fs.readFileSync(logFile, 'utf8').split('\n')) {
   const f = line.split('\t').slice(1);
   switch (f[0]) {
     case 'meta': meta[f[1]] = f.slice(2).join('\t'); break;
-    case 'title': titles.set(`${f[1]}/${f[2]}`, f[3].replace(/\b\d{5,}\b/g, (d) => Number(d).toLocaleString('en-US'))); comp(f[1], f[2]); break;
+    case 'title': titles.set(`${f[1]}/${f[2]}`, f[3].replace(/\b\d{5,}\b/g, (d) => Number(d).toLocaleString('en-US')).replace(/\bus\b/g, 'µs')); comp(f[1], f[2]); break;
     case 'median': comp(f[1], f[2]).variants.set(f[3], { value: num(f[4]), unit: f[5], n: num(f[6]) }); break;
     case 'ratio': {
       const c = comp(f[1], f[2]);
@@ -83,7 +83,7 @@ const boundText = (c) => (c.op && c.bound !== null ? `${c.op.replace('<=', '≤'
 function decided(c, i) {
   // Instruction counts decide where they exist (deterministic); else the paired ratio; else medians.
   if (i) return { by: 'instructions', verdict: i.verdict };
-  return { by: c.paired !== null ? 'paired' : 'medians', verdict: c.verdict };
+  return { by: c.paired !== null ? 'wall-clock, paired' : 'wall-clock', verdict: c.verdict };
 }
 const verdictText = (v) => ({ pass: 'met', met: 'met', FAIL: '**not met**', 'NOT MET': '**not met**', '?': '?' }[v] ?? v);
 function checkTable(list) {
@@ -110,7 +110,7 @@ function compTable(c) {
   const k = `${c.suite}/${c.comparison}`;
   const cgc = companion[c.comparison] ? comps.get(companion[c.comparison]) : null;
   const vs = [...c.variants.entries()].sort((a, b) => a[1].value - b[1].value);
-  const unit = vs.length ? vs[0][1].unit : '';
+  const unit = (vs.length ? vs[0][1].unit : '').replace(/^us\//, 'µs/');
   const head = ['variant', 'n', `median (${unit})`, ...c.peers.map((p) => `÷ ${peerName(p)}: medians / paired`)];
   if (cgc) head.push('callgrind: instructions per row over no trigger (÷ no trigger)');
   const rows = vs.map(([v, m]) => {
@@ -148,7 +148,7 @@ function nodeTable() {
     rows.push([p, fmt(sv), fmt(pv), fmt(nv), sv ? ratio(nv / sv) : '–']);
   }
   return `**${esc(titles.get('node/node'))}**, next to the per-call percentiles of suite \`distributions\` (batches of 100 calls, so stage_norm's and PL/pgSQL's p99.9 are not measured)\n\n` +
-    table(['percentile', 'stage_norm (us/call)', 'PL/pgSQL (us/call)', 'Node (us/call)', 'Node ÷ stage_norm'], rows);
+    table(['percentile', 'stage_norm (µs/call)', 'PL/pgSQL (µs/call)', 'Node (µs/call)', 'Node ÷ stage_norm'], rows);
 }
 
 // ---- header ----
@@ -172,11 +172,14 @@ if (quick) {
 const list = [
   `**Run**: ${meta.date || '?'}, commit \`${meta.commit || '?'}\`, ${durText} in all (${meta.suites ? 'suites ' + meta.suites.split(' ').map(code).join(', ') + ', the Node peer, ' : ''}then \`bench/callgrind.sh\` at ${fmt(num(meta.callgrind_rows), 0)} rows and its jsonb variants at ${fmt(num(meta.callgrind_jsonb_rows), 0)}).`,
   `**Machine**: ${meta.cores || '?'} cores (${meta.cpu || '?'}), ${meta.ram || '?'} RAM, ${meta.os || '?'}.`,
-  `**PostgreSQL** ${meta.postgres || '?'}; stage_norm ${meta.stage_norm || '?'}.`,
+  `**PostgreSQL** ${meta.postgres || '?'}; stage_norm ${meta.stage_norm || '?'}. The build measured is the library installed in the system PostgreSQL (\`make bench\` installs the working tree first; \`make bench-run\` measures what is there)${meta.library_start ? `: ${meta.library_start}` : ''}.`,
   `**Cluster** (\`scripts/with-cluster.sh ${meta.cluster_conf || ''}\`): ${meta.settings || '?'}.`,
   `**Rounds**: ${meta.rounds || '?'} per variant, interleaved, order rotating, after a warm-up round (migrate: ${meta.migrate_rounds || '?'}; stats: ${meta.stats_rounds || '?'}); ${fmt(num(meta.rows), 0)} rows per write (normalize: 1,000,000 labels).`,
   `**Load average** (1, 5, 15 min) at the start, at the end of the wall-clock suites, after callgrind: ${load.join(' · ') || '?'}. ${meta.note ? meta.note + ' ' : ''}Wall-clock on this machine is noisy: ratios closer than about 5–10% are not decided by it; the instruction counts (callgrind, repeatable to a few instructions per row) decide where they exist.`,
 ];
+if (meta.library_start && meta.library_end && meta.library_start !== meta.library_end) {
+  list.push(`**Warning: the library was replaced during the run** (another \`make install\` on the machine): ${meta.library_start} at the start, ${meta.library_end} at the end; the figures may mix two builds.`);
+}
 for (const l of list) out.push('- ' + l);
 out.push('');
 out.push('![Ratios of the last make bench run against each peer, with the bounds of the issues](benchmarks.png)');
@@ -210,7 +213,7 @@ for (const [, heading, suites] of SUITES) {
     const b = comps.get('distributions/dist_batch');
     out.push(`**${esc(titles.get('distributions/dist_batch'))}**`);
     out.push('');
-    out.push(table(['variant', 'batches', 'us/call'], [...b.variants.entries()].map(([v, m]) => [code(v), String(m.n), fmt(m.value)])));
+    out.push(table(['variant', 'batches', 'µs/call'], [...b.variants.entries()].map(([v, m]) => [code(v), String(m.n), fmt(m.value)])));
     out.push('');
   }
   if (suites.includes('node')) {
@@ -228,8 +231,13 @@ const section = out.join('\n');
 
 // ---- write the markdown ----
 let md = fs.readFileSync(mdFile, 'utf8');
-const b = md.indexOf(BEGIN);
-const e = md.indexOf(END);
+// The markers count on a line of their own only (the text may quote them).
+const lineAt = (marker, from) => {
+  const m = new RegExp('^' + marker.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') + '[ \t]*$', 'm').exec(md.slice(from));
+  return m ? from + m.index : -1;
+};
+const b = lineAt(BEGIN, 0);
+const e = b >= 0 ? lineAt(END, b) : -1;
 if (b >= 0 && e > b) {
   md = md.slice(0, b) + section + md.slice(e + END.length);
 } else {
@@ -250,13 +258,13 @@ for (const [, heading, suites] of SUITES) {
     const i = cg.get(c.key);
     const w = c.paired ?? c.med;
     const d = decided(c, i);
-    rowsForChart.push({ label: `${c.label}`.replace(/"/g, "'"), wall: w, instr: i ? i.med : null, bound: c.bound,
+    rowsForChart.push({ group: heading, label: `${c.label}`.replace(/"/g, "'"), wall: w, instr: i ? i.med : null, bound: c.bound,
                         ok: ['pass', 'met'].includes(d.verdict) ? 1 : ['FAIL', 'NOT MET'].includes(d.verdict) ? 0 : 2 });
   }
   if (suites.includes('node')) {
     const n = comps.get('node/node')?.variants.get('parseStageDistribution p50')?.value;
     const s = comps.get('distributions/dist_batch')?.variants.get('stage_norm p50')?.value;
-    if (n && s) rowsForChart.push({ label: 'Node parseStageDistribution p50 / stage_norm p50 (per call)', wall: n / s, instr: null, bound: null, ok: 2 });
+    if (n && s) rowsForChart.push({ group: heading, label: 'Node parseStageDistribution p50 / stage_norm p50 (per call)', wall: n / s, instr: null, bound: null, ok: 2 });
   }
 }
 const resDir = path.join(root, 'bench/results');
@@ -265,9 +273,15 @@ const datFile = path.join(resDir, 'chart.dat');
 const gpFile = path.join(resDir, 'chart.gp');
 const N = rowsForChart.length;
 const v = (x) => (x === null || x === undefined || !Number.isFinite(x) || x <= 0 ? 'NaN' : String(x));
-// y = N - index (first check on top); columns: y, label, wall, instr, bound, ok
+// y = N - index (first check on top); columns: y, label, wall, instr, bound, ok, and the two
+// values as printed in the tables.
+const lab = (x) => (x === null || x === undefined || !Number.isFinite(x) ? '' : ratio(x));
 fs.writeFileSync(datFile, rowsForChart.map((r, i) =>
-  [N - i, `"${r.label}"`, v(r.wall), v(r.instr), v(r.bound), r.ok].join('\t')).join('\n') + '\n');
+  [N - i, `"${r.label}"`, v(r.wall), v(r.instr), v(r.bound), r.ok, `"${lab(r.wall)}"`, `"${lab(r.instr)}"`].join('\t')).join('\n') + '\n');
+// A thin line between the suites' groups.
+const separators = rowsForChart.map((r, i) => (i > 0 && r.group !== rowsForChart[i - 1].group ? N - i + 0.5 : null))
+  .filter((y) => y !== null)
+  .map((y) => `set arrow from graph 0, first ${y} to graph 1, first ${y} nohead lc rgb "#bbbbbb" lw 1`).join('\n');
 const subtitle = `${meta.date || ''}, commit ${meta.commit || '?'}, ${meta.cores || '?'} cores, PostgreSQL ${(meta.postgres || '').split(' ')[0]}, ${meta.rounds || '?'} rounds${quick ? ' (QUICK RUN: not a measurement)' : ''}`;
 const gp = `# Generated by bench/report.js: gnuplot bench/results/chart.gp
 set terminal pngcairo size 1300,${Math.max(400, 60 + 34 * N)} font "DejaVu Sans,10"
@@ -285,16 +299,16 @@ set key outside bottom center horizontal
 set style fill solid 0.85 noborder
 set lmargin 62
 set arrow from 1, graph 0 to 1, graph 1 nohead lc rgb "#888888" dt 2
+${separators}
 lo(x) = x < 1 ? x : 1
 hi(x) = x < 1 ? 1 : x
-lab(x) = x >= 10 ? sprintf("%.1f", x) : sprintf("%.3f", x)
 plot "${path.relative(root, datFile)}" using 3:1:(lo($3)):(hi($3)):($1 + 0.02):($1 + 0.36):ytic(2) with boxxyerror lc rgb "#4472c4" title "wall-clock (paired, else medians)", \\
      "" using 4:1:(lo($4)):(hi($4)):($1 - 0.36):($1 - 0.02) with boxxyerror lc rgb "#ed7d31" title "instructions (callgrind)", \\
      "" using 5:($1 - 0.42):(0):(0.84) with vectors nohead lw 3 lc rgb "black" title "bound", \\
-     "" using ($3 >= 1 ? $3 * 1.12 : NaN):($1 + 0.19):(lab($3)) with labels left font ",8" notitle, \\
-     "" using ($3 < 1 ? $3 / 1.12 : NaN):($1 + 0.19):(lab($3)) with labels right font ",8" notitle, \\
-     "" using ($4 >= 1 ? $4 * 1.12 : NaN):($1 - 0.19):(lab($4)) with labels left font ",8" notitle, \\
-     "" using ($4 < 1 ? $4 / 1.12 : NaN):($1 - 0.19):(lab($4)) with labels right font ",8" notitle, \\
+     "" using ($3 >= 1 ? $3 * 1.12 : NaN):($1 + 0.19):7 with labels left font ",8" notitle, \\
+     "" using ($3 < 1 ? $3 / 1.12 : NaN):($1 + 0.19):7 with labels right font ",8" notitle, \\
+     "" using ($4 >= 1 ? $4 * 1.12 : NaN):($1 - 0.19):8 with labels left font ",8" notitle, \\
+     "" using ($4 < 1 ? $4 / 1.12 : NaN):($1 - 0.19):8 with labels right font ",8" notitle, \\
      "" using ($6 == 1 ? 250 : NaN):1:("met") with labels center font ",9" tc rgb "#2e7d32" notitle, \\
      "" using ($6 == 0 ? 250 : NaN):1:("not met") with labels center font ",9" tc rgb "#c62828" notitle
 `;
