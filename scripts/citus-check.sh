@@ -143,6 +143,18 @@ if grep -q 'WARNING:  value "Serie Z" for column "stage" of table "pc" (shard "p
 eq "warn stored the row" "Serie Z" "$CO" "SELECT stage FROM pc WHERE id = 100001"
 q "$CO" "SELECT stage_norm.set_table_mode('pc', NULL)" >/dev/null
 all "override cleared: effective_mode back to stage_norm.mode" "enforce" "SELECT stage_norm.effective_mode('pc')"
+# An ordinary role, owner of a distributed table: its set_table_mode writes the reference table on
+# every node through row security (may_set_table_mode on each node's shell table), and the stamp
+# trigger records it there; another role is refused.
+q "$CO" "CREATE ROLE app_owner LOGIN" >/dev/null; q "$CO" "CREATE ROLE app_other LOGIN" >/dev/null
+q "$CO" "CREATE TABLE own_t (id int PRIMARY KEY, stage text); SELECT create_distributed_table('own_t', 'id', shard_count => 4)" >/dev/null
+q "$CO" "ALTER TABLE own_t OWNER TO app_owner" >/dev/null
+q "$CO" "SET ROLE app_owner; SELECT stage_norm.set_table_mode('own_t', 'shadow')" >/dev/null 2>"$root/stderr" || cat "$root/stderr"
+all "an ordinary owner's set_table_mode on its distributed table: effective_mode" "shadow" "SELECT stage_norm.effective_mode('own_t')"
+all "... its override stamped with the role that set it" "app_owner" "SELECT set_by FROM stage_norm.citus_table_modes WHERE table_name = 'public.own_t'"
+err "another ordinary role may not set it (42501)" 42501 "" "$CO" -c "SET ROLE app_other" -c "SELECT stage_norm.set_table_mode('own_t', 'off')"
+all "... and nothing changed" "shadow" "SELECT stage_norm.effective_mode('own_t')"
+q "$CO" "SELECT stage_norm.set_table_mode('own_t', NULL); DROP TABLE own_t" >/dev/null; q "$CO" "DROP ROLE app_owner" >/dev/null; q "$CO" "DROP ROLE app_other" >/dev/null
 err "enforce through the coordinator: 23514, table, column and value in the message" 23514 \
     'value "Serie Z" for column "stage" of table "pc" \(shard "pc_[0-9]+"\) is not a known investment stage' "$CO" -c "INSERT INTO pc VALUES (1, 100002, 'Serie Z')"
 err "enforce on the COPY path (INSERT ... SELECT): XX000, the logical table still named" XX000 \

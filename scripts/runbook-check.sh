@@ -22,6 +22,7 @@ INSERT INTO portfolio
 SELECT i, 'company ' || i,
        (ARRAY['Series A ', 'pre_seed', 'seriesB', 'Seed Round', 'Series C Plus', 'Angel', 'Growth', 'series-a', NULL])[1 + i % 9]
   FROM generate_series(1, 30000) i;
+CREATE TABLE portfolio_orig AS SELECT * FROM portfolio;
 SQL
 
 # Split the markdown into blocks: <n>.<kind> files (kind: sql, rollback, skip) and the section of each.
@@ -44,6 +45,11 @@ for kindf in "$work"/*.kind; do
     sql) run "$b.sql" "\"$section\""; section_blocks+=("$b.sql"); ran=$((ran + 1)) ;;
     rollback)
       run "$b.sql" "\"$section\" (roll back)"; rolled=$((rolled + 1))
+      # The migration's roll back must give back every original value.
+      if [[ "$section" == 4.* ]]; then
+        got=$(psql -X -qAt -v ON_ERROR_STOP=1 -d postgres -c "SELECT count(*) FROM portfolio p JOIN portfolio_orig o USING (id) WHERE p.stage IS DISTINCT FROM o.stage")
+        [[ "$got" == 0 ]] || { echo "runbook-check: FAILED: \"$section\" (roll back) left $got rows migrated"; exit 1; }
+      fi
       for again in "${section_blocks[@]}"; do run "$again" "\"$section\" (again, after its roll back)"; done ;;
     skip:*) skipped+=("${kind#skip:} in \"$section\"") ;;
   esac

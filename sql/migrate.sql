@@ -320,6 +320,7 @@ LANGUAGE plpgsql
 -- search_path; PostgreSQL looks in pg_catalog first, and every name of ours is qualified.
 AS $$
 DECLARE
+    v_noright  text;
     v_kind     text;
     v_keys     name[];
     v_types    text[];
@@ -393,6 +394,20 @@ BEGIN
                   SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
                   DETAIL = format('stage_norm.migrate runs with the rights of its caller (%s), which needs SELECT and UPDATE on the column.', current_user),
                   HINT = format('GRANT SELECT, UPDATE (%I) ON %s TO %I; or run it as the table owner. It also needs SELECT, INSERT, UPDATE on stage_norm.migration_runs and stage_norm.migration_batches and INSERT on stage_norm.migration_undo (docs/migration.md, Privileges).', col, tbl, current_user);
+    END IF;
+    -- It walks a partitioned table's leaf partitions themselves (PostgreSQL checks the rights of
+    -- the table a statement names, not its parent's): refuse up front, naming them.
+    SELECT string_agg(p.relid::text, ', ' ORDER BY p.relid::text) INTO v_noright
+      FROM pg_partition_tree(tbl) p
+     WHERE p.isleaf AND p.relid <> tbl
+       AND NOT (has_column_privilege(p.relid, col, 'UPDATE') AND has_column_privilege(p.relid, col, 'SELECT'));
+    IF v_noright IS NOT NULL THEN
+        RAISE EXCEPTION 'permission denied to migrate column "%" of the partitions of %', col, v_tblname
+            USING ERRCODE = 'insufficient_privilege', COLUMN = col,
+                  TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
+                  SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                  DETAIL = format('stage_norm.migrate updates each leaf partition itself, with the rights of its caller (%s), which has no SELECT and UPDATE on the column of: %s.', current_user, v_noright),
+                  HINT = format('GRANT SELECT, UPDATE (%I) ON each of them TO %I (rights on the parent do not reach a statement that names a partition), or run it as the owner.', col, current_user);
     END IF;
     -- A Citus table: the same procedure on each shard placement, on the node that holds it
     -- (docs/scaling.md); each shard keeps its own run, batches and undo there.
@@ -740,6 +755,22 @@ $$;
 COMMENT ON PROCEDURE stage_norm.migrate(regclass, name, int, int, int, boolean, int, int, interval, name) IS
     'Normalizes the existing values of a governed column in primary-key batches (tenant by tenant with tenant => ...), one COMMIT each; resumable, reversible (keep_undo), one run per column at a time';
 
+-- How many undo rows of a run's committed batches are left, whatever the caller may see (a
+-- count only): rollback_migration marks a run rolled back only when none is.
+CREATE FUNCTION stage_norm._undo_left(run_id bigint)
+RETURNS bigint
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) FROM stage_norm.migration_undo u
+     WHERE u.run_id OPERATOR(pg_catalog.=) _undo_left.run_id
+       AND EXISTS (SELECT FROM stage_norm.migration_batches b
+                    WHERE b.run_id OPERATOR(pg_catalog.=) u.run_id AND b.batch OPERATOR(pg_catalog.=) u.batch
+                      AND b.relid::oid OPERATOR(pg_catalog.=) u.relid::oid AND b.status OPERATOR(pg_catalog.=) 'done')
+$$;
+COMMENT ON FUNCTION stage_norm._undo_left(bigint) IS
+    'Internal: undo rows of a run''s committed batches still in migration_undo (rollback_migration)';
+
 CREATE PROCEDURE stage_norm.rollback_migration(run_id bigint, batch_size int DEFAULT 5000)
 LANGUAGE plpgsql
 -- No SET clause: a procedure with one cannot COMMIT. It runs with its caller's rights and
@@ -754,7 +785,9 @@ DECLARE
     v_batch    int;
     v_leaf     oid;
     v_renorm   text;
+    v_written  text;
     v_ignored  bigint;
+    v_held     bigint; v_already bigint; v_all_held bigint := 0; v_left bigint;
     v_total    bigint; v_restored bigint; v_all_total bigint := 0; v_all_restored bigint := 0;
 BEGIN
     -- Every name and operator below resolves in pg_catalog only, whatever the caller's search_path
@@ -828,7 +861,11 @@ BEGIN
             USING DETAIL = 'They name no committed batch of the run, or a table that is not the run''s table or one of its partitions: migrate did not write them.',
                   HINT = 'SELECT batch, relid FROM stage_norm.migration_undo WHERE run_id = ' || v_run.run_id || ' shows them.';
     END IF;
-    v_renorm := format(stage_norm._migrate_sql(v_run.column_kind, 'normalize'), format('u.old::%s', v_coltype));
+    -- What migrate wrote into a row: the normalization of its old value, when that changes it
+    -- (migrate's own predicate: not NULL; arrays: no element lost).
+    v_renorm := format(stage_norm._migrate_sql(v_run.column_kind, 'normalize'), format('x.old::%s', v_coltype));
+    v_written := format('(x.new IS NOT NULL AND (%s)::text IS NOT DISTINCT FROM x.new AND %s)',
+                        v_renorm, format(stage_norm._migrate_sql(v_run.column_kind, 'changes'), format('x.old::%s', v_coltype), v_renorm));
     -- Batch by batch of the run, newest first (each undo batch is one key range of one table).
     FOR v_batch, v_leaf IN
         SELECT DISTINCT u.batch, u.relid FROM stage_norm.migration_undo u
@@ -840,33 +877,62 @@ BEGIN
     LOOP
         PERFORM set_config('stage_norm.max_mode', 'off', true);
         PERFORM stage_norm._migrate_pin_formats();
+        -- Each row of the batch is restored (it still holds what the run wrote), already restored
+        -- (an earlier rollback left this batch), held (it holds what the run wrote, but that is not
+        -- what migrate makes of its old value now: the aliases or the stage set changed since, or
+        -- migrate did not write it), or changed since (left alone).
         EXECUTE format($q$
-            WITH u AS (SELECT m.keys, x.old, x.new, x.n
+            WITH u AS (SELECT m.keys, x.old, x.new, x.n, %6$s AS _sn_written
                          FROM stage_norm.migration_undo m, unnest(m.old_values, m.new_values) WITH ORDINALITY AS x(old, new, n)
                         WHERE m.run_id = $1 AND m.batch = $2 AND m.relid = $3),
+            cur AS (SELECT u.n, u._sn_written, t.%2$I IS NOT DISTINCT FROM u.new::%3$s AS _sn_holds_new,
+                           t.%2$I IS NOT DISTINCT FROM u.old::%3$s AS _sn_holds_old
+                      FROM u JOIN %1$s t ON %4$s),
             done AS (
                 UPDATE %1$s t SET %2$I = u.old::%3$s
                   FROM u
-                 WHERE %4$s AND t.%2$I IS NOT DISTINCT FROM u.new::%3$s
-                   AND (%5$s)::text IS NOT DISTINCT FROM u.new
+                 WHERE %4$s AND t.%2$I IS NOT DISTINCT FROM u.new::%3$s AND u._sn_written
                 RETURNING 1
             )
-            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM done)$q$,
-            v_leaf::regclass, v_run.column_name, v_coltype, v_match, v_renorm)
-           INTO v_total, v_restored USING v_run.run_id, v_batch, v_leaf;
-        DELETE FROM stage_norm.migration_undo u WHERE u.run_id = v_run.run_id AND u.batch = v_batch AND u.relid = v_leaf;
-        v_all_total := v_all_total + v_total;
+            SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM done),
+                   (SELECT count(*) FROM cur WHERE _sn_holds_new AND NOT _sn_written),
+                   (SELECT count(*) FROM cur WHERE _sn_holds_old AND NOT _sn_holds_new)$q$,
+            v_leaf::regclass, v_run.column_name, v_coltype, v_match, v_renorm, v_written)
+           INTO v_total, v_restored, v_held, v_already USING v_run.run_id, v_batch, v_leaf;
+        IF v_held = 0 THEN
+            DELETE FROM stage_norm.migration_undo u WHERE u.run_id = v_run.run_id AND u.batch = v_batch AND u.relid = v_leaf;
+        ELSE
+            v_all_held := v_all_held + v_held;
+            RAISE WARNING 'stage_norm.rollback_migration: run % batch %: % rows hold what the run wrote, but their original value does not normalize to it now: left as they are, with the batch''s undo data',
+                v_run.run_id, v_batch, v_held
+                USING DETAIL = 'The aliases or the stage set changed since the run (or the undo row was not written by migrate); the rollback writes past enforcement, so it restores only values it can tell migrate wrote.';
+        END IF;
         v_all_restored := v_all_restored + v_restored;
-        UPDATE stage_norm.migration_runs r SET rows_restored = v_all_restored, rows_conflicting = v_all_total - v_all_restored,
+        UPDATE stage_norm.migration_runs r SET rows_restored = coalesce(r.rows_restored, 0) + v_restored,
+               rows_conflicting = coalesce(r.rows_conflicting, 0) + (v_total - v_restored - v_held - v_already),
                updated_at = clock_timestamp()
          WHERE r.run_id = v_run.run_id;
-        IF v_total > v_restored THEN
+        IF v_total - v_restored - v_held - v_already > 0 THEN
             RAISE WARNING 'stage_norm.rollback_migration: run % batch %: % rows changed since the run were left as they are',
-                v_run.run_id, v_batch, v_total - v_restored;
+                v_run.run_id, v_batch, v_total - v_restored - v_held - v_already;
         END IF;
         COMMIT;
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     END LOOP;
+    -- Done only when no undo data of the run's committed batches is left: kept above, or not
+    -- visible to this role (row security: e.g. of a partition detached since the run).
+    v_left := stage_norm._undo_left(v_run.run_id);
+    IF v_left > 0 THEN
+        UPDATE stage_norm.migration_runs r SET updated_at = clock_timestamp(), pid = NULL WHERE r.run_id = v_run.run_id;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        RAISE WARNING 'stage_norm.rollback_migration: run % partly rolled back: % rows restored now; % undo rows of its batches are left', v_run.run_id, v_all_restored, v_left
+            USING DETAIL = CASE WHEN v_all_held > 0 THEN format('%s rows hold what the run wrote but were not restored (see the warnings above).', v_all_held)
+                                ELSE 'Undo rows this role cannot see, or of tables that are no longer the run''s table or its partitions (a partition detached since the run?).' END,
+                  HINT = CASE WHEN v_all_held > 0 THEN format('Put the aliases and the stage set back as they were during the run, then CALL stage_norm.rollback_migration(%s) again: it restores what is left and leaves the rest.', v_run.run_id)
+                              ELSE format('A superuser sees them: SELECT batch, relid FROM stage_norm.migration_undo WHERE run_id = %s; attach the partition back, then roll back again.', v_run.run_id) END;
+        RETURN;
+    END IF;
     UPDATE stage_norm.migration_runs r SET status = 'rolled back', updated_at = clock_timestamp(), pid = NULL,
            rows_restored = coalesce(r.rows_restored, 0) , rows_conflicting = coalesce(r.rows_conflicting, 0)
      WHERE r.run_id = v_run.run_id;
@@ -891,6 +957,11 @@ BEGIN
     IF (run_id IS NULL) = (older_than IS NULL) THEN
         RAISE EXCEPTION 'stage_norm.purge_migration_undo: name exactly one of a run (run_id) and an age (older_than)'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF run_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM stage_norm.migration_runs r WHERE r.run_id = purge_migration_undo.run_id) THEN
+        RAISE EXCEPTION 'stage_norm.purge_migration_undo: no run %', run_id
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT * FROM stage_norm.migration_runs lists the runs you may see (row security: the runs on columns you may read and update).';
     END IF;
     IF run_id IS NOT NULL AND EXISTS (SELECT 1 FROM stage_norm.migration_runs r
                                        WHERE r.run_id = purge_migration_undo.run_id AND r.status IN ('running', 'paused', 'failed')) THEN

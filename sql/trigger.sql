@@ -85,9 +85,6 @@ CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON stage_norm.citus_table_modes
     FOR EACH ROW EXECUTE FUNCTION stage_norm._stamp_mode_setting();
 ALTER TABLE stage_norm.citus_table_modes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY read_all ON stage_norm.citus_table_modes FOR SELECT USING (true);
-CREATE POLICY write_own ON stage_norm.citus_table_modes FOR ALL
-    USING (stage_norm.may_set_table_mode(pg_catalog.to_regclass(table_name)))
-    WITH CHECK (stage_norm.may_set_table_mode(pg_catalog.to_regclass(table_name)));
 GRANT SELECT, INSERT, UPDATE, DELETE ON stage_norm.citus_table_modes TO PUBLIC;
 
 -- What Citus makes of a table: 'distributed', 'reference', 'local' (Citus-local) or NULL (not a
@@ -113,6 +110,12 @@ END
 $$;
 COMMENT ON FUNCTION stage_norm._citus_table(regclass) IS
     'Internal: distributed, reference, local (Citus-local) or NULL when tbl is no Citus table';
+-- Rows of citus_table_modes only for Citus tables (without Citus: none, but a superuser's), so
+-- that a row left behind by a dropped table cannot govern a later plain table of that name.
+CREATE POLICY write_own ON stage_norm.citus_table_modes FOR ALL
+    USING (stage_norm.may_set_table_mode(pg_catalog.to_regclass(table_name)))
+    WITH CHECK (stage_norm.may_set_table_mode(pg_catalog.to_regclass(table_name))
+                AND stage_norm._citus_table(pg_catalog.to_regclass(table_name)) IS NOT NULL);
 
 -- Refuses (55000) to change what must be identical on every node while this database has Citus
 -- workers and stage_norm's configuration is not shared with them yet.

@@ -50,6 +50,17 @@ GRANT USAGE ON SCHEMA stage_norm TO citus_reg_nobody;
 SET ROLE citus_reg_nobody;
 INSERT INTO stage_norm.citus_table_modes (table_name, mode) VALUES ('public.pc', 'off');
 RESET ROLE;
+-- ... nor for a table of its own that is no Citus table: such a row, left behind when the
+-- table is dropped, would govern a later table of that name (it is read before
+-- table_mode_settings).
+CREATE TABLE own_plain (id int, stage text);
+ALTER TABLE own_plain OWNER TO citus_reg_nobody;
+SET ROLE citus_reg_nobody;
+INSERT INTO stage_norm.citus_table_modes (table_name, mode) VALUES ('public.own_plain', 'off');
+SELECT stage_norm.set_table_mode('own_plain', 'off');  -- its own table: table_mode_settings
+SELECT stage_norm.set_table_mode('own_plain', NULL);
+RESET ROLE;
+DROP TABLE own_plain;
 -- Without Citus: plain tables are no Citus tables, and the Citus functions say what they need.
 SELECT stage_norm._citus_table('pc') IS NULL AS not_citus, stage_norm._citus_local_placement('stage_norm.aliases') IS NULL AS no_placement;
 SELECT stage_norm._citus_require_setup('anything');

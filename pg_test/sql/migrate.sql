@@ -193,6 +193,32 @@ REVOKE ALL ON pc FROM migrate_reader;
 DROP ROLE migrate_reader;
 SELECT stage_norm.verify('pc', 'id');
 
+-- A rollback restores a row only when what it holds is what migrate makes of its original under
+-- the current aliases and stage set (it writes past enforcement). After the alias a run used is
+-- removed, that row is left with its undo data and the run stays unfinished; with the alias
+-- back, the same call restores it. Purging a run nobody can see is an error.
+CREATE TABLE ra (id int PRIMARY KEY, stage text);
+INSERT INTO ra VALUES (1, 'Angel'), (2, 'seriesB'), (3, 'Seed Round');
+SELECT stage_norm.add_alias('Angel', 'pre-seed');
+SET client_min_messages = warning;
+CALL stage_norm.migrate('ra', 'stage');
+SELECT max(run_id) AS run_ra FROM stage_norm.migration_runs WHERE relid = 'ra'::regclass \gset
+SELECT stage_norm.remove_alias('Angel');
+\set VERBOSITY terse
+CALL stage_norm.rollback_migration(:run_ra);
+\set VERBOSITY default
+SELECT id, stage FROM ra ORDER BY id;
+SELECT status, rows_restored, rows_conflicting, (SELECT count(*) FROM stage_norm.migration_undo u WHERE u.run_id = r.run_id) AS undo_rows
+  FROM stage_norm.migration_runs r WHERE run_id = :run_ra;
+SELECT stage_norm.add_alias('Angel', 'pre-seed');
+CALL stage_norm.rollback_migration(:run_ra);
+RESET client_min_messages;
+SELECT id, stage FROM ra ORDER BY id;
+SELECT status, rows_restored, rows_conflicting, (SELECT count(*) FROM stage_norm.migration_undo u WHERE u.run_id = r.run_id) AS undo_rows
+  FROM stage_norm.migration_runs r WHERE run_id = :run_ra;
+SELECT stage_norm.remove_alias('Angel');
+SELECT stage_norm.purge_migration_undo(run_id => 999999);
+
 RESET stage_norm.mode;
-DROP TABLE pc, pc_orig, pk2, pp, kinds, kinds_orig, nopk, tn, tn_orig, ev, ev_orig;
+DROP TABLE pc, pc_orig, pk2, pp, kinds, kinds_orig, nopk, tn, tn_orig, ev, ev_orig, ra;
 DELETE FROM stage_norm.migration_runs;

@@ -123,6 +123,12 @@ UPDATE stage_norm.migration_runs SET relid = 'sec_mig', column_name = 'stage' WH
 INSERT INTO stage_norm.migration_undo VALUES (:atk_run, 99, 'atk.mine', '{{1}}', '{Hacked!}', '{series-b}');
 DELETE FROM stage_norm.migration_undo WHERE run_id = :atk_run AND batch = 1;
 INSERT INTO stage_norm.migration_undo VALUES (:atk_run, 1, 'atk.mine', '{{1},{2}}', '{Hacked!,Seed Round}', '{series-b,seed}');
+-- and no undo row with no new value (what migrate never writes) turns a NULL into garbage: a
+-- batch of its own run, an undo row old 'garbage', new NULL, for a row that holds NULL
+INSERT INTO atk.mine VALUES (3, NULL);
+INSERT INTO stage_norm.migration_batches (run_id, batch, relid, rows_scanned, rows_updated, rows_unknown, duration_ms, attempts, status)
+VALUES (:atk_run, 98, 'atk.mine', 1, 1, 0, 1, 1, 'done');
+INSERT INTO stage_norm.migration_undo VALUES (:atk_run, 98, 'atk.mine', '{{3}}', '{garbage}', ARRAY[NULL]::text[]);
 RESET ROLE;
 CALL stage_norm.rollback_migration(:atk_run);
 CALL stage_norm.rollback_migration(:dba_run);
