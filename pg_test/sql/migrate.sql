@@ -218,6 +218,18 @@ SELECT status, rows_restored, rows_conflicting, (SELECT count(*) FROM stage_norm
   FROM stage_norm.migration_runs r WHERE run_id = :run_ra;
 SELECT stage_norm.remove_alias('Angel');
 SELECT stage_norm.purge_migration_undo(run_id => 999999);
+-- A role with rights on a partitioned table's parent only: refused up front, the partitions
+-- named (migrate updates each leaf itself, and PostgreSQL checks the table a statement names).
+CREATE ROLE migrate_parent_only;
+GRANT SELECT, UPDATE ON pp TO migrate_parent_only;
+GRANT SELECT, INSERT, UPDATE ON stage_norm.migration_runs, stage_norm.migration_batches TO migrate_parent_only;
+GRANT INSERT ON stage_norm.migration_undo TO migrate_parent_only;
+SET ROLE migrate_parent_only;
+CALL stage_norm.migrate('pp', 'stage');
+RESET ROLE;
+REVOKE ALL ON pp FROM migrate_parent_only;
+REVOKE ALL ON stage_norm.migration_runs, stage_norm.migration_batches, stage_norm.migration_undo FROM migrate_parent_only;
+DROP ROLE migrate_parent_only;
 
 RESET stage_norm.mode;
 DROP TABLE pc, pc_orig, pk2, pp, kinds, kinds_orig, nopk, tn, tn_orig, ev, ev_orig, ra;
