@@ -8,7 +8,10 @@
 # preloaded, so the cluster-wide statistics exist).
 set -euo pipefail
 # psql prefixes a script's messages with "psql:<stdin>:LINE: "; the demo reads better without.
-psql -X -q -v ON_ERROR_STOP=1 -d postgres 2>&1 <<'SQL' | sed -u -E 's/^psql:<stdin>:[0-9]+: //'
+# The script goes to psql on standard input; psql has no loop, so the migration's further windows
+# (each only while the run is not finished) are written by the shell.
+{
+cat <<'SQL'
 \pset footer off
 \pset null '(null)'
 \set VERBOSITY terse
@@ -179,6 +182,9 @@ SELECT run_id, status, batches, rows_scanned, rows_updated, rows_unknown, percen
 CALL demo.app(2000);
 \set ECHO none
 \endif
+SQL
+for _ in 1 2 3 4; do
+cat <<'SQL'
 SELECT status <> 'finished' AS more FROM stage_norm.migration_runs ORDER BY run_id DESC LIMIT 1 \gset
 \if :more
 \timing on
@@ -187,30 +193,9 @@ CALL stage_norm.migrate('portfolio', 'stage', batch_size => 5000, max_batches =>
 \set ECHO none
 \timing off
 \endif
-SELECT status <> 'finished' AS more FROM stage_norm.migration_runs ORDER BY run_id DESC LIMIT 1 \gset
-\if :more
-\timing on
-\set ECHO queries
-CALL stage_norm.migrate('portfolio', 'stage', batch_size => 5000, max_batches => 4);
-\set ECHO none
-\timing off
-\endif
-SELECT status <> 'finished' AS more FROM stage_norm.migration_runs ORDER BY run_id DESC LIMIT 1 \gset
-\if :more
-\timing on
-\set ECHO queries
-CALL stage_norm.migrate('portfolio', 'stage', batch_size => 5000, max_batches => 4);
-\set ECHO none
-\timing off
-\endif
-SELECT status <> 'finished' AS more FROM stage_norm.migration_runs ORDER BY run_id DESC LIMIT 1 \gset
-\if :more
-\timing on
-\set ECHO queries
-CALL stage_norm.migrate('portfolio', 'stage', batch_size => 5000, max_batches => 4);
-\set ECHO none
-\timing off
-\endif
+SQL
+done
+cat <<'SQL'
 \echo 'The run (each batch''s rows and milliseconds are in the NOTICEs above; timings vary from run to run):'
 \set ECHO queries
 SELECT run_id, status, batches, rows_before, rows_scanned, rows_updated, rows_unknown, rows_after,
@@ -358,3 +343,4 @@ SELECT at_step AS step, count(*) AS calls, sum(rows_sent) AS sent, sum(stored) A
 \echo
 \echo '== end of demo (the throwaway cluster is removed) ========================================'
 SQL
+} | psql -X -q -v ON_ERROR_STOP=1 -d postgres 2>&1 | sed -u -E 's/^psql:<stdin>:[0-9]+: //'
