@@ -1649,11 +1649,11 @@ BEGIN
       FROM unnest(v_keys) WITH ORDINALITY AS x(k, o);
     -- Only what migrate wrote is put back (the undo table is writable by migrating roles, and
     -- this writes past enforcement): undo rows of the run's committed batches, of its table or
-    -- its partitions (pg_partition_tree lists none for a table that is not partitioned), and of each row only when its new value is what migrate makes of its old
-    -- value under the current configuration.
+    -- its partitions (_run_table, the rule of the tables' row security), and of each row only
+    -- when its new value is what migrate makes of its old value under the current configuration.
     SELECT count(*) INTO v_ignored FROM stage_norm.migration_undo u
      WHERE u.run_id = v_run.run_id
-       AND ((u.relid <> v_run.relid AND u.relid NOT IN (SELECT t.relid FROM pg_partition_tree(v_run.relid) t))
+       AND (NOT stage_norm._run_table(u.run_id, u.relid)
             OR NOT EXISTS (SELECT FROM stage_norm.migration_batches b
                             WHERE b.run_id = u.run_id AND b.batch = u.batch AND b.relid = u.relid AND b.status = 'done'));
     IF v_ignored > 0 THEN
@@ -1670,7 +1670,7 @@ BEGIN
     FOR v_batch, v_leaf IN
         SELECT DISTINCT u.batch, u.relid FROM stage_norm.migration_undo u
          WHERE u.run_id = v_run.run_id
-           AND (u.relid = v_run.relid OR u.relid IN (SELECT t.relid FROM pg_partition_tree(v_run.relid) t))
+           AND stage_norm._run_table(u.run_id, u.relid)
            AND EXISTS (SELECT FROM stage_norm.migration_batches b
                         WHERE b.run_id = u.run_id AND b.batch = u.batch AND b.relid = u.relid AND b.status = 'done')
          ORDER BY 1 DESC
