@@ -380,6 +380,18 @@ impl Sum {
         !neg && cmp_mag(&mag, 0, &[bound]) != Ordering::Greater
     }
 
+    /// Is the sum above `bound` (a whole number below 10000)? Not `!at_most(bound)`: a
+    /// negative sum is not at most `bound` and not above it either. Allocates nothing when
+    /// every term went to the fixed-point accumulator.
+    pub fn exceeds(&self, bound: u32) -> bool {
+        debug_assert!(bound < NBASE);
+        if !self.big {
+            return self.fixed > i128::from(bound) * FIXED_ONE;
+        }
+        let (neg, mag) = self.exact();
+        !neg && cmp_mag(&mag, 0, &[bound]) == Ordering::Greater
+    }
+
     /// The sum as numeric_out prints it (scale = the largest scale of the terms).
     pub fn to_decimal_string(&self) -> String {
         let (neg, mag) = self.exact();
@@ -452,6 +464,34 @@ mod tests {
         assert_eq!(sum(&["-0", "1"]).class(), SumClass::One);
         assert_eq!(sum(&[]).to_decimal_string(), "0");
         assert_eq!(sum(&["-2"]).to_decimal_string(), "-2");
+    }
+
+    #[test]
+    fn exceeds_is_above_and_not_negative() {
+        for (xs, bound, above) in [
+            (&["-0.5", "-0.5"][..], 1, false),
+            (&["-2"][..], 1, false),
+            (&[][..], 1, false),
+            (&["1"][..], 1, false),
+            (&["0.5", "0.5000"][..], 1, false),
+            (&["0.5", "0.500001"][..], 1, true),
+            (&["0.5", "0.5000000000000001"][..], 1, true),
+            // the big accumulator: 17+ decimals, huge terms
+            (&["0.5", "0.50000000000000000001"][..], 1, true),
+            (&["0.5", "0.49999999999999999999"][..], 1, false),
+            (&["1e40", "-1e40", "1"][..], 1, false),
+            (&["1e40", "-1e40", "1.0001"][..], 1, true),
+            (&["-1e40", "1"][..], 1, false),
+            (&["1e40"][..], 100, true),
+            (&["100"][..], 100, false),
+            (&["100.0001"][..], 100, true),
+        ] {
+            let s = sum(xs);
+            assert_eq!(s.exceeds(bound), above, "{xs:?} > {bound}");
+            // the complement of at_most, except for negative sums
+            let negative = s.to_decimal_string().starts_with('-');
+            assert_eq!(s.exceeds(bound), !negative && !s.at_most(bound), "{xs:?}");
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn quote_key(k: &[u8]) -> String {
     let s = String::from_utf8_lossy(k);
     let mut out: String = s.chars().take(KEY_CHARS).collect();
     if s.chars().nth(KEY_CHARS).is_some() {
-        out.push('…');
+        out.push_str("...");
     }
     out.replace('"', "\\\"")
 }
@@ -61,11 +61,60 @@ pub fn verdict(doc: &Jsonb, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Verd
         }
         sum.add(&n);
     }
-    match (sum.class(), canonical) {
-        (SumClass::One, true) => Verdict::Canonical,
-        (SumClass::One, false) => Verdict::Normalizable,
-        _ => Verdict::Invalid,
+    if sum.class() != SumClass::One {
+        return Verdict::Invalid;
     }
+    if canonical {
+        return Verdict::Canonical;
+    }
+    // Keys naming the same stage are merged: a merged weight above 1 is invalid. The weights
+    // are all from 0 to 1, so a merged weight is at most the total: only a total above 1 needs
+    // the second pass.
+    if sum.exceeds(1) && merged_weight_above_one(obj, classify) {
+        return Verdict::Invalid;
+    }
+    Verdict::Normalizable
+}
+
+// The stage bitmaps of `merged_weight_above_one` have a bit per StageId.
+const _: () = assert!(std::mem::size_of::<StageId>() == 1);
+
+/// Does a stage named by several keys have a merged weight above 1? For an object whose keys
+/// are all stages and whose weights are all numbers (as [`verdict`] checked). Allocates nothing
+/// (weights of up to 16 decimals): it classifies each key once to find the stages named more
+/// than once, then once more per such stage to add up that stage's weights; at most
+/// (1 + stages named more than once) passes over the keys.
+fn merged_weight_above_one(obj: &Object, mut classify: impl FnMut(&[u8]) -> KeyClass) -> bool {
+    let bit = |id: StageId| (usize::from(id) / 64, 1u64 << (usize::from(id) % 64));
+    let mut seen = [0u64; 4];
+    let mut repeated = [0u64; 4];
+    for (key, _) in obj.iter() {
+        let Some((id, _)) = classify(key) else { continue };
+        let (w, b) = bit(id);
+        if seen[w] & b != 0 {
+            repeated[w] |= b;
+        }
+        seen[w] |= b;
+    }
+    for (w, &word) in repeated.iter().enumerate() {
+        let mut rest = word;
+        while rest != 0 {
+            let id = (64 * w + rest.trailing_zeros() as usize) as StageId;
+            rest &= rest - 1;
+            let mut merged = Sum::new();
+            for (key, value) in obj.iter() {
+                if let (Some((i, _)), JValue::Number(n, _)) = (classify(key), value) {
+                    if i == id {
+                        merged.add(&n);
+                    }
+                }
+            }
+            if merged.exceeds(1) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// The keys of the last distribution whose keys were all stages, as they are stored (their
@@ -95,8 +144,9 @@ impl KeyMemo {
 /// no general decimal: for an object of 1 to 64 string keys whose values are all numbers in
 /// `numeric`'s short format from 0 to 1 with at most 16 decimals (every realistic weight),
 /// their sum is exact in a `u64` of units of 1e-16. Keys equal to the `memo`'s are not
-/// classified again. `None` for anything else: then [`verdict`] decides (the two agree
-/// wherever this one answers; property tests check it).
+/// classified again. `None` for anything else, and for non-canonical keys whose weights add up
+/// to above 1 (within 1e-6: a stage's merged weight may exceed 1): then [`verdict`] decides
+/// (the two agree wherever this one answers; property tests check it).
 #[inline]
 pub fn quick_verdict(data: &[u8], mut classify: impl FnMut(&[u8]) -> KeyClass, memo: Option<&mut KeyMemo>) -> Option<Verdict> {
     use crate::binary::{u32_at, JB_CMASK, JB_FARRAY, JB_FOBJECT, JB_FSCALAR, JENTRY_HAS_OFF, JENTRY_OFFLENMASK, JENTRY_TYPEMASK};
@@ -160,6 +210,9 @@ pub fn quick_verdict(data: &[u8], mut classify: impl FnMut(&[u8]) -> KeyClass, m
     }
     Some(match (sum.abs_diff(UNIT) <= UNIT / 1_000_000, canonical) {
         (true, true) => Verdict::Canonical,
+        // Keys naming the same stage are merged, and a merged weight may then exceed 1 when the
+        // total does: `verdict` finds out (the keys are not at hand here when memoized).
+        (true, false) if sum > UNIT => return None,
         (true, false) => Verdict::Normalizable,
         (false, _) => Verdict::Invalid,
     })
@@ -280,7 +333,7 @@ pub fn reasons(doc: &Jsonb, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Vec<
         .filter_map(|r| if r.is_empty() { held.next().filter(|_| !percentages) } else { Some(r) })
         .collect();
     for (_, keys, sum) in &per {
-        if *keys > 1 && !sum.at_most(1) {
+        if *keys > 1 && sum.exceeds(1) {
             out.push(format!(
                 "{keys} keys name the same stage and their weights add up to {}, above 1",
                 truncate(&sum.to_decimal_string())
@@ -293,7 +346,7 @@ pub fn reasons(doc: &Jsonb, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Vec<
             truncate(&sum.to_decimal_string())
         ));
     } else if numbers_ok && class != SumClass::One {
-        out.push(format!("weights sum to {} (must be 1 ± 1e-6)", truncate(&sum.to_decimal_string())));
+        out.push(format!("weights sum to {} (must be 1 +/- 1e-6)", truncate(&sum.to_decimal_string())));
     }
     out
 }
@@ -301,7 +354,7 @@ pub fn reasons(doc: &Jsonb, mut classify: impl FnMut(&[u8]) -> KeyClass) -> Vec<
 fn truncate(s: &str) -> String {
     if s.chars().count() > SUM_CHARS {
         let mut t: String = s.chars().take(SUM_CHARS).collect();
-        t.push('…');
+        t.push_str("...");
         t
     } else {
         s.to_string()
@@ -362,7 +415,7 @@ pub fn canonical_form<'a>(obj: &Object<'a>, mut classify: impl FnMut(&[u8]) -> K
         // A stage named by several keys keeps no single input number: its weight is the sum.
         merge(&mut per, id, &n, Some(raw), |one| *one = None);
     }
-    if total.class() != SumClass::One || per.iter().any(|p| p.1.is_none() && !p.2.at_most(1)) {
+    if total.class() != SumClass::One || per.iter().any(|p| p.1.is_none() && p.2.exceeds(1)) {
         // (a merged weight may exceed 1 while the total is within 1 + 1e-6)
         return None;
     }
@@ -490,7 +543,7 @@ mod tests {
         let b = build(&[("seed", V::N("50")), ("series-a", V::N("50"))]);
         assert_eq!(reasons(&doc(&b), classify), vec!["weights sum to 100: looks like percentages (divide each weight by 100)"]);
         let b = build(&[("seed", V::N("0.5")), ("series-a", V::N("0.499"))]);
-        assert_eq!(reasons(&doc(&b), classify), vec!["weights sum to 0.999 (must be 1 ± 1e-6)"]);
+        assert_eq!(reasons(&doc(&b), classify), vec!["weights sum to 0.999 (must be 1 +/- 1e-6)"]);
         let b = build(&[("seed", V::N("1e308")), ("series-a", V::N("-0.5"))]);
         let r = reasons(&doc(&b), classify);
         assert_eq!(r[0], "weight of \"seed\" is above 1");
@@ -503,7 +556,7 @@ mod tests {
         let b = build(&[("seed", V::N("150")), ("series-a", V::N("-50"))]);
         assert_eq!(
             reasons(&doc(&b), classify),
-            vec!["weight of \"seed\" is above 1", "weight of \"series-a\" is negative", "weights sum to 100 (must be 1 ± 1e-6)"]
+            vec!["weight of \"seed\" is above 1", "weight of \"series-a\" is negative", "weights sum to 100 (must be 1 +/- 1e-6)"]
         );
         let b = build(&[("seed", V::N("-0")), ("series-a", V::N("1"))]);
         assert_eq!(verdict(&doc(&b), classify), Verdict::Canonical);
@@ -596,6 +649,156 @@ mod tests {
         }
     }
 
+    /// 1 in the units of [`judges_agree`]'s weights: 1e-20.
+    const E20: i128 = 100_000_000_000_000_000_000;
+
+    /// A weight of `u` units of 1e-20 as JSON, with at least `min_scale` decimals (trailing
+    /// zeros beyond it trimmed).
+    fn fmt_e20(u: i128, min_scale: u32) -> String {
+        let m = u.unsigned_abs();
+        let frac = format!("{:020}", m % E20 as u128);
+        let keep = frac.trim_end_matches('0').len().max(min_scale as usize);
+        let mut s = format!("{}{}", if u < 0 { "-" } else { "" }, m / E20 as u128);
+        if keep > 0 {
+            s.push('.');
+            s.push_str(&frac[..keep]);
+        }
+        s
+    }
+
+    /// A test distribution's value: a number (units of 1e-20, minimum scale), or what is not one.
+    #[derive(Clone, Copy, Debug)]
+    enum TV {
+        Num(i128, u32),
+        NegZero,
+        Null,
+        Str,
+    }
+
+    /// What the rules say, computed independently with i128 arithmetic.
+    fn reference_verdict(ps: &[(&str, TV)]) -> Verdict {
+        if ps.is_empty() {
+            return Verdict::Invalid;
+        }
+        let mut total = 0i128;
+        let mut per = [0i128; 3];
+        let mut canonical = true;
+        for &(k, v) in ps {
+            let Some((id, c)) = classify(k.as_bytes()) else { return Verdict::Invalid };
+            canonical &= c;
+            let w = match v {
+                TV::Num(u, _) => u,
+                TV::NegZero => 0,
+                TV::Null | TV::Str => return Verdict::Invalid,
+            };
+            if !(0..=E20).contains(&w) {
+                return Verdict::Invalid;
+            }
+            total += w;
+            per[usize::from(id)] += w;
+        }
+        if (total - E20).abs() > E20 / 1_000_000 || per.iter().any(|&w| w > E20) {
+            Verdict::Invalid
+        } else if canonical {
+            Verdict::Canonical
+        } else {
+            Verdict::Normalizable
+        }
+    }
+
+    proptest::proptest! {
+        /// `verdict`, `quick_verdict` (with and without a memo), `canonical_form` and `reasons`
+        /// judge alike, and as an i128 reference does, on distributions that often name a stage
+        /// by two keys whose weights add up to just above or below 1 (± k·1e-7), with negative
+        /// weights, weights above 1, totals around 1 ± 1e-6, non-numbers and unknown keys.
+        #[test]
+        fn judges_agree(
+            // keys 5 and 6 are unknown; 7.. the known keys again (unknown keys are rarer)
+            others in proptest::collection::vec((0usize..16, 0u8..14, -3_000_000_000i64..20_000_000_000_000_000, 0u32..21), 0..6),
+            zero_others in proptest::bool::weighted(0.6),
+            // Two keys, mostly of one stage: which, where the weight is split (units of 1e-9),
+            // the sum's distance from 1 (units of 1e-7, often within 1e-6 above 1; and units of
+            // 1e-20), their minimum scale.
+            same in proptest::option::weighted(0.8, (
+                0usize..6,
+                0i128..=1_000_000_000,
+                proptest::prop_oneof![1i128..=10, -15i128..=15],
+                proptest::prop_oneof![3 => proptest::strategy::Just(0i128), 1 => -1i128..=1],
+                0usize..4,
+            )),
+            // The first other number set so that the total is 1 + k·1e-7 + d·1e-20.
+            fix in proptest::option::weighted(0.4, (-15i128..=15, proptest::prop_oneof![3 => proptest::strategy::Just(0i128), 1 => -1i128..=1])),
+            short in proptest::prelude::any::<bool>(),
+            hdr1 in proptest::prelude::any::<bool>(),
+        ) {
+            const KEYS: [&str; 7] = ["seed", "Seed", "seed round", "series-a", "Series A", "growth", "x"];
+            // Keys of the same stage; then of two stages (canonical, not canonical).
+            const SAME: [(usize, usize); 6] = [(1, 2), (0, 1), (2, 0), (3, 4), (0, 3), (1, 4)];
+            const SCALES: [u32; 4] = [1, 7, 16, 18];
+            let mut tv: Vec<(usize, TV)> = Vec::new();
+            if let Some((p, a, k, d, sc)) = same {
+                let (i, j) = SAME[p];
+                let a = a * 100_000_000_000;
+                tv.push((i, TV::Num(a, SCALES[sc])));
+                tv.push((j, TV::Num(E20 + k * 10_000_000_000_000 + d - a, SCALES[sc])));
+            }
+            for &(k, kind, m, sc) in &others {
+                let k = if k < KEYS.len() { k } else { k % 5 };
+                let v = match kind {
+                    0 => TV::Null,
+                    1 => TV::Str,
+                    2 => TV::NegZero,
+                    _ if zero_others => TV::Num(0, sc),
+                    _ => TV::Num(i128::from(m) * 10i128.pow(20 - sc), sc),
+                };
+                if tv.iter().all(|t| t.0 != k) {
+                    tv.push((k, v));
+                }
+            }
+            if let Some((k, d)) = fix {
+                let first = if same.is_some() { 2 } else { 0 };
+                if let Some(f) = (first..tv.len()).find(|&i| matches!(tv[i].1, TV::Num(..))) {
+                    let rest: i128 = tv.iter().enumerate().filter(|&(i, _)| i != f).map(|(_, t)| match t.1 { TV::Num(u, _) => u, _ => 0 }).sum();
+                    let TV::Num(_, sc) = tv[f].1 else { unreachable!() };
+                    tv[f].1 = TV::Num(E20 + k * 10_000_000_000_000 + d - rest, sc);
+                }
+            }
+            let strs: Vec<String> = tv.iter().map(|t| match t.1 { TV::Num(u, sc) => fmt_e20(u, sc), _ => String::new() }).collect();
+            let ps: Vec<(&str, V)> = tv.iter().zip(&strs).map(|(&(k, v), s)| (KEYS[k], match v {
+                TV::Num(..) => V::N(s.as_str()),
+                TV::NegZero => V::N("-0"),
+                TV::Null => V::Null,
+                TV::Str => V::S("0.5"),
+            })).collect();
+            let shown: Vec<(&str, &str)> = tv.iter().zip(&strs).map(|(&(k, v), s)| (KEYS[k], match v { TV::Num(..) => s.as_str(), TV::NegZero => "-0", TV::Null => "null", TV::Str => "\"0.5\"" })).collect();
+            let b = build_fmt(&ps, short, hdr1);
+            let Jsonb::Object(o) = doc(&b) else { panic!() };
+            let v = verdict(&doc(&b), classify);
+            let form = canonical_form(&o, classify);
+            let rs = reasons(&doc(&b), classify);
+            let named: Vec<(&str, TV)> = tv.iter().map(|&(k, v)| (KEYS[k], v)).collect();
+            proptest::prop_assert_eq!(v, reference_verdict(&named), "{:?}", shown);
+            proptest::prop_assert_eq!(v == Verdict::Invalid, form.is_none(), "{:?}", shown);
+            proptest::prop_assert_eq!(v == Verdict::Invalid, !rs.is_empty(), "{:?} {:?}", shown, rs);
+            proptest::prop_assert_eq!(v == Verdict::Canonical, matches!(form, Some((true, _))), "{:?}", shown);
+            proptest::prop_assert_eq!(v == Verdict::Normalizable, matches!(form, Some((false, _))), "{:?}", shown);
+            let q = quick_verdict(&b, classify, None);
+            if let Some(q) = q {
+                proptest::prop_assert_eq!(q, v, "{:?}", shown);
+            }
+            // With a memo: cold, warm, and warm from a document with the same keys.
+            let mut memo = KeyMemo::EMPTY;
+            for _ in 0..2 {
+                let m = quick_verdict(&b, classify, Some(&mut memo));
+                proptest::prop_assert_eq!(m, q, "{:?}", shown);
+            }
+            let same_keys: Vec<(&str, V)> = ps.iter().map(|p| (p.0, V::N("0"))).collect();
+            let mut memo = KeyMemo::EMPTY;
+            let _ = quick_verdict(&build_fmt(&same_keys, short, hdr1), classify, Some(&mut memo));
+            proptest::prop_assert_eq!(quick_verdict(&b, classify, Some(&mut memo)), q, "{:?}", shown);
+        }
+    }
+
     proptest::proptest! {
         /// Arbitrary bytes: the fast path never panics, and agrees with `verdict` where it answers.
         #[test]
@@ -609,12 +812,73 @@ mod tests {
         }
     }
 
+    /// A merged-weights reason only for a merged sum really above 1: two negative weights of the
+    /// same stage add up to a negative sum, which is not "above 1".
+    #[test]
+    fn merged_weights_reason_only_above_one() {
+        let b = build(&[("Seed", V::N("-0.5")), ("seed round", V::N("-0.5")), ("series-a", V::N("2"))]);
+        assert_eq!(
+            reasons(&doc(&b), classify),
+            vec![
+                "weight of \"Seed\" is negative",
+                "weight of \"series-a\" is above 1",
+                "weight of \"seed round\" is negative",
+            ]
+        );
+        // Still given when the merged sum is above 1, whatever else is wrong.
+        let b = build(&[("Seed", V::N("0.7")), ("seed round", V::N("0.7")), ("series-a", V::N("-0.4"))]);
+        assert_eq!(
+            reasons(&doc(&b), classify),
+            vec![
+                "weight of \"series-a\" is negative",
+                "2 keys name the same stage and their weights add up to 1.4, above 1",
+            ]
+        );
+    }
+
+    /// A stage's merged weight above 1 (while the total is within 1 + 1e-6) is invalid for
+    /// `verdict` and `quick_verdict` as it is for `canonical_form` and `reasons`.
+    #[test]
+    fn merged_weight_above_one_is_invalid() {
+        for (short, hdr1) in [(false, false), (true, false), (true, true)] {
+            let b = build_fmt(&[("Seed", V::N("0.5")), ("seed round", V::N("0.500001"))], short, hdr1);
+            let Jsonb::Object(o) = doc(&b) else { panic!() };
+            assert!(canonical_form(&o, classify).is_none());
+            assert_eq!(reasons(&doc(&b), classify).len(), 1);
+            assert_eq!(verdict(&doc(&b), classify), Verdict::Invalid);
+            assert_eq!(quick_verdict(&b, classify, None), None, "short {short}");
+            let mut memo = KeyMemo::EMPTY;
+            assert_eq!(quick_verdict(&b, classify, Some(&mut memo)), None);
+            assert_eq!(quick_verdict(&b, classify, Some(&mut memo)), None);
+            // The same stage by a canonical and a non-canonical key, with a third stage.
+            let b = build_fmt(&[("seed", V::N("0.3")), ("Seed", V::N("0.7000005")), ("series-a", V::N("0"))], short, hdr1);
+            assert_eq!(verdict(&doc(&b), classify), Verdict::Invalid);
+            assert_eq!(quick_verdict(&b, classify, None), None);
+            // Merged weights at most 1 while the total is above 1: still normalizable.
+            let b = build_fmt(&[("seed", V::N("0.3")), ("Seed", V::N("0.3")), ("series-a", V::N("0.4000005"))], short, hdr1);
+            assert_eq!(verdict(&doc(&b), classify), Verdict::Normalizable);
+            assert!(matches!(quick_verdict(&b, classify, None), None | Some(Verdict::Normalizable)));
+            let b = build_fmt(&[("Seed", V::N("0.5")), ("seed round", V::N("0.5"))], short, hdr1);
+            assert_eq!(verdict(&doc(&b), classify), Verdict::Normalizable);
+            // Canonical keys above 1 in total: the fast path still answers.
+            let b = build_fmt(&[("seed", V::N("0.5")), ("series-a", V::N("0.5000005"))], short, hdr1);
+            assert_eq!(verdict(&doc(&b), classify), Verdict::Canonical);
+            if short {
+                assert_eq!(quick_verdict(&b, classify, None), Some(Verdict::Canonical));
+            }
+        }
+    }
+
     #[test]
     fn quick_verdict_answers_the_usual() {
         let b = build_fmt(&[("seed", V::N("0.1")), ("series-a", V::N("0.9"))], true, false);
         assert_eq!(quick_verdict(&b, classify, None), Some(Verdict::Canonical));
-        let b = build_fmt(&[("Seed", V::N("0.1")), ("series-a", V::N("0.9000005"))], true, true);
+        let b = build_fmt(&[("Seed", V::N("0.1")), ("series-a", V::N("0.8999995"))], true, true);
         assert_eq!(quick_verdict(&b, classify, None), Some(Verdict::Normalizable));
+        // Non-canonical keys above 1 in total (a merged weight might exceed 1): left to `verdict`.
+        let b = build_fmt(&[("Seed", V::N("0.1")), ("series-a", V::N("0.9000005"))], true, true);
+        assert_eq!(quick_verdict(&b, classify, None), None);
+        assert_eq!(verdict(&doc(&b), classify), Verdict::Normalizable);
         let b = build_fmt(&[("seed", V::N("0.1")), ("series-a", V::N("0.8999989"))], true, false);
         assert_eq!(quick_verdict(&b, classify, None), Some(Verdict::Invalid));
         let b = build_fmt(&[("seed", V::N("-0")), ("series-a", V::N("1"))], true, false);
