@@ -207,7 +207,11 @@ unsafe fn return_null(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
 unsafe fn text_array(items: &[String]) -> pg_sys::Datum {
     let mut elems: Vec<pg_sys::Datum> = items
         .iter()
-        .map(|s| pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as c_int)))
+        .map(|s| {
+            // In the database's encoding (crate::encoding): the reasons quote keys and values.
+            let b = crate::encoding::server_bytes(s);
+            pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(b.as_ptr().cast(), b.len() as c_int))
+        })
         .collect();
     pg_sys::Datum::from(pg_sys::construct_array(
         elems.as_mut_ptr(),

@@ -14,6 +14,7 @@ use pgrx::prelude::*;
 mod backend;
 mod cache;
 mod ddl;
+mod encoding;
 mod functions;
 mod guc;
 mod inplace;
@@ -25,6 +26,13 @@ mod trigger;
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // No Rust backtrace in a client's DETAIL: pgrx attaches one to an error raised inside a
+    // guarded call when backtraces are captured (RUST_BACKTRACE in the server's environment).
+    // Whoever sets RUST_LIB_BACKTRACE themselves keeps it.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: the backend is single-threaded, and this runs once, at load.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
     guc::init();
     cache::init();
     stats::init();
@@ -36,11 +44,11 @@ extension_sql_file!(
     name = "aliases",
     requires = [
         functions::stage_key,
+        functions::refuse_nul_sql,
         functions::is_canonical_stage,
         functions::normalize_stage_builtin,
         functions::canonical_stages,
-        functions::normalize_stage_rules,
-        cache::config_changed
+        functions::normalize_stage_rules
     ]
 );
 extension_sql_file!("../sql/columns.sql", name = "columns", requires = [functions::canonical_stages]);
@@ -53,6 +61,7 @@ extension_sql_file!(
         "distributions",
         functions::stage_forms,
         functions::check_stage_set,
+        functions::refuse_nul_sql,
         functions::default_stages,
         functions::is_canonical_stage,
         functions::normalize_stage_rules,
@@ -66,8 +75,6 @@ extension_sql_file!(
         "columns",
         "aliases",
         "stages",
-        cache::config_changed,
-        trigger::summary_trigger,
         functions::effective_mode,
         functions::session_counters,
         stats::sql_breakers,
@@ -77,7 +84,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/add_check.sql",
     name = "add_check",
-    requires = ["columns", "distributions", "stages", functions::is_canonical_stage, functions::in_transaction_block]
+    requires = ["columns", "distributions", "stages", "trigger", functions::is_canonical_stage, functions::in_transaction_block]
 );
 extension_sql_file!(
     "../sql/migrate.sql",

@@ -65,7 +65,7 @@ pub(super) static RNG: Global<u64> = Global::new(0);
 /// log, which gets sampled LOG lines instead). Returns normally.
 pub(super) fn client_warning(message: String, detail: String, hint: Option<String>) {
     unsafe {
-        let edata = error_data(pg_sys::WARNING_CLIENT_ONLY, PgSqlErrorCode::ERRCODE_WARNING, message, detail, hint);
+        let edata = error_data(pg_sys::WARNING_CLIENT_ONLY, PgSqlErrorCode::ERRCODE_WARNING, message, Some(detail), hint);
         pg_sys::ThrowErrorData(edata);
     }
 }
@@ -75,15 +75,18 @@ pub(super) unsafe fn error_data(
     elevel: u32,
     code: PgSqlErrorCode,
     message: String,
-    detail: String,
+    detail: Option<String>,
     hint: Option<String>,
 ) -> *mut pg_sys::ErrorData {
-    let pstr = |s: String| pg_sys::pstrdup(CString::new(s.replace('\0', "")).unwrap_or_default().as_ptr());
+    // In the database's encoding: the messages quote values and names (crate::encoding).
+    let pstr = |s: String| crate::encoding::to_server(&s);
     let edata = pg_sys::palloc0(std::mem::size_of::<pg_sys::ErrorData>()).cast::<pg_sys::ErrorData>();
     (*edata).elevel = elevel as c_int;
     (*edata).sqlerrcode = code as c_int;
     (*edata).message = pstr(message);
-    (*edata).detail = pstr(detail);
+    if let Some(d) = detail {
+        (*edata).detail = pstr(d);
+    }
     if let Some(h) = hint {
         (*edata).hint = pstr(h);
     }
@@ -108,13 +111,21 @@ pub(super) fn random_unit() -> f64 {
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// A value for a message: as text (bytes not valid in the database's encoding as `\xNN`), its
+/// first `QUOTE_CHARS` characters, then "..." when there are more.
 pub(crate) fn quote(value: &[u8]) -> String {
-    let s = String::from_utf8_lossy(value);
+    // At most 4 bytes a character in any server encoding: no need to convert more.
+    let s = crate::encoding::text_of(&value[..value.len().min(4 * (QUOTE_CHARS + 1))]);
     let mut out: String = s.chars().take(QUOTE_CHARS).collect();
-    if s.chars().nth(QUOTE_CHARS).is_some() {
-        out.push('…');
+    if s.chars().nth(QUOTE_CHARS).is_some() || value.len() > 4 * (QUOTE_CHARS + 1) {
+        out.push_str("...");
     }
     out
+}
+
+/// A name (schema, table, column) for a message.
+pub(super) fn name_of(name: &CStr) -> String {
+    crate::encoding::text_of(name.to_bytes())
 }
 
 pub(super) fn stage_list() -> String {
@@ -126,7 +137,7 @@ pub(super) fn hint(p: &Problem) -> String {
         Problem::Text(value, why) => (*value, *why),
         Problem::Structured(st) if st.what == "stage distribution" => {
             return format!(
-                "Keys must be stages or their aliases ({}); weights numbers from 0 to 1 that sum to 1 (± 1e-6). \
+                "Keys must be stages or their aliases ({}); weights numbers from 0 to 1 that sum to 1 (+/- 1e-6). \
                  SELECT stage_norm.stage_distribution_errors(value) lists every reason.",
                 stage_list()
             )
@@ -136,8 +147,12 @@ pub(super) fn hint(p: &Problem) -> String {
         }
     };
     match why {
+        Why::Unknown if !value.is_ascii() && unsafe { pg_sys::GetDatabaseEncoding() } != pg_sys::pg_enc::PG_UTF8 as i32 => format!(
+            "In a database whose encoding is not UTF8, stage_norm matches labels of ASCII characters only. The stages are: {}.",
+            stage_list()
+        ),
         Why::Unknown if std::str::from_utf8(value).is_err() => format!(
-            "The value is not valid UTF-8 (its invalid bytes are shown as U+FFFD): fix its encoding. The stages are: {}.",
+            "The value is not valid UTF-8 (its invalid bytes are shown as \\xNN): fix its encoding. The stages are: {}.",
             stage_list()
         ),
         Why::Unknown => format!(
@@ -157,10 +172,10 @@ pub(super) fn hint(p: &Problem) -> String {
 /// The message of an unknown (or not rewritable) value, naming the attached table and, for a
 /// partition, the partition.
 pub(super) fn value_message(e: &Entry, col: &Column, p: &Problem) -> String {
-    let col_name = col.name.to_string_lossy();
+    let col_name = name_of(&col.name);
     let table = match &e.attached_name {
-        Some((parent, _, via)) => format!("\"{parent}\" ({via} \"{}\")", e.table.to_string_lossy()),
-        None => format!("\"{}\"", e.table.to_string_lossy()),
+        Some((parent, _, via)) => format!("\"{parent}\" ({via} \"{}\")", name_of(&e.table)),
+        None => format!("\"{}\"", name_of(&e.table)),
     };
     let (value, why) = match p {
         Problem::Text(value, why) => (*value, *why),
@@ -191,7 +206,7 @@ pub(super) fn value_message(e: &Entry, col: &Column, p: &Problem) -> String {
 /// The table for a DETAIL: `schema.table`, or for a partition governed through its parent,
 /// `schema.parent (partition schema.partition)`.
 pub(super) fn qualified_table(e: &Entry) -> String {
-    let own = format!("{}.{}", e.schema.to_string_lossy(), e.table.to_string_lossy());
+    let own = format!("{}.{}", name_of(&e.schema), name_of(&e.table));
     match &e.attached_name {
         Some((_, parent, via)) => format!("{parent} ({via} {own})"),
         None => own,
@@ -291,21 +306,21 @@ pub(super) fn log_sample(e: &Entry, col: &Column, p: &Problem, mode: Mode) {
                 format!("reasons={}", logfmt_quote(&bounded(&st.reasons, st.total))),
             ),
         };
-        let own = format!("{}.{}", e.schema.to_string_lossy(), e.table.to_string_lossy());
+        let own = format!("{}.{}", name_of(&e.schema), name_of(&e.table));
         let table = match &e.attached_name {
             Some((_, q, via)) => format!("{} {via}={}", logfmt_word(q), logfmt_word(&own)),
             None => logfmt_word(&own),
         };
-        pgrx::pg_sys::panic::ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_WARNING,
-            format!(
-                "stage_norm: event=unknown_value table={table} column={} mode={} kind={kind} {value} sample_rate={rate}",
-                logfmt_word(&col.name.to_string_lossy()),
-                mode.name()
-            ),
-            "normalize_trigger",
-        )
-        .report(PgLogLevel::LOG_SERVER_ONLY);
+        let message = format!(
+            "stage_norm: event=unknown_value table={table} column={} mode={} kind={kind} {value} sample_rate={rate}",
+            logfmt_word(&name_of(&col.name)),
+            mode.name()
+        );
+        // Thrown as ErrorData (in the database's encoding); LOG_SERVER_ONLY returns.
+        unsafe {
+            let edata = error_data(pg_sys::LOG_SERVER_ONLY, PgSqlErrorCode::ERRCODE_WARNING, message, None, None);
+            pg_sys::ThrowErrorData(edata);
+        }
     }
 }
 
@@ -346,7 +361,7 @@ pub(super) unsafe fn rejection(e: &Entry, col: &Column, p: &Problem) -> *mut pg_
         pg_sys::PGERROR,
         PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
         value_message(e, col, p),
-        detail,
+        Some(detail),
         Some(hint(p)),
     );
     (*edata).schema_name = pg_sys::pstrdup(e.schema.as_ptr());
