@@ -19,6 +19,12 @@ COMMENT ON TABLE stage_norm.aliases IS
 GRANT SELECT ON stage_norm.aliases TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('stage_norm.aliases', '');
 
+-- The statement trigger on the configuration tables (src/cache.rs): a write invalidates every
+-- backend's cache at commit. Called any other way than as an AFTER ... FOR EACH STATEMENT
+-- trigger it raises 39P01.
+CREATE FUNCTION stage_norm.config_changed() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'config_changed_wrapper';
+
 CREATE TRIGGER aliases_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stage_norm.aliases
     FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.config_changed();
@@ -35,6 +41,7 @@ DECLARE
     v_builtin  text := stage_norm._normalize_stage_rules(add_alias.alias);
     v_existing stage_norm.aliases%ROWTYPE;
 BEGIN
+    PERFORM stage_norm._refuse_nul(stage, 'the stage', 'add_alias');  -- the alias: by stage_key (v_key)
     IF NOT stage_norm.is_canonical_stage(stage) THEN
         RAISE EXCEPTION 'stage "%" is not a canonical stage', stage
             USING ERRCODE = 'invalid_parameter_value',

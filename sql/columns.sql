@@ -1,3 +1,84 @@
+-- The relation tbl names, or a clear error (#27 item 7): 42P01 when it names none (a dropped
+-- table's regclass, 0::oid::regclass); with governed, 42809 when it is no table (an index, a
+-- sequence, a view) and 42501 for a system catalog or stage_norm's own tables, which
+-- stage_norm neither governs nor keeps overrides for.
+CREATE FUNCTION stage_norm._check_relation(tbl regclass, governed boolean)
+RETURNS void
+LANGUAGE plpgsql
+STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_kind "char";
+    v_nsp  name;
+BEGIN
+    SELECT c.relkind, n.nspname INTO v_kind, v_nsp
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'Name an existing table, e.g. ''public.portfolio''::regclass (a regclass of a dropped table names nothing).';
+    END IF;
+    IF NOT governed THEN
+        RETURN;
+    END IF;
+    IF v_kind NOT IN ('r', 'p', 'f') THEN
+        RAISE EXCEPTION '% is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('It is %s.', CASE v_kind WHEN 'i' THEN 'an index' WHEN 'I' THEN 'a partitioned index'
+                                                   WHEN 'S' THEN 'a sequence' WHEN 'v' THEN 'a view'
+                                                   WHEN 'm' THEN 'a materialized view' WHEN 'c' THEN 'a composite type'
+                                                   WHEN 't' THEN 'a TOAST table' ELSE 'not a table' END),
+                  HINT = 'stage_norm governs tables: plain, partitioned and foreign ones.';
+    END IF;
+    IF v_nsp IN ('pg_catalog', 'information_schema', 'pg_toast', 'stage_norm') THEN
+        RAISE EXCEPTION 'stage_norm does not govern %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Tables of schema %s are %s.', v_nsp,
+                                  CASE v_nsp WHEN 'stage_norm' THEN 'stage_norm''s own configuration and bookkeeping'
+                                             ELSE 'system catalogs' END),
+                  HINT = 'Govern the tables of your application.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._check_relation(regclass, boolean) IS
+    'Internal: 42P01 when tbl names no relation; with governed, 42809/42501 when it is no table stage_norm may govern';
+
+-- The type of the tenant column of tbl for migrate and verify, or a clear error: 22023 for an
+-- empty name or the governed column itself, 42703 for a name that is no ordinary column
+-- (system columns such as ctid or xmin included), 42501 without SELECT on it.
+CREATE FUNCTION stage_norm._tenant_column(tbl regclass, col name, tenant name, caller text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_type text;
+BEGIN
+    SELECT format_type(a.atttypid, a.atttypmod) INTO v_type
+      FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = tenant AND a.attnum > 0 AND NOT a.attisdropped;
+    IF v_type IS NULL OR tenant = col OR tenant = '' THEN
+        RAISE EXCEPTION 'stage_norm.%: % is not a tenant column of %', caller, quote_ident(tenant), tbl
+            USING ERRCODE = CASE WHEN v_type IS NULL AND tenant <> '' THEN 'undefined_column' ELSE 'invalid_parameter_value' END,
+                  COLUMN = tenant, TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
+                  SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                  DETAIL = CASE WHEN tenant = '' THEN 'An empty name names no column.'
+                                WHEN v_type IS NULL THEN 'A tenant is an ordinary column of the table (not a system column such as ctid or xmin).'
+                                ELSE 'The governed column cannot be its own tenant.' END,
+                  HINT = 'tenant => names another column of the table (for example fund_id); its rows are taken tenant by tenant.';
+    END IF;
+    IF NOT has_column_privilege(tbl, tenant, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied to read column "%" of %', tenant, tbl
+            USING ERRCODE = 'insufficient_privilege', COLUMN = tenant,
+                  HINT = format('GRANT SELECT (%I) ON %s TO %I;', tenant, tbl, current_user);
+    END IF;
+    RETURN v_type;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._tenant_column(regclass, name, name, text) IS
+    'Internal: the type of the tenant column of tbl for migrate and verify, or a clear error';
+
 -- Shared by add_check (and the trigger's attach): the attribute number of a text-like column,
 -- or a clear error. Text-like: text, varchar, char(n), citext, or a domain over one of them.
 CREATE FUNCTION stage_norm._text_column(tbl regclass, col name)
@@ -17,6 +98,7 @@ DECLARE
     v_longest     text;
     v_longest_len int;
 BEGIN
+    PERFORM stage_norm._check_relation(tbl, false);
     SELECT c.relname, n.nspname INTO v_rel, v_nsp
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
     SELECT a.attnum, a.atttypid, a.atttypmod INTO v_attnum, v_type, v_typmod
@@ -77,6 +159,7 @@ DECLARE
     v_longest     text;
     v_longest_len int;
 BEGIN
+    PERFORM stage_norm._check_relation(tbl, false);
     SELECT c.relname, n.nspname INTO v_rel, v_nsp
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
     SELECT a.attnum, a.atttypid INTO v_attnum, v_type

@@ -200,6 +200,7 @@ LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM stage_norm._check_relation(tbl, false);
     SELECT array_agg(a.attname ORDER BY k.ord), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
       INTO cols, types
       FROM pg_index i
@@ -421,20 +422,7 @@ BEGIN
     END IF;
     SELECT k.cols, k.types INTO v_keys, v_types FROM stage_norm._primary_key(tbl) k;
     IF tenant IS NOT NULL THEN
-        SELECT format_type(a.atttypid, a.atttypmod) INTO v_tentype
-          FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = tenant AND a.attnum > 0 AND NOT a.attisdropped;
-        IF v_tentype IS NULL OR tenant = col THEN
-            RAISE EXCEPTION 'stage_norm.migrate: % is not a tenant column of %', quote_ident(tenant), v_tblname
-                USING ERRCODE = CASE WHEN v_tentype IS NULL THEN 'undefined_column' ELSE 'invalid_parameter_value' END,
-                      COLUMN = tenant, TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
-                      SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
-                      HINT = 'tenant => names another column of the table (for example fund_id); its rows are migrated tenant by tenant.';
-        END IF;
-        IF NOT has_column_privilege(tbl, tenant, 'SELECT') THEN
-            RAISE EXCEPTION 'permission denied to read column "%" of %', tenant, v_tblname
-                USING ERRCODE = 'insufficient_privilege', COLUMN = tenant,
-                      HINT = format('GRANT SELECT (%I) ON %s TO %I;', tenant, tbl, current_user);
-        END IF;
+        v_tentype := stage_norm._tenant_column(tbl, col, tenant, 'migrate');
     END IF;
 
     -- One run at a time per (table, column): a session-level advisory lock, which a COMMIT does
@@ -1115,6 +1103,7 @@ BEGIN
         v_report := v_report || jsonb_build_object('invalid_reasons', v_part);
     END IF;
     IF tenant IS NOT NULL THEN
+        PERFORM stage_norm._tenant_column(tbl, col, tenant, 'verify');
         EXECUTE format('SELECT jsonb_object_agg(coalesce(t::text, ''NULL''), jsonb_build_object(''rows'', n, ''nulls'', z, ''non_canonical'', b)) FROM (SELECT %1$I AS t, count(*) AS n, count(*) FILTER (WHERE %2$I IS NULL) AS z, count(*) FILTER (WHERE %3$s) AS b FROM %4$s GROUP BY 1) x',
                        tenant, col, v_bad, tbl) INTO v_part;
         -- The last run's figures per tenant, when it walked by this column (for a caller who may

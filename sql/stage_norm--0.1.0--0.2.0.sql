@@ -133,6 +133,7 @@ BEGIN
            AND (t.tgrelid = ANY (v_tbls)
                 OR NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                                 WHERE d.classid = 'pg_trigger'::regclass AND d.objid = t.oid AND d.refobjsubid > 0))
+         ORDER BY t.tgrelid, t.oid   -- a parent before its children: its NOTICE first
     LOOP
         v_cols := stage_norm._sync_trigger(v_trig);
         IF v_cols IS NOT NULL THEN
@@ -168,6 +169,9 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'stage_forms_wrapper';
 CREATE FUNCTION stage_norm._check_stage_set(stages text) RETURNS bool
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'check_stage_set_wrapper';
+CREATE FUNCTION stage_norm._refuse_nul(value text, what text, function text) RETURNS bool
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'refuse_nul_sql_wrapper';
 CREATE FUNCTION stage_norm._default_stages() RETURNS text[]
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'default_stages_wrapper';
@@ -190,6 +194,7 @@ DECLARE
     v_builtin  text := stage_norm._normalize_stage_rules(add_alias.alias);
     v_existing stage_norm.aliases%ROWTYPE;
 BEGIN
+    PERFORM stage_norm._refuse_nul(stage, 'the stage', 'add_alias');  -- the alias: by stage_key (v_key)
     IF NOT stage_norm.is_canonical_stage(stage) THEN
         RAISE EXCEPTION 'stage "%" is not a canonical stage', stage
             USING ERRCODE = 'invalid_parameter_value',
@@ -309,6 +314,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Name every stage, in order.';
     END IF;
+    PERFORM stage_norm._refuse_nul(s, 'a stage name', 'set_stages') FROM unnest(stages) AS s;
     IF EXISTS (SELECT FROM unnest(stages) AS s WHERE strpos(s, E'\n') > 0) THEN
         RAISE EXCEPTION 'a stage name cannot contain a line break'
             USING ERRCODE = 'invalid_parameter_value';
@@ -439,8 +445,11 @@ BEGIN
          ORDER BY 1, 2
     LOOP
         IF v_con.readable THEN   -- the values that would fail (at most 5 shown)
-            EXECUTE format('SELECT string_agg(v, '', '') FROM (SELECT DISTINCT quote_nullable(left(%I::text, 64)) AS v '
-                           'FROM %s WHERE NOT (%s) LIMIT 5) s', v_con.col, v_con.tbl, v_con.expr)
+            -- Printed by the column type's output function (format's %s), never by a cast to text:
+            -- a user's cast (CREATE CAST ... WITH FUNCTION) would run as this function's owner.
+            EXECUTE format('SELECT string_agg(v, '', '') FROM (SELECT DISTINCT quote_nullable(left('
+                           'CASE WHEN num_nulls(%1$I) = 0 THEN format(''%%s'', %1$I) END, 64)) AS v '
+                           'FROM %2$s WHERE NOT (%3$s) LIMIT 5) s', v_con.col, v_con.tbl, v_con.expr)
                INTO v_bad;
         ELSE
             EXECUTE format('SELECT count(*) || '' row(s)'' FROM %s WHERE NOT (%s) HAVING count(*) > 0', v_con.tbl, v_con.expr)
@@ -528,6 +537,87 @@ REVOKE ALL ON FUNCTION stage_norm.rename_stage(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stage_norm.reset_stages() FROM PUBLIC;
 REVOKE ALL ON FUNCTION stage_norm._change_stages(text[], text, text) FROM PUBLIC;
 
+-- The relation tbl names, or a clear error (#27 item 7): 42P01 when it names none (a dropped
+-- table's regclass, 0::oid::regclass); with governed, 42809 when it is no table (an index, a
+-- sequence, a view) and 42501 for a system catalog or stage_norm's own tables, which
+-- stage_norm neither governs nor keeps overrides for.
+CREATE FUNCTION stage_norm._check_relation(tbl regclass, governed boolean)
+RETURNS void
+LANGUAGE plpgsql
+STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_kind "char";
+    v_nsp  name;
+BEGIN
+    SELECT c.relkind, n.nspname INTO v_kind, v_nsp
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'Name an existing table, e.g. ''public.portfolio''::regclass (a regclass of a dropped table names nothing).';
+    END IF;
+    IF NOT governed THEN
+        RETURN;
+    END IF;
+    IF v_kind NOT IN ('r', 'p', 'f') THEN
+        RAISE EXCEPTION '% is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = format('It is %s.', CASE v_kind WHEN 'i' THEN 'an index' WHEN 'I' THEN 'a partitioned index'
+                                                   WHEN 'S' THEN 'a sequence' WHEN 'v' THEN 'a view'
+                                                   WHEN 'm' THEN 'a materialized view' WHEN 'c' THEN 'a composite type'
+                                                   WHEN 't' THEN 'a TOAST table' ELSE 'not a table' END),
+                  HINT = 'stage_norm governs tables: plain, partitioned and foreign ones.';
+    END IF;
+    IF v_nsp IN ('pg_catalog', 'information_schema', 'pg_toast', 'stage_norm') THEN
+        RAISE EXCEPTION 'stage_norm does not govern %', tbl
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Tables of schema %s are %s.', v_nsp,
+                                  CASE v_nsp WHEN 'stage_norm' THEN 'stage_norm''s own configuration and bookkeeping'
+                                             ELSE 'system catalogs' END),
+                  HINT = 'Govern the tables of your application.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._check_relation(regclass, boolean) IS
+    'Internal: 42P01 when tbl names no relation; with governed, 42809/42501 when it is no table stage_norm may govern';
+
+-- The type of the tenant column of tbl for migrate and verify, or a clear error: 22023 for an
+-- empty name or the governed column itself, 42703 for a name that is no ordinary column
+-- (system columns such as ctid or xmin included), 42501 without SELECT on it.
+CREATE FUNCTION stage_norm._tenant_column(tbl regclass, col name, tenant name, caller text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_type text;
+BEGIN
+    SELECT format_type(a.atttypid, a.atttypmod) INTO v_type
+      FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = tenant AND a.attnum > 0 AND NOT a.attisdropped;
+    IF v_type IS NULL OR tenant = col OR tenant = '' THEN
+        RAISE EXCEPTION 'stage_norm.%: % is not a tenant column of %', caller, quote_ident(tenant), tbl
+            USING ERRCODE = CASE WHEN v_type IS NULL AND tenant <> '' THEN 'undefined_column' ELSE 'invalid_parameter_value' END,
+                  COLUMN = tenant, TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
+                  SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                  DETAIL = CASE WHEN tenant = '' THEN 'An empty name names no column.'
+                                WHEN v_type IS NULL THEN 'A tenant is an ordinary column of the table (not a system column such as ctid or xmin).'
+                                ELSE 'The governed column cannot be its own tenant.' END,
+                  HINT = 'tenant => names another column of the table (for example fund_id); its rows are taken tenant by tenant.';
+    END IF;
+    IF NOT has_column_privilege(tbl, tenant, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied to read column "%" of %', tenant, tbl
+            USING ERRCODE = 'insufficient_privilege', COLUMN = tenant,
+                  HINT = format('GRANT SELECT (%I) ON %s TO %I;', tenant, tbl, current_user);
+    END IF;
+    RETURN v_type;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._tenant_column(regclass, name, name, text) IS
+    'Internal: the type of the tenant column of tbl for migrate and verify, or a clear error';
+
 -- _text_column checks the width through domains; attach relies on it.
 CREATE OR REPLACE FUNCTION stage_norm._text_column(tbl regclass, col name)
 RETURNS int2
@@ -546,6 +636,7 @@ DECLARE
     v_longest     text;
     v_longest_len int;
 BEGIN
+    PERFORM stage_norm._check_relation(tbl, false);
     SELECT c.relname, n.nspname INTO v_rel, v_nsp
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
     SELECT a.attnum, a.atttypid, a.atttypmod INTO v_attnum, v_type, v_typmod
@@ -595,11 +686,20 @@ DECLARE
     v_col    name;
     v_args   text;
     v_part   regclass;
+    v_citus  text;
+    v_unsafe text;
 BEGIN
     IF tbl IS NULL OR cols IS NULL OR cardinality(cols) = 0 THEN
         RAISE EXCEPTION 'stage_norm.attach needs a table and at least one column'
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'SELECT stage_norm.attach(''portfolio'', ''stage'');';
+    END IF;
+    PERFORM stage_norm._check_relation(tbl, true);
+    IF EXISTS (SELECT FROM unnest(cols) AS c WHERE left(c, 7) = '@table=') THEN
+        RAISE EXCEPTION 'stage_norm.attach cannot govern a column whose name starts with "@table="'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The trigger''s argument ''@table=...'' names the logical table of a Citus table''s shards.',
+                  HINT = 'Rename the column.';
     END IF;
     IF cardinality(cols) <> (SELECT count(DISTINCT c) FROM unnest(cols) AS c) THEN
         RAISE EXCEPTION 'stage_norm.attach names a column twice'
@@ -613,6 +713,19 @@ BEGIN
     END LOOP;
     SELECT string_agg(format('%L', c), ', ' ORDER BY o) INTO v_args
       FROM unnest(cols) WITH ORDINALITY AS u(c, o);
+    -- A Citus table: Citus copies the trigger to every shard with these arguments, so the
+    -- first one names the logical table ('@table=schema.name'): a shard's trigger looks up the
+    -- logical table's override and names it in its messages. Citus creates triggers on its
+    -- tables only with citus.enable_unsafe_triggers, set here for attach's own statements.
+    v_citus := stage_norm._citus_table(tbl);
+    IF v_citus IS NOT NULL THEN
+        PERFORM stage_norm._citus_require_setup('attach on a Citus table');
+        v_args := format('%L, ', '@table=' || (SELECT format('%I.%I', n.nspname, c.relname)
+                                                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                                WHERE c.oid = tbl)) || v_args;
+        v_unsafe := current_setting('citus.enable_unsafe_triggers', true);
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
     -- A partitioned table's trigger is cloned onto every partition; a partition's own
     -- stage_norm trigger (attached before) gives way to the clone, which governs the
     -- columns the parent names.
@@ -632,6 +745,9 @@ BEGIN
       WHERE t.tgrelid = tbl AND t.tgname = 'stage_norm_normalize';
     -- Partitions get the summary trigger too, for statements that write into them directly.
     PERFORM stage_norm._summarize_partitions(tbl);
+    IF v_citus IS NOT NULL THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', coalesce(v_unsafe, 'off'), true);
+    END IF;
 END
 $$;
 
@@ -1000,6 +1116,7 @@ LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM stage_norm._check_relation(tbl, false);
     SELECT array_agg(a.attname ORDER BY k.ord), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord)
       INTO cols, types
       FROM pg_index i
@@ -1221,20 +1338,7 @@ BEGIN
     END IF;
     SELECT k.cols, k.types INTO v_keys, v_types FROM stage_norm._primary_key(tbl) k;
     IF tenant IS NOT NULL THEN
-        SELECT format_type(a.atttypid, a.atttypmod) INTO v_tentype
-          FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = tenant AND a.attnum > 0 AND NOT a.attisdropped;
-        IF v_tentype IS NULL OR tenant = col THEN
-            RAISE EXCEPTION 'stage_norm.migrate: % is not a tenant column of %', quote_ident(tenant), v_tblname
-                USING ERRCODE = CASE WHEN v_tentype IS NULL THEN 'undefined_column' ELSE 'invalid_parameter_value' END,
-                      COLUMN = tenant, TABLE = (SELECT relname FROM pg_class WHERE oid = tbl),
-                      SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
-                      HINT = 'tenant => names another column of the table (for example fund_id); its rows are migrated tenant by tenant.';
-        END IF;
-        IF NOT has_column_privilege(tbl, tenant, 'SELECT') THEN
-            RAISE EXCEPTION 'permission denied to read column "%" of %', tenant, v_tblname
-                USING ERRCODE = 'insufficient_privilege', COLUMN = tenant,
-                      HINT = format('GRANT SELECT (%I) ON %s TO %I;', tenant, tbl, current_user);
-        END IF;
+        v_tentype := stage_norm._tenant_column(tbl, col, tenant, 'migrate');
     END IF;
 
     -- One run at a time per (table, column): a session-level advisory lock, which a COMMIT does
@@ -1915,6 +2019,7 @@ BEGIN
         v_report := v_report || jsonb_build_object('invalid_reasons', v_part);
     END IF;
     IF tenant IS NOT NULL THEN
+        PERFORM stage_norm._tenant_column(tbl, col, tenant, 'verify');
         EXECUTE format('SELECT jsonb_object_agg(coalesce(t::text, ''NULL''), jsonb_build_object(''rows'', n, ''nulls'', z, ''non_canonical'', b)) FROM (SELECT %1$I AS t, count(*) AS n, count(*) FILTER (WHERE %2$I IS NULL) AS z, count(*) FILTER (WHERE %3$s) AS b FROM %4$s GROUP BY 1) x',
                        tenant, col, v_bad, tbl) INTO v_part;
         -- The last run's figures per tenant, when it walked by this column (for a caller who may
@@ -2284,6 +2389,9 @@ BEGIN
         RAISE EXCEPTION 'stage_norm.set_table_mode: tbl must not be NULL'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF mode IS NOT NULL THEN
+        PERFORM stage_norm._check_relation(tbl, true);  -- clearing works for a dropped table's oid too
+    END IF;
     IF mode IS NOT NULL AND mode NOT IN ('off', 'shadow', 'warn', 'enforce') THEN
         RAISE EXCEPTION 'invalid stage_norm mode "%"', mode
             USING ERRCODE = 'invalid_parameter_value',
@@ -2341,6 +2449,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'SELECT stage_norm.attach(''portfolio'', ''stage'');';
     END IF;
+    PERFORM stage_norm._check_relation(tbl, true);
     IF EXISTS (SELECT FROM unnest(cols) AS c WHERE left(c, 7) = '@table=') THEN
         RAISE EXCEPTION 'stage_norm.attach cannot govern a column whose name starts with "@table="'
             USING ERRCODE = 'invalid_parameter_value',
@@ -2903,6 +3012,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Name every stage, in order.';
     END IF;
+    PERFORM stage_norm._refuse_nul(s, 'a stage name', 'set_stages') FROM unnest(stages) AS s;
     IF EXISTS (SELECT FROM unnest(stages) AS s WHERE strpos(s, E'\n') > 0) THEN
         RAISE EXCEPTION 'a stage name cannot contain a line break'
             USING ERRCODE = 'invalid_parameter_value';

@@ -80,6 +80,7 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Name every stage, in order.';
     END IF;
+    PERFORM stage_norm._refuse_nul(s, 'a stage name', 'set_stages') FROM unnest(stages) AS s;
     IF EXISTS (SELECT FROM unnest(stages) AS s WHERE strpos(s, E'\n') > 0) THEN
         RAISE EXCEPTION 'a stage name cannot contain a line break'
             USING ERRCODE = 'invalid_parameter_value';

@@ -5,6 +5,11 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'normalize_trigger';
 COMMENT ON FUNCTION stage_norm.normalize_trigger() IS
     'BEFORE INSERT OR UPDATE FOR EACH ROW trigger; its arguments name the governed columns. Create it with stage_norm.attach';
 
+-- AFTER INSERT OR UPDATE FOR EACH STATEMENT: the WARNING that sums up the unknown values a
+-- statement stored beyond the first few (src/trigger/mod.rs). attach creates it.
+CREATE FUNCTION stage_norm.summary_trigger() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'summary_trigger_wrapper';
+
 -- Per-table overrides of stage_norm.mode. Readable by everyone. Written through set_table_mode,
 -- or directly: row-level security lets a role write the row of a table only when it may
 -- (the table's owner, a member of the owner role, or a member of stage_norm_admin), so both
@@ -159,6 +164,9 @@ BEGIN
         RAISE EXCEPTION 'stage_norm.set_table_mode: tbl must not be NULL'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF mode IS NOT NULL THEN
+        PERFORM stage_norm._check_relation(tbl, true);  -- clearing works for a dropped table's oid too
+    END IF;
     IF mode IS NOT NULL AND mode NOT IN ('off', 'shadow', 'warn', 'enforce') THEN
         RAISE EXCEPTION 'invalid stage_norm mode "%"', mode
             USING ERRCODE = 'invalid_parameter_value',
@@ -272,6 +280,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'SELECT stage_norm.attach(''portfolio'', ''stage'');';
     END IF;
+    PERFORM stage_norm._check_relation(tbl, true);
     IF EXISTS (SELECT FROM unnest(cols) AS c WHERE left(c, 7) = '@table=') THEN
         RAISE EXCEPTION 'stage_norm.attach cannot govern a column whose name starts with "@table="'
             USING ERRCODE = 'invalid_parameter_value',
@@ -451,6 +460,7 @@ BEGIN
            AND (t.tgrelid = ANY (v_tbls)
                 OR NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                                 WHERE d.classid = 'pg_trigger'::regclass AND d.objid = t.oid AND d.refobjsubid > 0))
+         ORDER BY t.tgrelid, t.oid   -- a parent before its children: its NOTICE first
     LOOP
         v_cols := stage_norm._sync_trigger(v_trig);
         IF v_cols IS NOT NULL THEN

@@ -29,7 +29,7 @@ use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
 use pgrx::prelude::*;
-use stage_norm_core::{Aliases, Fnv1a, StageId, StageSet, BUILTIN};
+use stage_norm_core::{as_utf8, Aliases, Fnv1a, StageId, StageSet, BUILTIN};
 
 use crate::backend::{raw, Global};
 use crate::guc::Mode;
@@ -238,13 +238,25 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
     crate::trigger::relation_invalidated(relid);
 }
 
-/// Statement trigger on the configuration tables: any write invalidates every backend's cache.
-#[pg_trigger]
-fn config_changed<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relid()?) };
-    Ok(None)
+/// `stage_norm.config_changed()`, the statement trigger on the configuration tables: any write
+/// invalidates every backend's cache. A raw entry point: called any other way than as an
+/// AFTER ... FOR EACH STATEMENT trigger it raises 39P01.
+#[no_mangle]
+pub unsafe extern "C-unwind" fn config_changed_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    config_changed(fcinfo);
+    pg_sys::Datum::from(0)
+}
+
+#[no_mangle]
+pub extern "C" fn pg_finfo_config_changed_wrapper() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn config_changed(fcinfo: pg_sys::FunctionCallInfo) {
+    let td = crate::trigger::statement_trigger_data(fcinfo, "config_changed", "an AFTER ... FOR EACH STATEMENT trigger");
+    pg_sys::CacheInvalidateRelcacheByRelid((*(*td).tg_relation).rd_id);
 }
 
 /// Classifies `input` with the built-in rules and the current aliases. Call [`refresh`] first
@@ -364,8 +376,10 @@ unsafe fn relation_oid(name: &CStr) -> pg_sys::Oid {
 }
 
 /// Runs a read-only query with the latest snapshot (or the active one in parallel mode) and
-/// calls `row` with the text of the first two columns of each row.
-unsafe fn query(sql: &CStr, parallel: bool, mut row: impl FnMut(&CStr, &CStr)) {
+/// calls `row` with the bytes of the first two columns of each row: a `text` column's bytes as
+/// stored (with their length: text may hold a NUL byte, which a C string would cut off), any
+/// other column's output.
+unsafe fn query(sql: &CStr, parallel: bool, mut row: impl FnMut(&[u8], &[u8])) {
     let plan = pg_sys::SPI_prepare(sql.as_ptr(), 0, std::ptr::null_mut());
     let snapshot = if parallel { std::ptr::null_mut() } else { pg_sys::GetLatestSnapshot() };
     let rc = pg_sys::SPI_execute_snapshot(
@@ -382,12 +396,21 @@ unsafe fn query(sql: &CStr, parallel: bool, mut row: impl FnMut(&CStr, &CStr)) {
         pgrx::error!("stage_norm: reading its configuration failed (SPI code {rc})");
     }
     let table = pg_sys::SPI_tuptable;
+    let desc = (*table).tupdesc;
+    let column = |tuple: pg_sys::HeapTuple, n: i32| -> Option<&[u8]> {
+        if pg_sys::SPI_gettypeid(desc, n) == pg_sys::TEXTOID {
+            let mut isnull = false;
+            let d = pg_sys::SPI_getbinval(tuple, desc, n, &mut isnull);
+            (!isnull).then(|| crate::trigger::varlena_bytes(d))
+        } else {
+            let v = pg_sys::SPI_getvalue(tuple, desc, n);
+            (!v.is_null()).then(|| CStr::from_ptr(v).to_bytes())
+        }
+    };
     for i in 0..pg_sys::SPI_processed as usize {
         let tuple = *(*table).vals.add(i);
-        let a = pg_sys::SPI_getvalue(tuple, (*table).tupdesc, 1);
-        let b = pg_sys::SPI_getvalue(tuple, (*table).tupdesc, 2);
-        if !a.is_null() && !b.is_null() {
-            row(CStr::from_ptr(a), CStr::from_ptr(b));
+        if let (Some(a), Some(b)) = (column(tuple, 1), column(tuple, 2)) {
+            row(a, b);
         }
     }
 }
@@ -421,8 +444,8 @@ unsafe fn config_source(citus: bool, relid: pg_sys::Oid, name: &CStr, parallel: 
     .unwrap();
     query(&sql, parallel, |id, local| {
         distributed = true;
-        if local.to_bytes() == b"true" {
-            shard = Some(format!("{}_{}", name.to_string_lossy(), id.to_string_lossy()));
+        if local == b"true" {
+            shard = Some(format!("{}_{}", name.to_string_lossy(), String::from_utf8_lossy(id)));
         }
     });
     if !distributed {
@@ -441,13 +464,13 @@ unsafe fn config_source(citus: bool, relid: pg_sys::Oid, name: &CStr, parallel: 
 
 /// Reads `from` with [`query`], or when `fallible`, in a subtransaction: an error (Citus refusing
 /// a distributed read inside a shard's query) reads nothing and returns false.
-unsafe fn read_config(sql: &CStr, parallel: bool, fallible: bool, row: &mut dyn FnMut(&CStr, &CStr)) -> bool {
+unsafe fn read_config(sql: &CStr, parallel: bool, fallible: bool, row: &mut dyn FnMut(&[u8], &[u8])) -> bool {
     if !fallible || parallel {
         query(sql, parallel, row);
         return true;
     }
     let rows = crate::backend::in_subtransaction(|| {
-        let mut rows: Vec<(CString, CString)> = Vec::new();
+        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         query(sql, parallel, |a, b| rows.push((a.to_owned(), b.to_owned())));
         rows
     });
@@ -511,7 +534,7 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
                WHERE e.enumtypid OPERATOR(pg_catalog.=) pg_catalog.to_regtype('stage_norm.stage_set')::pg_catalog.oid \
                ORDER BY e.enumsortorder",
             parallel,
-            |name, _| names.push(name.to_string_lossy().into_owned()),
+            |name, _| names.push(String::from_utf8_lossy(name).into_owned()),
         );
         if !names.is_empty() {
             match StageSet::from_names(&names) {
@@ -541,15 +564,17 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
         let (from, shard, fallible) = config_source(citus, aliases_oid, c"aliases", parallel);
         WATCHED[3].store(u32::from(shard), Relaxed);
         let sql = CString::new(format!("SELECT alias_key, stage FROM {from}")).unwrap();
+        // Keys and stages as bytes with their lengths (never C strings): a key holding a NUL
+        // byte (add_alias refuses one; an old row may have it) must not turn into its prefix.
         incomplete |= !read_config(&sql, parallel, fallible, &mut |key, stage| {
-            if let Some(id) = current.canonical_id(&stage.to_string_lossy()) {
-                aliases.insert(key.to_string_lossy().into(), id);
+            if let (Some(id), Some(key)) = (current.canonical_id_bytes(stage), as_utf8(key)) {
+                aliases.insert(key.into(), id);
             }
         });
     }
-    let mut mode_row = |oid: &CStr, mode: &CStr| {
-        let oid = oid.to_str().ok().and_then(|s| s.parse::<u32>().ok());
-        if let (Some(oid), Some(mode)) = (oid, Mode::parse(&mode.to_string_lossy())) {
+    let mut mode_row = |oid: &[u8], mode: &[u8]| {
+        let oid = std::str::from_utf8(oid).ok().and_then(|s| s.parse::<u32>().ok());
+        if let (Some(oid), Some(mode)) = (oid, as_utf8(mode).and_then(Mode::parse)) {
             modes.insert(pg_sys::Oid::from(oid), mode);
         }
     };

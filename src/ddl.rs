@@ -16,7 +16,13 @@ use pgrx::prelude::*;
 /// Internal: records the column dependencies of a `stage_norm_normalize` trigger that is not a
 /// clone, and returns its column list as it should be when an argument names a column that was
 /// renamed (NULL when the arguments are current). Callable by whoever may create triggers on
-/// the table (`attach` runs as its caller); it locks the table as CREATE TRIGGER does.
+/// the table (`attach` runs as its caller).
+///
+/// It runs inside every ALTER TABLE of a governed table (the event trigger), so it takes no lock
+/// of its own unless there is something to do: most commands (VALIDATE CONSTRAINT, SET
+/// STATISTICS, SET (fillfactor), CLUSTER ON) leave the trigger's columns as they are, and run
+/// beside writers under their own lock. Only when a dependency is missing or a governed column
+/// was renamed does it lock the table as CREATE TRIGGER does, and look again.
 #[pg_extern(volatile, strict, parallel_unsafe, name = "_sync_trigger")]
 fn sync_trigger(tgoid: pg_sys::Oid) -> Option<Vec<String>> {
     let relid = Spi::get_one_with_args::<pg_sys::Oid>(
@@ -26,27 +32,53 @@ fn sync_trigger(tgoid: pg_sys::Oid) -> Option<Vec<String>> {
     )
     .ok()
     .flatten()?;
-    // SAFETY: a catalog privilege check and a lock on an existing relation, in a transaction.
+    // SAFETY: a catalog privilege check, in a transaction.
     unsafe {
         if pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_TRIGGER as pg_sys::AclMode)
             != pg_sys::AclResult::ACLCHECK_OK
         {
-            let table = CStr::from_ptr(pg_sys::get_rel_name(relid)).to_string_lossy().into_owned();
+            let table = crate::encoding::text_of(CStr::from_ptr(pg_sys::get_rel_name(relid)).to_bytes());
             pgrx::pg_sys::panic::ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                format!("permission denied for table {table}"),
+                crate::encoding::for_report(format!("permission denied for table {table}")),
                 "stage_norm._sync_trigger",
             )
             .set_detail("Recording a stage_norm trigger's column dependencies needs the TRIGGER privilege on its table.")
             .set_hint("stage_norm.attach does it for the table's owner; the event trigger stage_norm_ddl for every DDL command.")
             .report(PgLogLevel::ERROR);
         }
-        // What CREATE TRIGGER takes: no concurrent DDL or trigger change on the table meanwhile.
-        pg_sys::LockRelationOid(relid, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE);
     }
-    // The trigger may have gone while we waited for the lock.
+    let quiet = plan(tgoid, relid)?;
+    if quiet.missing.is_empty() && quiet.rename.is_none() {
+        return None;
+    }
+    // SAFETY: a lock on an existing relation, in a transaction. What CREATE TRIGGER takes: no
+    // concurrent DDL or trigger change on the table meanwhile.
+    unsafe { pg_sys::LockRelationOid(relid, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE) };
+    // The trigger may have changed or gone while we waited for the lock: look again.
+    let locked = plan(tgoid, relid)?;
+    for &attnum in &locked.missing {
+        unsafe {
+            let depender = pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: tgoid, objectSubId: 0 };
+            let referenced =
+                pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: relid, objectSubId: attnum as i32 };
+            pg_sys::recordDependencyOn(&depender, &referenced, pg_sys::DependencyType::DEPENDENCY_NORMAL);
+        }
+    }
+    locked.rename
+}
+
+/// What `_sync_trigger` has to do for trigger `tgoid` of table `relid`: the governed columns
+/// that have no dependency yet, and the column list after a rename. None when the trigger is
+/// gone.
+struct Plan {
+    missing: Vec<i16>,
+    rename: Option<Vec<String>>,
+}
+
+fn plan(tgoid: pg_sys::Oid, relid: pg_sys::Oid) -> Option<Plan> {
     Spi::get_one_with_args::<bool>("SELECT true FROM pg_catalog.pg_trigger WHERE oid = $1", &[tgoid.into()]).ok().flatten()?;
-    // The columns the trigger depends on now (before this call records anything).
+    // The columns the trigger depends on now.
     let depended: Vec<i16> = Spi::connect(|c| {
         c.select(
             "SELECT refobjsubid::int2 FROM pg_catalog.pg_depend WHERE classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass \
@@ -91,16 +123,8 @@ fn sync_trigger(tgoid: pg_sys::Oid) -> Option<Vec<String>> {
         pg_sys::RelationClose(rel);
         (args, attnums, names, logical_table)
     };
-    for &attnum in attnums.iter().filter(|&&a| a > 0) {
-        if !depended.contains(&attnum) {
-            unsafe {
-                let depender = pg_sys::ObjectAddress { classId: pg_sys::TriggerRelationId, objectId: tgoid, objectSubId: 0 };
-                let referenced =
-                    pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: relid, objectSubId: attnum as i32 };
-                pg_sys::recordDependencyOn(&depender, &referenced, pg_sys::DependencyType::DEPENDENCY_NORMAL);
-            }
-        }
-    }
+    let missing: Vec<i16> = attnums.iter().copied().filter(|&a| a > 0 && !depended.contains(&a)).collect();
+    let mut plan = Plan { missing, rename: None };
     // A shard's trigger follows its logical table: Citus renames the column on every shard,
     // and attach on the logical table (the coordinator's event trigger) re-creates the triggers.
     if let Some(logical) = logical_table {
@@ -109,18 +133,19 @@ fn sync_trigger(tgoid: pg_sys::Oid) -> Option<Vec<String>> {
             .flatten()
             == Some(relid);
         if !is_self {
-            return None;
+            return Some(plan);
         }
     }
     // A rename: exactly one argument names no column, and exactly one column the trigger
     // depends on is named by no argument (one ALTER TABLE renames one column at a time).
-    let missing: Vec<usize> = (0..args.len()).filter(|&i| attnums[i] <= 0).collect();
+    let missing_arg: Vec<usize> = (0..args.len()).filter(|&i| attnums[i] <= 0).collect();
     let unnamed: Vec<i16> = depended.iter().copied().filter(|d| !attnums.contains(d)).collect();
-    if missing.len() != 1 || unnamed.len() != 1 {
-        return None;
+    if missing_arg.len() == 1 && unnamed.len() == 1 {
+        if let Some((_, new_name)) = names.iter().find(|(n, _)| *n == unnamed[0]) {
+            let mut cols: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            cols[missing_arg[0]] = new_name.clone();
+            plan.rename = Some(cols);
+        }
     }
-    let new_name = names.iter().find(|(n, _)| *n == unnamed[0])?.1.clone();
-    let mut cols: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    cols[missing[0]] = new_name;
-    Some(cols)
+    Some(plan)
 }

@@ -93,6 +93,7 @@ fn stage_forms() -> TableIterator<'static, (name!(position, i32), name!(stage, S
 /// [`Label`]): a `text[]` argument would go through pgrx's `&str`.
 #[pg_extern(immutable, strict, parallel_safe, name = "_check_stage_set")]
 fn check_stage_set(stages: Label) -> bool {
+    refuse_nul(stages.0, "a stage name", "set_stages");
     let Some(text) = as_utf8(stages.0) else {
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
@@ -119,22 +120,49 @@ fn default_stages() -> Vec<String> {
     BUILTIN.stages.iter().map(|s| s.to_string()).collect()
 }
 
-/// The matching key of `label` (steps 1-4 of the contract): what aliases are keyed by.
+/// The matching key of `label` (steps 1-4 of the contract): what aliases are keyed by. A label
+/// holding a NUL byte or bytes that are not UTF-8 has no key: 22021 (an alias keyed by such a
+/// label would be cut at the NUL by whatever reads it as a C string, and could redefine a stage).
 #[pg_extern(immutable, strict, parallel_safe)]
 fn stage_key(label: Label) -> String {
+    refuse_nul(label.0, "the label", "stage_key");
     match as_utf8(label.0) {
         Some(text) => key_of(text),
         None => {
+            let n = label.0.len();
             pgrx::pg_sys::panic::ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
                 "stage_norm.stage_key: the label is not valid UTF-8",
                 "stage_key",
             )
-            .set_detail(format!("The label holds {} bytes that do not form valid UTF-8.", label.0.len()))
+            .set_detail(if n == 1 { "The label's one byte is not valid UTF-8.".to_string() } else { format!("The label's {n} bytes do not form valid UTF-8.") })
             .set_hint("Aliases and keys are made of text; fix the encoding of the label first (convert_from(bytes, 'LATIN1'), for example).")
             .report(PgLogLevel::ERROR);
             unreachable!()
         }
+    }
+}
+
+/// Internal: raises 22021 when `value` (`what`, e.g. "the stage") holds a NUL byte (see
+/// [`refuse_nul`]); for the configuration routines written in PL/pgSQL.
+#[pg_extern(immutable, strict, parallel_safe, name = "_refuse_nul")]
+fn refuse_nul_sql(value: Label, what: Label, function: Label) -> bool {
+    refuse_nul(value.0, &String::from_utf8_lossy(what.0), &String::from_utf8_lossy(function.0));
+    true
+}
+
+/// Raises 22021 when `bytes` (`what`, e.g. "the label") holds a NUL byte. PostgreSQL's own text
+/// input never makes one, but a binary-coercible cast from bytea or a C function can.
+pub fn refuse_nul(bytes: &[u8], what: &str, function: &str) {
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            format!("stage_norm.{function}: {what} holds a NUL byte"),
+            "refuse_nul",
+        )
+        .set_detail(format!("Byte {} of {} is 0x00; text in PostgreSQL never holds one.", at + 1, bytes.len()))
+        .set_hint("It came through a binary-coercible cast from bytea or a C function: remove the NUL bytes first.")
+        .report(PgLogLevel::ERROR);
     }
 }
 

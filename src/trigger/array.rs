@@ -9,7 +9,7 @@ const WHAT: &str = "stage array";
 
 /// `build`: make the rewritten datum (not in shadow mode, which only counts).
 #[inline]
-pub(super) unsafe fn judge<'a>(datum: pg_sys::Datum, elemtype: pg_sys::Oid, is_update: bool, build: bool) -> Judged<'a> {
+pub(super) unsafe fn judge<'a>(col: &Column, datum: pg_sys::Datum, elemtype: pg_sys::Oid, write: Write, build: bool) -> Judged<'a> {
     let bytes = kinds::array_bytes(datum);
     let Some(arr) = kinds::read_array(bytes) else {
         let reasons = vec!["the array cannot be read".to_string()];
@@ -19,7 +19,7 @@ pub(super) unsafe fn judge<'a>(datum: pg_sys::Datum, elemtype: pg_sys::Oid, is_u
     if !scan.changes && scan.unknown == 0 {
         return Judged::Passed;
     }
-    let fk_action = scan.changes && is_update && raw::InNoForceRLSOperation();
+    let fk_action = scan.changes && write.referential_action(col);
     if scan.unknown == 0 && !fk_action {
         let d = if build { kinds::rebuild_array(&arr, elemtype, false) } else { pg_sys::Datum::from(0) };
         return Judged::Rewrite(Rewrite::replacing(d));

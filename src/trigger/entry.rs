@@ -33,6 +33,9 @@ pub(super) struct Column {
     /// domain's CHECK runs before BEFORE triggers, so a rewrite must not store what the domain
     /// refuses: such a value is handled as an unknown one ([`Why::DomainRefuses`]).
     pub(super) domain: Option<(pg_sys::Oid, Vec<bool>)>,
+    /// The columns of this table's foreign keys that have a referential action, read the first
+    /// time a rewrite may be one ([`Write::referential_action`]).
+    pub(super) fk_action_keys: std::cell::OnceCell<Vec<Vec<i16>>>,
 }
 
 pub(super) struct Entry {
@@ -207,12 +210,12 @@ pub(crate) fn canonical_datums(pad: usize) -> Vec<pg_sys::Datum> {
 }
 
 pub(super) fn text_like_error(e: &Entry, col: &str, msg: String) -> ! {
-    pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH, msg, "normalize_trigger")
-        .set_detail(format!(
+    pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH, crate::encoding::for_report(msg), "normalize_trigger")
+        .set_detail(crate::encoding::for_report(format!(
             "stage_norm.normalize_trigger governs column \"{col}\" of table {}.{}.",
-            e.schema.to_string_lossy(),
-            e.table.to_string_lossy()
-        ))
+            name_of(&e.schema),
+            name_of(&e.table)
+        )))
         .set_hint("Re-run stage_norm.attach(...) with text, varchar(n), char(n) or citext columns (wide enough for every stage), jsonb distribution columns, or text[]/varchar(n)[] columns.")
         .report(PgLogLevel::ERROR);
     unreachable!()
@@ -255,13 +258,12 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
     let columns_named = (0..nargs).filter(|&i| logical_name(CStr::from_ptr(*(*trig).tgargs.add(i))).is_none()).count();
     if columns_named == 0 {
         pgrx::pg_sys::panic::ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, crate::encoding::for_report(format!(
                 "trigger \"{}\" on table {}.{} names no column",
-                CStr::from_ptr((*trig).tgname).to_string_lossy(),
-                e.schema.to_string_lossy(),
-                e.table.to_string_lossy()
-            ),
+                name_of(CStr::from_ptr((*trig).tgname)),
+                name_of(&e.schema),
+                name_of(&e.table)
+            )),
             "normalize_trigger",
         )
         .set_hint("Create it with stage_norm.attach(table, column, ...).")
@@ -280,13 +282,12 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         let attnum = pg_sys::SPI_fnumber(tupdesc, name.as_ptr());
         if attnum <= 0 {
             pgrx::pg_sys::panic::ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                format!(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, crate::encoding::for_report(format!(
                     "column \"{}\" governed by stage_norm does not exist in table {}.{}",
-                    name.to_string_lossy(),
-                    e.schema.to_string_lossy(),
-                    e.table.to_string_lossy()
-                ),
+                    name_of(name),
+                    name_of(&e.schema),
+                    name_of(&e.table)
+                )),
                 "normalize_trigger",
             )
             .set_detail("The trigger's arguments name the columns it governs; one was renamed or dropped.")
@@ -296,7 +297,7 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         let attr = &attrs[(attnum - 1) as usize];
         let mut typmod = attr.atttypmod;
         let base = pg_sys::getBaseTypeAndTypmod(attr.atttypid, &mut typmod);
-        let col = name.to_string_lossy().into_owned();
+        let col = name_of(name);
         let longest = cache::set().stages.iter().map(|s| s.chars().count()).max().unwrap_or(0);
         let elem = pg_sys::get_element_type(base);
         if base == pg_sys::JSONBOID || elem != pg_sys::InvalidOid {
@@ -320,6 +321,7 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
                 payloads: Vec::new(),
                 in_place: false,
                 domain: None,
+                fk_action_keys: Default::default(),
             });
             continue;
         }
@@ -346,7 +348,17 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
             .collect();
         let domain =
             (base != attr.atttypid).then(|| (attr.atttypid, datums.iter().map(|&d| domain_accepts(attr.atttypid, d)).collect()));
-        e.columns.push(Column { attnum: attnum as i16, name: name.to_owned(), kind: Kind::Text, pad_to, datums, payloads, in_place, domain });
+        e.columns.push(Column {
+            attnum: attnum as i16,
+            name: name.to_owned(),
+            kind: Kind::Text,
+            pad_to,
+            datums,
+            payloads,
+            in_place,
+            domain,
+            fk_action_keys: Default::default(),
+        });
     }
     let pk_index = primary_key_index(rel);
     if pk_index != pg_sys::InvalidOid {
@@ -412,11 +424,8 @@ pub(super) unsafe fn attached_table(
             let trigs = std::slice::from_raw_parts((*td).triggers, (*td).numtriggers as usize);
             trigs.iter().find(|t| CStr::from_ptr(t.tgname) == name).map(|t| t.tgisclone)
         };
-        let name = CStr::from_ptr((*(*arel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
-        let qualified = format!(
-            "{}.{name}",
-            CStr::from_ptr(pg_sys::get_namespace_name((*(*arel).rd_rel).relnamespace)).to_string_lossy(),
-        );
+        let name = name_of(CStr::from_ptr((*(*arel).rd_rel).relname.data.as_ptr()));
+        let qualified = format!("{}.{name}", name_of(CStr::from_ptr(pg_sys::get_namespace_name((*(*arel).rd_rel).relnamespace))));
         pg_sys::RelationClose(arel);
         match found {
             Some(false) => return (anc, Some((name, qualified, "partition"))),
@@ -462,7 +471,7 @@ unsafe fn logical_table(relid: pg_sys::Oid, logical: &str) -> (pg_sys::Oid, Opti
     if !is_shard_of(oid, shardid) {
         return alone;
     }
-    let qualified = format!("{}.{name}", CStr::from_ptr(ns).to_string_lossy());
+    let qualified = format!("{}.{name}", name_of(CStr::from_ptr(ns)));
     (oid, Some((name, qualified, "shard")))
 }
 
@@ -623,14 +632,14 @@ unsafe fn breaker_tripped(e: &Entry, ratio: f64, seen: f64, statement: bool) {
     // Quoted as SQL identifiers, so that the HINT's reset_breaker('...') names this table.
     let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let table = if e.attached == e.relid {
-        format!("{}.{}", ident(&e.schema.to_string_lossy()), ident(&e.table.to_string_lossy()))
+        format!("{}.{}", ident(&name_of(&e.schema)), ident(&name_of(&e.table)))
     } else {
         let ns = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(e.attached));
         let name = pg_sys::get_rel_name(e.attached);
         if ns.is_null() || name.is_null() {
             e.attached_name.as_ref().map(|(_, q, _)| q.clone()).unwrap_or_default()
         } else {
-            format!("{}.{}", ident(&CStr::from_ptr(ns).to_string_lossy()), ident(&CStr::from_ptr(name).to_string_lossy()))
+            format!("{}.{}", ident(&name_of(CStr::from_ptr(ns))), ident(&name_of(CStr::from_ptr(name))))
         }
     };
     let window = guc::read(&guc::BREAKER_WINDOW);
@@ -639,9 +648,9 @@ unsafe fn breaker_tripped(e: &Entry, ratio: f64, seen: f64, statement: bool) {
         "stage_norm: circuit breaker tripped on table {table}: reject ratio {ratio:.4} over the last {window} s ({seen:.0} values) exceeds stage_norm.breaker_reject_ratio = {threshold}; the table is capped at warn"
     );
     let hint = format!("Fix the writers, then SELECT stage_norm.reset_breaker('{}'); see docs/monitoring.md.", table.replace('\'', "''"));
-    pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_WARNING, message.clone(), "stage_norm.breaker")
-        .set_hint(hint.clone())
-        .report(PgLogLevel::LOG_SERVER_ONLY);
+    // In the database's encoding (crate::encoding); LOG_SERVER_ONLY returns.
+    let edata = error_data(pg_sys::LOG_SERVER_ONLY, PgSqlErrorCode::ERRCODE_WARNING, message.clone(), None, Some(hint.clone()));
+    pg_sys::ThrowErrorData(edata);
     if statement {
         client_warning(message, "Every session now treats its unknown values as in warn mode: stored and reported, not rejected.".into(), Some(hint));
     }

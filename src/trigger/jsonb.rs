@@ -7,11 +7,11 @@ use stage_norm_core::dist::Verdict as Dist;
 
 /// `build`: make the rewritten datum (not in shadow mode, which only counts).
 #[inline]
-pub(super) unsafe fn judge<'a>(datum: pg_sys::Datum, is_update: bool, build: bool) -> Judged<'a> {
+pub(super) unsafe fn judge<'a>(col: &Column, datum: pg_sys::Datum, write: Write, build: bool) -> Judged<'a> {
     let bytes = kinds::jsonb_bytes(datum);
     match kinds::distribution_verdict(bytes) {
         Dist::Canonical => Judged::Passed,
-        Dist::Normalizable if is_update && raw::InNoForceRLSOperation() => Judged::Problem(
+        Dist::Normalizable if write.referential_action(col) => Judged::Problem(
             Problem::Structured(Box::new(Structured { what: WHAT, reasons: vec![FK_ACTION_REASON.into()], total: 1, raw: bytes })),
             None,
         ),

@@ -107,9 +107,10 @@ unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo, name: &str) -> *mut pg_
         pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
             format!("stage_norm.{name}() was not called by the trigger manager"),
-            "normalize_trigger",
+            "trigger_data",
         )
-        .set_hint("Attach it with stage_norm.attach(table, column, ...).")
+        .set_detail("It is a trigger function: it can only be called as a trigger.")
+        .set_hint("stage_norm.attach(table, column, ...) creates the triggers stage_norm needs.")
         .report(PgLogLevel::ERROR);
     }
     ctx.cast()
@@ -238,10 +239,11 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
             // inlined: the text path keeps its judgement in registers.)
             let build = mode != Mode::Shadow;
             let c = &mut e.counts[ci];
+            let w = Write(if is_update { td } else { std::ptr::null_mut() });
             let settled = match col.kind {
-                Kind::Text => settle(v, &mut n, &mut tuple, tupdesc, attnum, mode, c, judge_text(col, datum, is_update)),
-                Kind::Jsonb => settle(v, &mut n, &mut tuple, tupdesc, attnum, mode, c, jsonb::judge(datum, is_update, build)),
-                Kind::Array(t) => settle(v, &mut n, &mut tuple, tupdesc, attnum, mode, c, array::judge(datum, t, is_update, build)),
+                Kind::Text => settle(v, &mut n, &mut tuple, tupdesc, attnum, mode, c, judge_text(col, datum, w)),
+                Kind::Jsonb => settle(v, &mut n, &mut tuple, tupdesc, attnum, mode, c, jsonb::judge(col, datum, w, build)),
+                Kind::Array(t) => settle(v, &mut n, &mut tuple, tupdesc, attnum, mode, c, array::judge(col, datum, t, w, build)),
             };
             let Some((problem, partial)) = settled else { continue };
             // Unknown, invalid, or a known variant that may not be rewritten here.
@@ -486,11 +488,25 @@ pub extern "C" fn pg_finfo_normalize_trigger() -> &'static pg_sys::Pg_finfo_reco
 }
 
 /// `stage_norm.summary_trigger()`: after each INSERT or UPDATE statement, one WARNING with the
-/// exact number of unknown values that were stored but not shown.
-#[pg_trigger]
-fn summary_trigger<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+/// exact number of unknown values that were stored but not shown. A raw entry point, as
+/// `normalize_trigger` is: called any other way than as an AFTER ... FOR EACH STATEMENT trigger
+/// it raises 39P01 (pgrx's `#[pg_trigger]` panicked with a backtrace when called directly, and
+/// returned NULL from a row trigger, which skipped the row).
+#[no_mangle]
+pub unsafe extern "C-unwind" fn summary_trigger_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    summary_statement(fcinfo);
+    pg_sys::Datum::from(0)
+}
+
+#[no_mangle]
+pub extern "C" fn pg_finfo_summary_trigger_wrapper() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn summary_statement(fcinfo: pg_sys::FunctionCallInfo) {
+    let td = statement_trigger_data(fcinfo, "summary_trigger", "an AFTER INSERT OR UPDATE ... FOR EACH STATEMENT trigger");
     // Most statements show every unknown value they stored (or have none): then there is nothing
     // to sum up, and no table to resolve (for a partition its ancestors, for a shard Citus's
     // metadata).
@@ -500,20 +516,22 @@ fn summary_trigger<'a>(
         _ => false,
     };
     if !over_bound {
-        return Ok(None);
+        return;
     }
     // Unknown values are counted per attached table: for a partition governed through its
     // parent's trigger (a statement that writes into the partition directly), that parent.
-    let (relid, attached_name) = unsafe { statement_key(trigger.relation()?.as_ptr()) };
+    let rel = (*td).tg_relation;
+    let (relid, attached_name) = statement_key(rel);
     // SAFETY: single-threaded; not reentrant.
     let unknown = match unsafe { WARNINGS.get() } {
         Some(w) if w.statement == statement_id() => w.unknown.remove(&relid).unwrap_or(0),
         _ => 0,
     };
     if unknown > WARNINGS_PER_STATEMENT {
+        let own = crate::encoding::text_of(CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_bytes());
         let table = match attached_name {
-            Some((parent, _, via)) => format!("\"{parent}\" ({via} \"{}\")", trigger.table_name()?),
-            None => format!("\"{}\"", trigger.table_name()?),
+            Some((parent, _, via)) => format!("\"{parent}\" ({via} \"{own}\")"),
+            None => format!("\"{own}\""),
         };
         client_warning(
             format!(
@@ -524,5 +542,21 @@ fn summary_trigger<'a>(
             Some("SELECT * FROM stage_norm.session_counters; lists this session's totals.".into()),
         );
     }
-    Ok(None)
+}
+
+/// The TriggerData of a statement-level AFTER trigger (`summary_trigger`, `config_changed`), or
+/// 39P01 naming how `name` must be used.
+pub(crate) unsafe fn statement_trigger_data(fcinfo: pg_sys::FunctionCallInfo, name: &str, usage: &str) -> *mut pg_sys::TriggerData {
+    let td = trigger_data(fcinfo, name);
+    let event = (*td).tg_event;
+    if event & pg_sys::TRIGGER_EVENT_TIMINGMASK != pg_sys::TRIGGER_EVENT_AFTER || event & pg_sys::TRIGGER_EVENT_ROW != 0 {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            format!("stage_norm.{name}() must be {usage}"),
+            "statement_trigger_data",
+        )
+        .set_detail("stage_norm creates this trigger itself; it is not meant to be attached by hand.")
+        .report(PgLogLevel::ERROR);
+    }
+    td
 }

@@ -55,10 +55,84 @@ impl Rewrite {
     }
 }
 
+/// The row write being judged, for the one question only an UPDATE raises: did a foreign key's
+/// referential action write this value? Null for an INSERT.
+#[derive(Clone, Copy)]
+pub(super) struct Write(pub(super) *mut pg_sys::TriggerData);
+
+impl Write {
+    /// Is this value written by a foreign key's referential action (ON UPDATE CASCADE, SET NULL,
+    /// SET DEFAULT), which stage_norm never rewrites? Asked only for a value that would be
+    /// rewritten (rare). ri_triggers.c runs the action's UPDATE under SECURITY_NOFORCE_RLS, but
+    /// that flag stays set for everything the action's triggers run, so it is not enough: the
+    /// row is the action's only when, besides, the column belongs to a foreign key of this table
+    /// that has a referential action, and the UPDATE sets nothing but that key's columns (and
+    /// generated columns that follow them), as the action's `UPDATE ... SET fk = $1` does. An
+    /// UPDATE that another table's trigger runs inside the action is judged as any other.
+    pub(super) unsafe fn referential_action(self, col: &Column) -> bool {
+        let td = self.0;
+        if td.is_null() || !raw::InNoForceRLSOperation() {
+            return false;
+        }
+        let rel = (*td).tg_relation;
+        let keys = col.fk_action_keys.get_or_init(|| fk_action_keys(rel));
+        let updated = (*td).tg_updatedcols;
+        let desc = (*rel).rd_att;
+        keys.iter().filter(|key| key.contains(&col.attnum)).any(|key| {
+            let mut x = -1;
+            loop {
+                x = pg_sys::bms_next_member(updated, x);
+                if x < 0 {
+                    return true;
+                }
+                let attnum = x + pg_sys::FirstLowInvalidHeapAttributeNumber;
+                if attnum <= 0 || attnum > (*desc).natts {
+                    return false;
+                }
+                let generated = (*desc).attrs.as_slice((*desc).natts as usize)[(attnum - 1) as usize].attgenerated != 0;
+                if !key.contains(&(attnum as i16)) && !generated {
+                    return false;
+                }
+            }
+        })
+    }
+}
+
+/// The columns of each foreign key of `rel` whose referential action writes into `rel` (ON
+/// UPDATE CASCADE / SET NULL / SET DEFAULT, ON DELETE SET NULL / SET DEFAULT).
+unsafe fn fk_action_keys(rel: pg_sys::Relation) -> Vec<Vec<i16>> {
+    let list = pg_sys::RelationGetFKeyList(rel);
+    let mut keys = Vec::new();
+    if list.is_null() {
+        return keys;
+    }
+    for cell in std::slice::from_raw_parts((*list).elements, (*list).length as usize) {
+        let info = cell.ptr_value.cast::<pg_sys::ForeignKeyCacheInfo>();
+        let tup = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::CONSTROID as i32, pg_sys::Datum::from((*info).conoid));
+        if tup.is_null() {
+            continue;
+        }
+        // By name: pg_constraint's attribute numbers differ between major versions.
+        let action = |name: &CStr| {
+            let attnum = pg_sys::get_attnum(pg_sys::Oid::from(2606u32 /* pg_constraint */), name.as_ptr());
+            let mut isnull = false;
+            let d = pg_sys::SysCacheGetAttr(pg_sys::SysCacheIdentifier::CONSTROID as i32, tup, attnum, &mut isnull);
+            if isnull { 0 } else { d.value() as u8 }
+        };
+        let (upd, del) = (action(c"confupdtype"), action(c"confdeltype"));
+        pg_sys::ReleaseSysCache(tup);
+        if matches!(upd, b'c' | b'n' | b'd') || matches!(del, b'n' | b'd') {
+            let info = &*info;
+            keys.push(info.conkey[..info.nkeys as usize].to_vec());
+        }
+    }
+    keys
+}
+
 /// The text kind: a canonical name passes; a known variant is rewritten to its canonical datum
 /// (in place when the column allows it); anything else is a problem.
 #[inline(always)]
-pub(super) unsafe fn judge_text<'a>(col: &Column, datum: pg_sys::Datum, is_update: bool) -> Judged<'a> {
+pub(super) unsafe fn judge_text<'a>(col: &Column, datum: pg_sys::Datum, write: Write) -> Judged<'a> {
     let mut bytes = varlena_bytes(datum);
     if col.pad_to.is_some() {
         while let [rest @ .., b' '] = bytes {
@@ -75,11 +149,8 @@ pub(super) unsafe fn judge_text<'a>(col: &Column, datum: pg_sys::Datum, is_updat
         None => Why::Unknown,
         // Not rewritable here: handled as the mode handles unknown values.
         Some(id) if col.domain.as_ref().is_some_and(|(_, ok)| !ok[usize::from(id)]) => Why::DomainRefuses(id),
-        Some(id) if is_update && raw::InNoForceRLSOperation() => {
-            // Only ri_triggers.c sets SECURITY_NOFORCE_RLS: this UPDATE is a foreign key's
-            // referential action (checked only for a rewrite, which is rare).
-            Why::ForeignKeyAction(id)
-        }
+        // Checked only for a rewrite, which is rare.
+        Some(id) if write.referential_action(col) => Why::ForeignKeyAction(id),
         Some(id) => {
             let i = usize::from(id);
             return Judged::Rewrite(Rewrite {
