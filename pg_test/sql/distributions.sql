@@ -188,3 +188,23 @@ INSERT INTO memo_keys VALUES (7, '{"pre-seed": 0.5, "series-b": 0.5}');
 SELECT id, alloc FROM memo_keys ORDER BY id;
 RESET stage_norm.mode;
 DROP TABLE memo_keys;
+
+-- Merged weights (#27 item 6): 'Seed' and 'seed round' name one stage, and their weights add up
+-- to 1.000001 (the total is within 1 +/- 1e-6): invalid, in every mode. Shadow used to count it
+-- as would_normalize while warn and enforce refused it; a negative merged sum is not "above 1".
+SELECT stage_norm.stage_distribution_errors('{"Seed": 0.5, "seed round": 0.500001}');
+SELECT stage_norm.stage_distribution_errors('{"Seed": -0.5, "seed round": -0.5, "series-a": 2}');
+SELECT stage_norm.is_valid_stage_distribution(stage_norm.normalize_stage_distribution('{"Seed": 0.5, "seed round": 0.500001}')) AS normalizes;
+CREATE TABLE merged_shadow (id int PRIMARY KEY, d jsonb);
+CREATE TABLE merged_enforce (id int PRIMARY KEY, d jsonb);
+SELECT stage_norm.attach('merged_shadow', 'd'), stage_norm.attach('merged_enforce', 'd');
+SELECT stage_norm.set_table_mode('merged_shadow', 'shadow'), stage_norm.set_table_mode('merged_enforce', 'enforce');
+INSERT INTO merged_shadow VALUES (1, '{"Seed": 0.5, "seed round": 0.500001}'), (2, '{"Seed": 0.5, "seed round": 0.4999995}'),
+                                 (3, '{"Seed": 0.5, "series-a": 0.500001}');
+INSERT INTO merged_enforce VALUES (1, '{"Seed": 0.5, "seed round": 0.500001}');
+INSERT INTO merged_enforce VALUES (2, '{"Seed": 0.5, "seed round": 0.4999995}'), (3, '{"Seed": 0.5, "series-a": 0.500001}');
+-- The same rows, the same verdicts: shadow counts what enforce does (1 would_reject for 1 rejected).
+SELECT c.table_name, c.passed, c.normalized, c.rejected, c.would_normalize, c.would_reject
+  FROM stage_norm.session_counters c WHERE c.table_name IN ('merged_shadow'::regclass, 'merged_enforce'::regclass) ORDER BY 1;
+SELECT stage_norm.set_table_mode('merged_shadow', NULL), stage_norm.set_table_mode('merged_enforce', NULL);
+DROP TABLE merged_shadow, merged_enforce;

@@ -39,3 +39,26 @@ SELECT table_name, passed, normalized, warned, rejected, would_reject FROM stage
 RESET stage_norm.mode;
 DROP TABLE enc;
 DROP CAST (bytea AS text);
+
+-- NUL bytes (#27 item 2). Text from a binary-coercible cast can hold one. An alias holding one
+-- used to be stored (its key kept the NUL, so every check passed) and then read by the cache
+-- as a C string, cut at the NUL: 'Seed\0x' redefined 'Seed', and '\0' the empty label.
+-- Every text a user hands to the configuration is refused with 22021; keys are read as bytes.
+CREATE CAST (bytea AS text) WITHOUT FUNCTION;
+SELECT stage_norm.add_alias('\x536565640078'::bytea::text, 'pre-seed');
+SELECT stage_norm.add_alias('\x00'::bytea::text, 'series-b');
+SELECT stage_norm.add_alias('Angel', '\x7365656400'::bytea::text);
+SELECT stage_norm.stage_key('\x410042'::bytea::text);
+SELECT stage_norm.set_stages('seed', '\x7365726965732d6100'::bytea::text);
+INSERT INTO stage_norm.aliases (alias, stage) VALUES ('\x536565640078'::bytea::text, 'pre-seed');
+SELECT count(*) AS aliases FROM stage_norm.aliases;
+SELECT stage_norm.normalize_stage('Seed') AS seed, stage_norm.normalize_stage('') AS empty,
+       stage_norm.normalize_stage('\x536565640078'::bytea::text) AS seed_nul_x;
+-- A value holding a NUL byte is an unknown label (never a stage) for the functions and the trigger.
+CREATE TABLE nul_t (id int PRIMARY KEY, stage text);
+SELECT stage_norm.attach('nul_t', 'stage');
+SET stage_norm.mode = 'enforce';
+INSERT INTO nul_t VALUES (1, '\x5365656400'::bytea::text);
+RESET stage_norm.mode;
+DROP TABLE nul_t;
+DROP CAST (bytea AS text);

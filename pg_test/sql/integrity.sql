@@ -65,6 +65,43 @@ UNION ALL
 SELECT 'fk_d', d.id, d.stage, EXISTS (SELECT FROM fk_p p WHERE p.stage = d.stage) FROM fk_d d ORDER BY 1, 2;
 DROP TABLE fk_c, fk_d, fk_p;
 
+-- 3b. Only the rows the referential action itself writes are exempt (#27 item 5). The action's
+-- query runs under SECURITY_NOFORCE_RLS, and so does everything its triggers run: an UPDATE of
+-- another governed table made inside a child's BEFORE trigger is an ordinary write, normalized
+-- as any other (before the fix it was stored as written, with a WARNING about a foreign-key
+-- action, and refused under enforce, failing the parent's statement).
+CREATE TABLE fp (stage text PRIMARY KEY);
+CREATE TABLE fc (id int PRIMARY KEY, stage text REFERENCES fp ON UPDATE CASCADE ON DELETE CASCADE);
+CREATE TABLE aud (id int PRIMARY KEY, stage text);
+SELECT stage_norm.attach('aud', 'stage');
+CREATE FUNCTION fc_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE aud SET stage = 'Series A Round';
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+CREATE TRIGGER fc_audit BEFORE UPDATE OR DELETE ON fc FOR EACH ROW EXECUTE FUNCTION fc_audit();
+INSERT INTO fp VALUES ('seed'), ('series-b');
+INSERT INTO fc VALUES (1, 'seed'), (2, 'series-b');
+INSERT INTO aud VALUES (1, 'seed');
+UPDATE fp SET stage = 'pre-seed' WHERE stage = 'seed';     -- ON UPDATE CASCADE: aud normalized
+SELECT * FROM aud;
+UPDATE aud SET stage = 'seed';
+SET stage_norm.mode = 'enforce';
+UPDATE fp SET stage = 'series-a' WHERE stage = 'pre-seed'; -- enforce: no refusal, aud normalized
+SELECT * FROM aud;
+UPDATE aud SET stage = 'seed';
+DELETE FROM fp WHERE stage = 'series-b';                    -- ON DELETE CASCADE: the same
+SELECT * FROM aud;
+SELECT * FROM fc ORDER BY id;
+-- The action's own rows keep their exemption when fc is governed too (its value is the parent's).
+SELECT stage_norm.attach('fc', 'stage');
+DROP TRIGGER fc_audit ON fc;
+RESET stage_norm.mode;
+UPDATE fp SET stage = 'Series A' WHERE stage = 'series-a';  -- warn: the action's row kept, warned
+SELECT c.id, c.stage, EXISTS (SELECT FROM fp p WHERE p.stage = c.stage) AS references_a_row FROM fc c ORDER BY id;
+DROP TABLE fc, aud, fp;
+DROP FUNCTION fc_audit();
+
 -- 4. Domains. A domain's CHECK runs when the value enters the row, before BEFORE triggers:
 -- the trigger writes only canonical values the domain accepts. Others are handled as unknown.
 CREATE DOMAIN picky AS text CHECK (VALUE IN ('Seed', 'seed', 'a', 'Series A'));

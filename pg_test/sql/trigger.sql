@@ -213,3 +213,21 @@ SET stage_norm.mode = enforce;
 INSERT INTO pc (id, stage) VALUES (60, 'Nope');
 RESET stage_norm.mode;
 DROP TABLE pc, short_v, prec, canary, canary_nopk, types, misuse;
+
+-- Trigger functions called the wrong way (#27 item 4): 39P01, never a panic. summary_trigger
+-- as a BEFORE ROW trigger used to make the INSERT store nothing.
+SELECT stage_norm.summary_trigger();
+SELECT stage_norm.config_changed();
+SELECT stage_norm.normalize_trigger();
+CREATE TABLE misuse (id int, stage text);
+CREATE TRIGGER wrong BEFORE INSERT ON misuse FOR EACH ROW EXECUTE FUNCTION stage_norm.summary_trigger();
+INSERT INTO misuse VALUES (1, 'seed');
+DROP TRIGGER wrong ON misuse;
+CREATE TRIGGER wrong AFTER INSERT ON misuse FOR EACH ROW EXECUTE FUNCTION stage_norm.config_changed();
+INSERT INTO misuse VALUES (2, 'seed');
+DROP TRIGGER wrong ON misuse;
+CREATE TRIGGER wrong AFTER INSERT ON misuse FOR EACH STATEMENT EXECUTE FUNCTION stage_norm.normalize_trigger('stage');
+INSERT INTO misuse VALUES (3, 'seed');
+DROP TRIGGER wrong ON misuse;
+SELECT count(*) AS stored FROM misuse;
+DROP TABLE misuse;

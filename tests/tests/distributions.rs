@@ -89,7 +89,7 @@ fn row_exists(c: &mut Client, table: &str, id: i32) -> bool {
 }
 
 const DIST_HINT: &str = "Keys must be stages or their aliases (pre-seed, seed, series-a, series-b, series-c+); weights \
-     numbers from 0 to 1 that sum to 1 (± 1e-6). SELECT stage_norm.stage_distribution_errors(value) lists every reason.";
+     numbers from 0 to 1 that sum to 1 (+/- 1e-6). SELECT stage_norm.stage_distribution_errors(value) lists every reason.";
 const ARRAY_HINT: &str =
     "Use one of: pre-seed, seed, series-a, series-b, series-c+; or ask a DBA to add an alias with stage_norm.add_alias(alias, stage).";
 
@@ -119,7 +119,7 @@ fn rejections_carry_fields_reasons_and_hint() {
     assert_eq!(e.message(), r#"stage distribution in column "alloc" of table "deals" is not valid: unknown key "growth" (and 1 more)"#);
     assert_eq!(
         e.detail(),
-        Some(r#"stage_norm enforces on table fund.deals. Reasons (2): unknown key "growth"; weights sum to 0.9 (must be 1 ± 1e-6)."#)
+        Some(r#"stage_norm enforces on table fund.deals. Reasons (2): unknown key "growth"; weights sum to 0.9 (must be 1 +/- 1e-6)."#)
     );
     assert_eq!(e.hint(), Some(DIST_HINT));
 
@@ -282,7 +282,7 @@ fn every_mode_on_a_jsonb_column() {
         invalid_as_is: r#"{"seed": 0.4, "growth": 0.5}"#,
         invalid_warn: r#"{"seed": 0.4, "growth": 0.5}"#,
         first_reason: r#"unknown key "growth" (and 1 more)"#.into(),
-        reasons: r#"(2): unknown key "growth"; weights sum to 0.9 (must be 1 ± 1e-6)"#.into(),
+        reasons: r#"(2): unknown key "growth"; weights sum to 0.9 (must be 1 +/- 1e-6)"#.into(),
     });
 }
 
@@ -381,7 +381,7 @@ fn weights_are_exact() {
     // Every reason: the merged weight above 1, and the total.
     assert_eq!(
         e.detail(),
-        Some("stage_norm enforces on table public.ex. Reasons (2): 2 keys name the same stage and their weights add up to 1.0000011, above 1; weights sum to 1.0000011 (must be 1 ± 1e-6).")
+        Some("stage_norm enforces on table public.ex. Reasons (2): 2 keys name the same stage and their weights add up to 1.0000011, above 1; weights sum to 1.0000011 (must be 1 +/- 1e-6).")
     );
     let e = db_error(c.execute(r#"INSERT INTO ex VALUES (101, '{"seed": 0.999998}')"#, &[]).unwrap_err());
     assert_eq!(e.code(), &SqlState::CHECK_VIOLATION);
@@ -603,7 +603,7 @@ fn bound_parameters() {
     // Invalid parameters are rejected with the same fields.
     let e = db_error(c.execute(&ins, &[&5i32, &Some(r#"{"seed": 0.5}"#), &None::<Vec<String>>, &None::<Vec<Option<String>>>]).unwrap_err());
     assert_eq!((e.code(), e.column()), (&SqlState::CHECK_VIOLATION, Some("alloc")));
-    assert_eq!(e.detail(), Some("stage_norm enforces on table public.pp. Reasons (1): weights sum to 0.5 (must be 1 ± 1e-6)."));
+    assert_eq!(e.detail(), Some("stage_norm enforces on table public.pp. Reasons (1): weights sum to 0.5 (must be 1 +/- 1e-6)."));
     let e = db_error(
         c.execute(&ins, &[&5i32, &None::<&str>, &Some(s(&["seed", "Later"])), &None::<Vec<Option<String>>>]).unwrap_err(),
     );

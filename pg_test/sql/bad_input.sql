@@ -1,0 +1,48 @@
+-- Bad input to every routine that takes a table (#27 item 7): one table of calls, each with the
+-- SQLSTATE it raises and the message. Before the fix, the relation 0 gave 22004 "RAISE
+-- statement option cannot be null"; verify took '' (42601) and system columns as tenants;
+-- set_table_mode stored overrides for indexes, sequences, catalogs and nothing at all; attach
+-- governed stage_norm's own aliases table.
+CREATE TABLE bi (id int PRIMARY KEY, stage text, fund int);
+CREATE INDEX bi_fund ON bi (fund);
+CREATE SEQUENCE bi_seq;
+CREATE VIEW bi_view AS SELECT * FROM bi;
+CREATE FUNCTION try(call text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE s text; m text;
+BEGIN
+    EXECUTE call;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS s = RETURNED_SQLSTATE, m = MESSAGE_TEXT;
+    RETURN s || ' ' || m;
+END $$;
+SELECT c AS call, try(c) AS result FROM unnest(ARRAY[
+    $$SELECT stage_norm.attach(0::oid::regclass, 'stage')$$,
+    $$SELECT stage_norm.verify(0::oid::regclass, 'stage')$$,
+    $$SELECT stage_norm.assert_verified(0::oid::regclass, 'stage')$$,
+    $$SELECT stage_norm.set_table_mode(0::oid::regclass, 'warn')$$,
+    $$SELECT stage_norm.set_table_mode(0::oid::regclass, NULL)$$,
+    $$SELECT stage_norm.set_table_mode('bi_fund', 'warn')$$,
+    $$SELECT stage_norm.set_table_mode('bi_seq', 'warn')$$,
+    $$SELECT stage_norm.set_table_mode('bi_view', 'warn')$$,
+    $$SELECT stage_norm.set_table_mode('pg_class', 'off')$$,
+    $$SELECT stage_norm.set_table_mode('stage_norm.aliases', 'off')$$,
+    $$SELECT stage_norm.attach('stage_norm.aliases', 'alias')$$,
+    $$SELECT stage_norm.attach('bi_view', 'stage')$$,
+    $$SELECT stage_norm.verify('bi', 'stage', tenant => '')$$,
+    $$SELECT stage_norm.verify('bi', 'stage', tenant => 'ctid')$$,
+    $$SELECT stage_norm.verify('bi', 'stage', tenant => 'xmin')$$,
+    $$SELECT stage_norm.verify('bi', 'stage', tenant => 'stage')$$,
+    $$SELECT stage_norm.verify('bi', 'stage', tenant => 'nope')$$,
+    $$SELECT (stage_norm.verify('bi', 'stage', tenant => 'fund')) IS NOT NULL$$
+]) AS c;
+SELECT count(*) AS overrides FROM stage_norm.table_mode_settings;
+-- The procedures, outside a transaction block: the same answers.
+CALL stage_norm.migrate(0::oid::regclass, 'stage');
+CALL stage_norm.add_check(0::oid::regclass, 'stage');
+CALL stage_norm.migrate('bi', 'stage', tenant => 'ctid');
+CALL stage_norm.migrate('bi', 'stage', tenant => '');
+DROP VIEW bi_view;
+DROP TABLE bi;
+DROP SEQUENCE bi_seq;
+DROP FUNCTION try(text);
