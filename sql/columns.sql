@@ -56,6 +56,7 @@ AS $$
 DECLARE
     v_type text;
 BEGIN
+    PERFORM stage_norm._check_relation(tbl, false);
     SELECT format_type(a.atttypid, a.atttypmod) INTO v_type
       FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = tenant AND a.attnum > 0 AND NOT a.attisdropped;
     IF v_type IS NULL OR tenant = col OR tenant = '' THEN

@@ -595,6 +595,7 @@ AS $$
 DECLARE
     v_type text;
 BEGIN
+    PERFORM stage_norm._check_relation(tbl, false);
     SELECT format_type(a.atttypid, a.atttypmod) INTO v_type
       FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = tenant AND a.attnum > 0 AND NOT a.attisdropped;
     IF v_type IS NULL OR tenant = col OR tenant = '' THEN
@@ -811,6 +812,7 @@ DECLARE
     v_longest     text;
     v_longest_len int;
 BEGIN
+    PERFORM stage_norm._check_relation(tbl, false);
     SELECT c.relname, n.nspname INTO v_rel, v_nsp
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
     SELECT a.attnum, a.atttypid INTO v_attnum, v_type

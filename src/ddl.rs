@@ -128,11 +128,23 @@ fn plan(tgoid: pg_sys::Oid, relid: pg_sys::Oid) -> Option<Plan> {
     // A shard's trigger follows its logical table: Citus renames the column on every shard,
     // and attach on the logical table (the coordinator's event trigger) re-creates the triggers.
     if let Some(logical) = logical_table {
-        let is_self = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::oid", &[logical.into()])
+        let named = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::oid", &[logical.clone().into()])
             .ok()
-            .flatten()
-            == Some(relid);
-        if !is_self {
+            .flatten();
+        // A trigger argument that names no table at all is a mistake (#27 item 7): refused when
+        // the trigger is created (this runs from the event trigger), not ignored for ever.
+        let Some(named) = named else {
+            pgrx::pg_sys::panic::ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                crate::encoding::for_report(format!("the stage_norm trigger's argument '@table={logical}' names no table")),
+                "stage_norm._sync_trigger",
+            )
+            .set_detail("The argument '@table=schema.name' names the logical table of a Citus table's shards; stage_norm.attach writes it.")
+            .set_hint("Create the trigger with stage_norm.attach(table, column, ...), which writes the argument only where it applies.")
+            .report(PgLogLevel::ERROR);
+            unreachable!()
+        };
+        if named != relid {
             return Some(plan);
         }
     }

@@ -41,6 +41,13 @@ SELECT stage_norm._sync_trigger(oid) FROM pg_trigger WHERE tgname = 'stage_norm_
 SELECT refobjsubid FROM pg_depend WHERE classid = 'pg_trigger'::regclass
    AND objid = (SELECT oid FROM pg_trigger WHERE tgname = 'stage_norm_normalize_102008') AND refobjsubid > 0;
 SELECT table_name, columns FROM stage_norm.table_modes WHERE table_name::text LIKE 'pc%' ORDER BY 1;
+-- An argument that names no table at all is refused when the trigger is created (#27 item 7;
+-- it used to be accepted and ignored).
+CREATE TABLE pc_102009 (LIKE pc INCLUDING ALL);
+CREATE TRIGGER stage_norm_normalize_102009 BEFORE INSERT OR UPDATE ON pc_102009
+    FOR EACH ROW EXECUTE FUNCTION stage_norm.normalize_trigger('@table=nonexistent.x', 'stage');
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'pc_102009'::regclass;
+DROP TABLE pc_102009;
 -- A column named like that argument cannot be governed.
 CREATE TABLE odd ("@table=x" text);
 SELECT stage_norm.attach('odd', '@table=x');

@@ -9,6 +9,13 @@ pub fn dsn() -> String {
     )
 }
 
+/// The test cluster's server log as text. The log is written in each database's encoding (an
+/// EUC_JP database's statements are EUC_JP bytes: tests/encodings.rs), so it is read lossily.
+pub fn server_log() -> String {
+    let path = std::env::var("STAGE_NORM_CLUSTER_LOG").expect("STAGE_NORM_CLUSTER_LOG: run through scripts/with-cluster.sh");
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
 /// The DSN with another database name.
 pub fn dsn_for(db: &str) -> String {
     let dsn = dsn();

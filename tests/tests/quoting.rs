@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use postgres::error::DbError;
 use postgres::{Client, NoTls};
-use stage_norm_client_tests::{connect, dsn_for, fresh_db};
+use stage_norm_client_tests::{connect, dsn_for, fresh_db, server_log};
 
 const SCHEMA: &str = "Sch \"q\". ;x";
 const PK: &str = "I\"d. k";
@@ -390,7 +390,7 @@ fn attach_modes_write_path_stats_and_breaker() {
         let own = logfmt(&format!("{SCHEMA}.{}", t.leaf(1005)));
         let table = if t.parts.is_empty() { own } else { format!("{} partition={own}", logfmt(&format!("{SCHEMA}.{}", t.name))) };
         let line = format!("stage_norm: event=unknown_value table={table} column={} mode=warn kind=text value=\"bogus\"", logfmt(INJ));
-        let log = std::fs::read_to_string(std::env::var("STAGE_NORM_CLUSTER_LOG").unwrap()).unwrap();
+        let log = server_log();
         assert!(log.contains(&line), "the log has: {line}");
         let counters: i64 = one(
             &mut w,

@@ -6,7 +6,7 @@ use std::thread;
 
 use postgres::error::SqlState;
 use postgres::Client;
-use stage_norm_client_tests::{connect, fresh_db, pg_ctl};
+use stage_norm_client_tests::{connect, fresh_db, pg_ctl, server_log};
 
 /// count per outcome of db.t.col, as a sorted "outcome=n" list (zeros left out).
 fn counts(c: &mut Client, db: &str, table: &str) -> Vec<String> {
@@ -155,7 +155,7 @@ fn breaker_trips_across_sessions_and_resets() {
     assert_eq!(insert_bogus(&mut s1, "b").unwrap_err().code(), Some(&SqlState::CHECK_VIOLATION), "other tables unaffected");
     assert!(!tripped(&mut watcher, "b"));
     // One LOG line for the trip.
-    let log = std::fs::read_to_string(std::env::var("STAGE_NORM_CLUSTER_LOG").unwrap()).unwrap();
+    let log = server_log();
     assert_eq!(log.matches("circuit breaker tripped on table \"public\".\"a\"").count(), 1);
     // reset_breaker is privileged, then restores enforcement for everyone.
     admin.batch_execute("DROP ROLE IF EXISTS sn_app; CREATE ROLE sn_app; GRANT USAGE ON SCHEMA stage_norm TO sn_app").unwrap();
@@ -173,7 +173,7 @@ fn breaker_trips_across_sessions_and_resets() {
     let was: bool = admin.query_one("SELECT stage_norm.reset_breaker('a')", &[]).unwrap().get(0);
     assert!(was);
     admin.batch_execute("RESET ROLE").unwrap();
-    let log = std::fs::read_to_string(std::env::var("STAGE_NORM_CLUSTER_LOG").unwrap()).unwrap();
+    let log = server_log();
     assert_eq!(log.matches("circuit breaker of table public.a reset by sn_app (session user postgres)").count(), 1, "{log}");
     assert!(!tripped(&mut watcher, "a"));
     assert_eq!(insert_bogus(&mut s1, "a").unwrap_err().code(), Some(&SqlState::CHECK_VIOLATION));

@@ -153,10 +153,9 @@ fn concurrent_writers_while_the_mode_flips() {
 /// warnings. Shadow mode sends the client nothing.
 #[test]
 fn warnings_are_bounded_and_the_log_is_sampled() {
-    let log = std::env::var("STAGE_NORM_CLUSTER_LOG").expect("run through scripts/with-cluster.sh");
     let mut c = setup("sn_trig_flood");
     drop(c.batch_execute("SELECT 1"));
-    let before = std::fs::read_to_string(&log).unwrap_or_default().len();
+    let before = server_log().len();
     let sql = "SET stage_norm.mode = warn; SET stage_norm.log_sample_rate = 0.001;
                INSERT INTO pc SELECT i, CASE WHEN i % 10 = 0 THEN 'mystery' ELSE 'Series A' END
                  FROM generate_series(1, 1000000) i;";
@@ -169,7 +168,7 @@ fn warnings_are_bounded_and_the_log_is_sampled() {
     assert!(stderr.contains("This statement stored 100000 unknown values in all"));
 
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = server_log();
     let new = &text[before..];
     let sampled = new
         .lines()
