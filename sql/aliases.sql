@@ -57,6 +57,13 @@ BEGIN
                   DETAIL = 'Aliases are matched by key: the label after NFKC, dash folding, lowercasing and removal of white space, zero-width characters and the separators "-", "_", ".".',
                   HINT = 'An alias needs at least one other character.';
     END IF;
+    IF v_builtin IS NOT NULL AND v_builtin = stage THEN
+        -- The set's own rules map it there already (the stage's own name, or a built-in form of
+        -- it): an alias would change nothing. Said, not stored (#28).
+        RAISE NOTICE 'alias "%" is not needed: the rules already map it to "%"; nothing was added', alias, stage
+            USING HINT = 'SELECT * FROM stage_norm.stages; lists the forms each stage takes without aliases.';
+        RETURN v_key;
+    END IF;
     IF v_builtin IS NOT NULL AND v_builtin <> stage THEN
         RAISE EXCEPTION 'alias "%" conflicts with the built-in rules', alias
             USING ERRCODE = 'invalid_parameter_value',

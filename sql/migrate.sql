@@ -130,19 +130,6 @@ ALTER TABLE stage_norm.migration_undo ENABLE ROW LEVEL SECURITY;
 CREATE POLICY migrating_role ON stage_norm.migration_undo
     USING (stage_norm._run_table(run_id, relid)) WITH CHECK (stage_norm._run_table(run_id, relid));
 
-CREATE VIEW stage_norm.migration_progress AS
-SELECT r.run_id, r.table_name, r.column_name, r.status, r.pid, r.started_at, r.updated_at,
-       r.batches, r.rows_scanned, r.rows_updated, r.rows_unknown, r.lock_retries, r.rows_before,
-       CASE WHEN r.rows_before > 0 THEN round(100.0 * least(r.rows_scanned, r.rows_before) / r.rows_before, 1) END AS percent_done,
-       CASE WHEN r.rows_scanned > 0 AND r.rows_before > r.rows_scanned AND r.status = 'running'
-            THEN (r.updated_at - r.started_at) * ((r.rows_before - r.rows_scanned)::float8 / r.rows_scanned) END AS eta,
-       -- an error may quote a value: shown to whoever may read and update the column, not to
-       -- every role granted the view (which runs as its owner, so row security does not apply)
-       CASE WHEN stage_norm._may_migrate(r.relid, r.column_name) THEN r.last_error END AS last_error
-  FROM stage_norm.migration_runs r
- WHERE r.status IN ('running', 'paused', 'failed');
-COMMENT ON VIEW stage_norm.migration_progress IS 'Runs of stage_norm.migrate not finished: figures as of their last committed batch, percent done and an ETA';
-
 -- Runs with tenant => ...: the figures of each tenant (batches never mix tenants).
 CREATE VIEW stage_norm.migration_tenant_progress AS
 SELECT r.run_id, r.table_name, r.column_name, r.tenant_column, b.tenant,
@@ -260,6 +247,29 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT hashtextextended('stage_norm.migrate ' || tbl::text || ' ' || col, 0) $$;
 
+-- (after _migrate_lock_key, which it uses to tell a running run from an interrupted one)
+CREATE VIEW stage_norm.migration_progress AS
+SELECT r.run_id, r.table_name, r.column_name,
+       -- 'running' only while a backend holds the run's lock: a run whose backend was killed (or
+       -- whose server crashed) shows as 'interrupted' until the next call resumes it (#28).
+       CASE WHEN r.status = 'running' AND NOT EXISTS (
+                 SELECT FROM pg_catalog.pg_locks l, LATERAL (SELECT stage_norm._migrate_lock_key(r.relid::oid, r.column_name) AS k) lk
+                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                    AND l.classid = ((lk.k >> 32) & 4294967295)::oid AND l.objid = (lk.k & 4294967295)::oid)
+            THEN 'interrupted' ELSE r.status END AS status,
+       r.pid, r.started_at, r.updated_at,
+       r.batches, r.rows_scanned, r.rows_updated, r.rows_unknown, r.lock_retries, r.rows_before,
+       CASE WHEN r.rows_before > 0 THEN round(100.0 * least(r.rows_scanned, r.rows_before) / r.rows_before, 1) END AS percent_done,
+       CASE WHEN r.rows_scanned > 0 AND r.rows_before > r.rows_scanned AND r.status = 'running'
+            THEN (r.updated_at - r.started_at) * ((r.rows_before - r.rows_scanned)::float8 / r.rows_scanned) END AS eta,
+       -- an error may quote a value: shown to whoever may read and update the column, not to
+       -- every role granted the view (which runs as its owner, so row security does not apply)
+       CASE WHEN stage_norm._may_migrate(r.relid, r.column_name) THEN r.last_error END AS last_error
+  FROM stage_norm.migration_runs r
+ WHERE r.status IN ('running', 'paused', 'failed');
+COMMENT ON VIEW stage_norm.migration_progress IS 'Runs of stage_norm.migrate not finished: figures as of their last committed batch, percent done and an ETA';
+
+
 -- Releases every hold this session has on a run's advisory lock (an earlier call of this
 -- session that was cancelled may have left one).
 CREATE FUNCTION stage_norm._migrate_unlock(k bigint)
@@ -336,6 +346,7 @@ DECLARE
     v_normt    text;            -- the normalized value of t.<col>
     v_changest text;            -- t.<col> is a known variant
     v_tids     tid[];
+    v_seqscan  text;
     v_ukeys    text[];
     v_olds     text[];
     v_news     text[];
@@ -606,9 +617,17 @@ BEGIN
                                INTO v_tids, v_ukeys, v_olds, v_news USING v_cursor, v_to;
                             v_updated := 0;
                             IF v_tids IS NOT NULL THEN
+                                -- By TID scan: with the batch's thousands of TIDs in hand, the
+                                -- planner costs a sequential scan of the whole table lower, and
+                                -- a run then read the table once per batch (O(rows^2), #28).
+                                -- enable_seqscan only for this statement (transaction-local, put
+                                -- back at once).
+                                v_seqscan := current_setting('enable_seqscan');
+                                PERFORM set_config('enable_seqscan', 'off', true);
                                 EXECUTE format('UPDATE %1$s t SET %2$I = %3$s WHERE t.ctid = ANY($1)', v_leaf::regclass, col, v_normt)
                                     USING v_tids;
                                 GET DIAGNOSTICS v_updated = ROW_COUNT;
+                                PERFORM set_config('enable_seqscan', v_seqscan, true);
                                 INSERT INTO stage_norm.migration_undo (run_id, batch, relid, keys, old_values, new_values)
                                 VALUES (v_run.run_id, v_run.batches + 1, v_leaf, v_ukeys, v_olds, v_news);
                             END IF;
@@ -1147,6 +1166,46 @@ END
 $$;
 COMMENT ON FUNCTION stage_norm.verify(regclass, name, name) IS
     'What a governed column holds: rows, NULLs, counts per stage, the most frequent non-canonical values (distributions: reasons), per tenant when asked, and the last migrate run''s figures';
+
+-- The labels of a column that no rule or alias knows (NULL apart), with their counts: what the
+-- DBA must alias or fix before enforce (#28). verify's top_non_canonical lists non-canonical
+-- values, which before a migration are mostly known variants and hide the unknown ones. Text
+-- columns: the values; stage arrays: the unknown elements; distributions: the unknown keys.
+-- With tenant, per tenant (the tenant's value as text, 'NULL' for NULL). Runs as the caller,
+-- who needs SELECT on the columns.
+CREATE FUNCTION stage_norm.unknown_labels(tbl regclass, col name, tenant name DEFAULT NULL)
+RETURNS TABLE (tenant_value text, label text, row_count bigint)
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_kind   text;
+    v_labels text;
+    v_tenant text := 'NULL::text';
+BEGIN
+    IF tbl IS NULL OR col IS NULL THEN
+        RAISE EXCEPTION 'stage_norm.unknown_labels: tbl and col must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    v_kind := stage_norm._stage_column(tbl, col);
+    IF tenant IS NOT NULL THEN
+        PERFORM stage_norm._tenant_column(tbl, col, tenant, 'unknown_labels');
+        v_tenant := format('coalesce(t.%I::text, ''NULL'')', tenant);
+    END IF;
+    v_labels := CASE v_kind
+        WHEN 'text'  THEN format('SELECT t.%1$I::text AS l FROM (SELECT 1) x WHERE t.%1$I IS NOT NULL AND stage_norm.normalize_stage(t.%1$I) IS NULL', col)
+        WHEN 'array' THEN format('SELECT e::text AS l FROM unnest(t.%1$I) e WHERE e IS NOT NULL AND stage_norm.normalize_stage(e) IS NULL', col)
+        ELSE format('SELECT k AS l FROM jsonb_object_keys(CASE jsonb_typeof(t.%1$I) WHEN ''object'' THEN t.%1$I END) k WHERE stage_norm.normalize_stage(k) IS NULL', col)
+    END;
+    FOR tenant_value, label, row_count IN EXECUTE format(
+        'SELECT %1$s, u.l, count(*) FROM %2$s t CROSS JOIN LATERAL (%3$s) u GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2',
+        v_tenant, tbl, v_labels) LOOP
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION stage_norm.unknown_labels(regclass, name, name) IS
+    'The labels of a column no rule or alias knows (NULL apart), with their counts; per tenant with tenant =>';
 
 CREATE FUNCTION stage_norm.assert_verified(tbl regclass, col name)
 RETURNS jsonb

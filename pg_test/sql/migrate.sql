@@ -234,3 +234,26 @@ DROP ROLE migrate_parent_only;
 RESET stage_norm.mode;
 DROP TABLE pc, pc_orig, pk2, pp, kinds, kinds_orig, nopk, tn, tn_orig, ev, ev_orig, ra;
 DELETE FROM stage_norm.migration_runs;
+
+-- The labels nobody knows (#28): what to alias before enforce. verify's top_non_canonical lists
+-- the most frequent non-canonical values, which before a migration are known variants; an
+-- unknown label used by a few rows does not make its top 20.
+CREATE TABLE ul (id int PRIMARY KEY, fund int, stage text, stages text[], dist jsonb);
+INSERT INTO ul SELECT g, g % 3, CASE WHEN g % 500 = 0 THEN 'Angel' WHEN g % 700 = 0 THEN 'Bridge' WHEN g % 97 = 0 THEN NULL ELSE 'Series A ' END,
+                      ARRAY['seed', CASE WHEN g % 2 = 0 THEN 'Mezzanine' ELSE 'Seed Round' END],
+                      CASE WHEN g % 3 = 0 THEN '{"Seed": 0.5, "Late": 0.5}' ELSE '{"seed": 1}' END::jsonb
+  FROM generate_series(1, 3000) g;
+SELECT jsonb_array_length(stage_norm.verify('ul', 'stage')->'top_non_canonical') AS top,
+       stage_norm.verify('ul', 'stage')->'top_non_canonical'->0 AS first;
+SELECT * FROM stage_norm.unknown_labels('ul', 'stage');
+SELECT * FROM stage_norm.unknown_labels('ul', 'stage', tenant => 'fund');
+SELECT * FROM stage_norm.unknown_labels('ul', 'stages');
+SELECT * FROM stage_norm.unknown_labels('ul', 'dist');
+SELECT stage_norm.add_alias('Angel', 'pre-seed');
+SELECT * FROM stage_norm.unknown_labels('ul', 'stage');
+SELECT stage_norm.remove_alias('Angel');
+-- An alias onto what the rules already give is not stored: a NOTICE says so.
+SELECT stage_norm.add_alias('Series-A', 'series-a');
+SELECT stage_norm.add_alias('series-a', 'series-a');
+SELECT count(*) AS aliases FROM stage_norm.aliases;
+DROP TABLE ul;

@@ -101,19 +101,29 @@ pub fn effective_mode(override_mode: Option<Mode>) -> Mode {
     override_mode.unwrap_or(guc::read(&guc::MODE)).min(guc::read(&guc::MAX_MODE))
 }
 
+/// The call's TriggerData, or 39P01 when the function was not called by the trigger manager.
+/// Inlined (the per-row path calls it first thing); the error is out of line.
+#[inline(always)]
 unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo, name: &str) -> *mut pg_sys::TriggerData {
     let ctx = (*fcinfo).context;
     if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
-        pgrx::pg_sys::panic::ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            format!("stage_norm.{name}() was not called by the trigger manager"),
-            "trigger_data",
-        )
-        .set_detail("It is a trigger function: it can only be called as a trigger.")
-        .set_hint("stage_norm.attach(table, column, ...) creates the triggers stage_norm needs.")
-        .report(PgLogLevel::ERROR);
+        not_called_as_trigger(name);
     }
     ctx.cast()
+}
+
+#[cold]
+#[inline(never)]
+fn not_called_as_trigger(name: &str) -> ! {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+        format!("stage_norm.{name}() was not called by the trigger manager"),
+        "trigger_data",
+    )
+    .set_detail("It is a trigger function: it can only be called as a trigger.")
+    .set_hint("stage_norm.attach(table, column, ...) creates the triggers stage_norm needs.")
+    .report(PgLogLevel::ERROR);
+    unreachable!()
 }
 
 /// Rewrites of one row collected before they are made (more are applied in batches).

@@ -69,11 +69,15 @@ impl Write {
     /// that has a referential action, and the UPDATE sets nothing but that key's columns (and
     /// generated columns that follow them), as the action's `UPDATE ... SET fk = $1` does. An
     /// UPDATE that another table's trigger runs inside the action is judged as any other.
+    #[inline(always)]
     pub(super) unsafe fn referential_action(self, col: &Column) -> bool {
+        !self.0.is_null() && raw::InNoForceRLSOperation() && self.action_writes(col)
+    }
+
+    #[cold]
+    #[inline(never)]
+    unsafe fn action_writes(self, col: &Column) -> bool {
         let td = self.0;
-        if td.is_null() || !raw::InNoForceRLSOperation() {
-            return false;
-        }
         let rel = (*td).tg_relation;
         let keys = col.fk_action_keys.get_or_init(|| fk_action_keys(rel));
         let updated = (*td).tg_updatedcols;

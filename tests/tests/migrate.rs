@@ -130,6 +130,10 @@ fn terminated_backend_resumes_and_rolls_back() {
     let (_, status, batches, ..) = run_row(&mut c);
     assert_eq!(status, "running", "a terminated backend cannot mark its run");
     assert!(batches < 100, "terminated in the middle ({batches} of 100 batches)");
+    // The progress view tells it from a live run: no backend holds the run's lock (#28).
+    wait_for(&mut c, "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = (SELECT pid FROM stage_norm.migration_runs WHERE table_name = 't'))", 30);
+    let shown: String = c.query_one("SELECT status FROM stage_norm.migration_progress WHERE table_name = 't'", &[]).unwrap().get(0);
+    assert_eq!(shown, "interrupted");
     resume_and_check(db, &before, todo);
 }
 
@@ -290,4 +294,50 @@ fn statement_timeout_stops_a_run_that_resumes() {
     assert_eq!(status, "failed");
     assert!(batches >= 1 && batches < 20, "{batches}");
     resume_and_check(db, &before, todo);
+}
+
+/// The batch statements' plans (#28): with undo, each batch rewrote its rows by
+/// `UPDATE ... WHERE ctid = ANY($1)`, which the planner ran as a sequential scan of the whole
+/// table once it had thousands of TIDs in hand, so a run cost O(rows^2). auto_explain sends the
+/// plan of every statement migrate runs to this client (log_level = notice): no batch statement
+/// scans the table sequentially, and the rewrite is a TID scan.
+#[test]
+fn batch_plans_never_scan_the_table() {
+    let db = "sn_mig_plans";
+    let mut admin = fresh_db(db);
+    make_table(&mut admin, 30_000);
+    let notices = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = notices.clone();
+    let mut cfg: postgres::Config = dsn_for(db).parse().unwrap();
+    cfg.notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
+    let mut c = cfg.connect(NoTls).unwrap();
+    c.batch_execute(
+        "LOAD 'auto_explain';
+         SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
+         SET auto_explain.log_level = notice; SET auto_explain.log_format = text;",
+    )
+    .unwrap();
+    for keep_undo in [true, false] {
+        notices.lock().unwrap().clear();
+        admin.batch_execute("SET stage_norm.mode = off; UPDATE t SET stage = 'Series A ' WHERE id % 8 = 1; RESET stage_norm.mode; ANALYZE t").unwrap();
+        c.batch_execute(&format!("CALL stage_norm.migrate('t', 'stage', batch_size => 5000, keep_undo => {keep_undo})")).unwrap();
+        // The batch statements: the range's scan (its columns are named _sn_*) and the rewrite.
+        // (The run's opening and closing counts read the table once per run, not per batch.)
+        let plans: Vec<String> = notices
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.contains("Query Text:") && (m.contains("_sn_key") || m.contains("Update on t")))
+            .cloned()
+            .collect();
+        let updates: Vec<&String> = plans.iter().filter(|p| p.contains("Update on t")).collect();
+        assert!(updates.len() >= 6, "keep_undo {keep_undo}: {} UPDATE plans of 30,000 rows in batches of 5,000", updates.len());
+        for p in &plans {
+            assert!(!p.contains("Seq Scan on t "), "keep_undo {keep_undo}: a batch statement scans the table:\n{p}");
+        }
+        if keep_undo {
+            assert!(updates.iter().all(|p| p.contains("Tid Scan on t")), "{updates:?}");
+        }
+    }
+    assert_clean(&mut admin);
 }
