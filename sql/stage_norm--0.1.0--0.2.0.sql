@@ -1721,6 +1721,8 @@ DECLARE
     v_ignored  bigint;
     v_held     bigint; v_already bigint; v_all_held bigint := 0; v_left bigint;
     v_total    bigint; v_restored bigint; v_all_total bigint := 0; v_all_restored bigint := 0;
+    v_checks   text;
+    v_drops    text;
 BEGIN
     -- Every name and operator below resolves in pg_catalog only, whatever the caller's search_path
     -- (a procedure that COMMITs cannot have a SET clause): pinned for this transaction here and
@@ -1773,6 +1775,28 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Rolling back writes the original (non-canonical) values, with stage_norm.max_mode = off for its own transactions.',
                   HINT = format('A superuser can GRANT SET ON PARAMETER stage_norm.max_mode TO %I.', current_user);
+    END IF;
+    -- The original values are not canonical: a CHECK that proves the column canonical (add_check's)
+    -- refuses them, and the first batch failed with 23514 and a long context (#28). Said first,
+    -- with the statements that make the rollback possible.
+    SELECT string_agg(format('%I on %s', c.conname, c.conrelid::regclass), ', ' ORDER BY c.conrelid, c.conname),
+           string_agg(format('ALTER TABLE %s DROP CONSTRAINT %I;', c.conrelid::regclass, c.conname), ' ' ORDER BY c.conrelid, c.conname)
+      INTO v_checks, v_drops
+      FROM pg_constraint c
+     WHERE c.contype = 'c' AND c.conislocal
+       AND c.conrelid IN (SELECT p.relid FROM pg_partition_tree(v_run.relid) p UNION SELECT v_run.relid)
+       AND EXISTS (SELECT FROM pg_attribute a
+                    WHERE a.attrelid = c.conrelid AND a.attname = v_run.column_name AND a.attnum = ANY (c.conkey))
+       AND EXISTS (SELECT FROM pg_depend d
+                    WHERE d.classid = 'pg_constraint'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_proc'::regclass
+                      AND d.refobjid IN ('stage_norm.is_canonical_stage(text)'::regprocedure,
+                                         'stage_norm.is_valid_stage_distribution(jsonb)'::regprocedure,
+                                         'stage_norm.is_canonical_stage_array(text[])'::regprocedure));
+    IF v_checks IS NOT NULL THEN
+        RAISE EXCEPTION 'run % cannot be rolled back while a CHECK proves column "%" canonical', run_id, v_run.column_name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Rolling back writes the original values, which are not canonical: %s would refuse them.', v_checks),
+                  HINT = format('Drop the constraint first (%s), roll back, and add it again with stage_norm.add_check once the column is canonical again.', v_drops);
     END IF;
     SELECT k.cols, k.types INTO v_keys, v_types FROM stage_norm._primary_key(v_run.relid) k;
     SELECT format_type(a.atttypid, a.atttypmod) INTO v_coltype
@@ -2050,6 +2074,17 @@ BEGIN
         PERFORM stage_norm._tenant_column(tbl, col, tenant, 'verify');
         EXECUTE format('SELECT jsonb_object_agg(coalesce(t::text, ''NULL''), jsonb_build_object(''rows'', n, ''nulls'', z, ''non_canonical'', b)) FROM (SELECT %1$I AS t, count(*) AS n, count(*) FILTER (WHERE %2$I IS NULL) AS z, count(*) FILTER (WHERE %3$s) AS b FROM %4$s GROUP BY 1) x',
                        tenant, col, v_bad, tbl) INTO v_part;
+        -- Each tenant's count per canonical stage, counted as 'stages' is (#28).
+        EXECUTE format('SELECT jsonb_object_agg(t, jsonb_build_object(''stages'', st)) FROM ('
+                       'SELECT t, jsonb_object_agg(s, n) AS st FROM (SELECT coalesce(f.t::text, ''NULL'') AS t, f.s, count(*) AS n FROM (%s) f GROUP BY 1, 2) g GROUP BY 1) h',
+                       CASE v_kind
+                           WHEN 'text' THEN format('SELECT %1$I AS t, %2$I::text AS s FROM %3$s WHERE stage_norm.is_canonical_stage(%2$I)', tenant, col, tbl)
+                           WHEN 'jsonb' THEN format('SELECT %1$I AS t, k AS s FROM %3$s, jsonb_object_keys(%2$I) k WHERE stage_norm.is_valid_stage_distribution(%2$I)', tenant, col, tbl)
+                           ELSE format('SELECT %1$I AS t, e AS s FROM %3$s, unnest(%2$I::text[]) e WHERE e IS NOT NULL AND stage_norm.is_canonical_stage(e)', tenant, col, tbl)
+                       END) INTO v_run;
+        SELECT jsonb_object_agg(e.key, e.value || coalesce(m.value, jsonb_build_object('stages', '{}'::jsonb)))
+          INTO v_part
+          FROM jsonb_each(v_part) e LEFT JOIN jsonb_each(v_run) m ON m.key = e.key;
         -- The last run's figures per tenant, when it walked by this column (for a caller who may
         -- read the migration tables: not every reader of the table may).
         v_run := NULL;

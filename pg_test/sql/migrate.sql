@@ -257,3 +257,20 @@ SELECT stage_norm.add_alias('Series-A', 'series-a');
 SELECT stage_norm.add_alias('series-a', 'series-a');
 SELECT count(*) AS aliases FROM stage_norm.aliases;
 DROP TABLE ul;
+
+-- rollback_migration once add_check's CHECK exists (#28): refused up front with what to do
+-- (it failed in its first batch with 23514 and a 20-line context).
+CREATE TABLE rb (id int PRIMARY KEY, stage text);
+INSERT INTO rb SELECT g, (ARRAY['Series A ', 'pre_seed', 'seed'])[1 + g % 3] FROM generate_series(1, 30) g;
+SET client_min_messages = warning;
+CALL stage_norm.migrate('rb', 'stage');
+CALL stage_norm.add_check('rb', 'stage');
+RESET client_min_messages;
+SELECT max(run_id) AS rb_run FROM stage_norm.migration_runs WHERE table_name = 'rb' \gset
+CALL stage_norm.rollback_migration(:rb_run);
+ALTER TABLE rb DROP CONSTRAINT stage_stage_canonical;
+SET client_min_messages = warning;
+CALL stage_norm.rollback_migration(:rb_run);
+RESET client_min_messages;
+SELECT stage, count(*) FROM rb GROUP BY 1 ORDER BY 1;
+DROP TABLE rb;
