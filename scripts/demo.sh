@@ -139,17 +139,15 @@ SELECT outcome, count FROM stage_norm.stats
 
 \echo
 \echo '== step 3: teach it the fund''s words ===================================================='
-\echo 'What the stored rows call unknown, most frequent first (verify), then one alias per label that means a stage:'
+\echo 'Every stored label no rule or alias knows, most frequent first (unknown_labels), then one alias per label that means a stage:'
 UPDATE demo.step SET n = 3;
 \set ECHO queries
-SELECT v->>'value' AS label, (v->>'count')::int AS rows
-  FROM jsonb_array_elements(stage_norm.verify('portfolio', 'stage')->'top_non_canonical') v
- WHERE stage_norm.normalize_stage(v->>'value') IS NULL;
+SELECT * FROM stage_norm.unknown_labels('portfolio', 'stage');
 SELECT stage_norm.add_alias('Angel', 'pre-seed');
-SELECT stage_norm.add_alias('Growth', 'series-c+');
+SELECT stage_norm.add_alias('Growth', (SELECT stage FROM stage_norm.stages ORDER BY position DESC LIMIT 1));  -- the last stage
 \set ECHO none
 \echo 'Left unknown: Bridge Round, TBD, Mezzanine and the empty label mean no stage; they go to a human (step 5).'
-\echo 'The application''s writes from here on are the "ready to enforce" watch window (step 7).'
+\echo 'The application''s writes from here on are the "ready to enforce" watch window (step 6).'
 SELECT max(tick) AS watch_after FROM demo.ticks \gset
 \set ECHO queries
 CALL demo.app(5000);
@@ -223,28 +221,13 @@ SELECT stage_norm.assert_verified('portfolio', 'stage') IS NOT NULL AS verified;
 \set ECHO none
 
 \echo
-\echo '== step 6: prove the column canonical: a CHECK =========================================='
-\echo 'Added NOT VALID (a brief lock), then validated (no lock that blocks writes).'
-UPDATE demo.step SET n = 6;
-\set ECHO queries
-CALL stage_norm.add_check('portfolio', 'stage', validate => false);
-CALL demo.app(5000);
-\timing on
-ALTER TABLE portfolio VALIDATE CONSTRAINT stage_stage_canonical;
-\timing off
-SELECT conname, convalidated, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'portfolio'::regclass AND contype = 'c';
-\set ECHO none
-\echo 'Note: from the NOT VALID CHECK on, an unknown label is refused by the constraint (23514), whatever'
-\echo 'the mode: the application''s "Bridge Round" rows above were refused "by the CHECK" while in warn.'
-
-\echo
-\echo '== step 7: wait for "ready to enforce" =================================================='
+\echo '== step 6: wait for "ready to enforce" =================================================='
 \echo 'The gate is the Prometheus rule stage_norm:ready_to_enforce (docs/monitoring/rules.yml):'
 \echo '  (stage_norm:unknown_ratio:avg_7d < bool 0.005) * (stage_norm:unknown_ratio:max_1h_7d <= bool 0.01)'
 \echo '  unknown = warned + rejected + would_reject; judged = passed + normalized + warned + rejected + would_normalize + would_reject'
 \echo 'plus assert_verified (step 5). The same from stage_norm.stats in SQL, over the application''s writes'
 \echo 'since step 3 (the watch window: in production 7 days; here each CALL demo.app stands in for an hour):'
-UPDATE demo.step SET n = 7;
+UPDATE demo.step SET n = 6;
 \set ECHO queries
 SELECT count(*) AS hours, sum(judged) AS judged, sum(unknown) AS unknown,
        round(100.0 * sum(unknown) / sum(judged), 3) AS "unknown % (avg)",
@@ -272,10 +255,10 @@ SHOW stage_norm.breaker_reject_ratio;
 \set ECHO none
 
 \echo
-\echo '== step 8: enforce, as a canary ========================================================='
-\echo 'Unknown values of 10% of the rows (by primary key) are rejected by the trigger; the rest would be'
-\echo 'stored with a warning, but the CHECK of step 6 refuses them anyway.'
-UPDATE demo.step SET n = 8;
+\echo '== step 7: enforce, as a canary ========================================================='
+\echo 'Unknown values of 10% of the rows (by primary key) are rejected by the trigger; the rest are'
+\echo 'stored with a warning (the CHECK comes last, step 9, so the canary and the breaker govern).'
+UPDATE demo.step SET n = 7;
 \set ECHO queries
 LOAD 'stage_norm';
 ALTER SYSTEM SET stage_norm.enforce_percent = 10;
@@ -298,8 +281,8 @@ SELECT tripped, window_values, window_rejects FROM stage_norm.breakers WHERE dat
 \set ECHO none
 
 \echo
-\echo '== step 9: enforce fully ================================================================'
-UPDATE demo.step SET n = 9;
+\echo '== step 8: enforce fully ================================================================'
+UPDATE demo.step SET n = 8;
 \set ECHO queries
 LOAD 'stage_norm';
 ALTER SYSTEM RESET stage_norm.enforce_percent;
@@ -324,6 +307,23 @@ INSERT INTO portfolio VALUES (900003, 'Late Typo GmbH', 3, 'Serie Z');
 \set ECHO none
 \set ON_ERROR_STOP 1
 \set VERBOSITY terse
+
+\echo
+\echo '== step 9: prove the column canonical: a CHECK =========================================='
+\echo 'Last, once nothing unknown can be stored. The canary stored some unknown labels (outside its 10%):'
+\echo 'they are what the constraint would refuse, so they are fixed first (here: cleared), then the CHECK is'
+\echo 'added NOT VALID (a brief lock) and validated (no lock that blocks writes).'
+UPDATE demo.step SET n = 9;
+\set ECHO queries
+SELECT * FROM stage_norm.unknown_labels('portfolio', 'stage');
+UPDATE portfolio SET stage = NULL WHERE stage IS NOT NULL AND stage_norm.normalize_stage(stage) IS NULL;
+CALL stage_norm.add_check('portfolio', 'stage', validate => false);
+CALL demo.app(5000);
+\timing on
+ALTER TABLE portfolio VALIDATE CONSTRAINT stage_stage_canonical;
+\timing off
+SELECT conname, convalidated, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'portfolio'::regclass AND contype = 'c';
+\set ECHO none
 
 \echo
 \echo '== the end state ========================================================================'
