@@ -118,6 +118,7 @@ CREATE TABLE m (id int PRIMARY KEY, stage text);
 INSERT INTO m SELECT i, 'Series A' FROM generate_series(1, 1000) i;
 SELECT stage_norm.attach('m', 'stage');
 CALL stage_norm.migrate('m', 'stage', batch_size => 250, max_batches => 2);
+SELECT stage_norm.set_table_mode('m', 'warn');
 CREATE TABLE b (id int PRIMARY KEY, stage text);
 SELECT stage_norm.attach('b', 'stage');
 INSERT INTO b VALUES (0, 'seed');
@@ -211,6 +212,18 @@ expect stage_norm_breaker_window_reject_ratio "$lbl table=\"t\"" 0
 read -r run_id pct < <(q -d "$DB" -F ' ' -c "SELECT run_id, percent_done FROM stage_norm.migration_progress WHERE table_name = 'm'") || true
 [[ "${pct:-}" == 50.0 ]] || fail "stage_norm.migration_progress: m at '$pct' percent, expected 50.0 (2 batches of 250 of 1,000 rows)"
 expect stage_norm_migration_percent_done "datname=\"sn_monitoring\" table=\"m\" column=\"stage\" run_id=\"$run_id\"" 50
+# migrate's own rewrites are not the application's writes: not counted (#28), so m, written
+# before attach and then migrated, has no count at all.
+m_counted=$(q -d "$DB" -c "SELECT coalesce(sum(count), 0) FROM stage_norm.stats WHERE datname = current_database() AND table_name = 'm'")
+[[ "$m_counted" == 0 ]] || fail "stage_norm.stats counts $m_counted values of m, written by migrate only (expected 0)"
+! awk '/^stage_norm_validations_total\{/ && /table="m"/ && $NF != 0 { found = 1 } END { exit !found }' "$tmp/metrics" \
+  || fail "stage_norm_validations_total counts values of m (migrate's own writes)"
+ok "migrate's own rewrites (500 rows of m) are not counted"
+# m's override: warn, set seconds ago (StageNormWarnTooLong reads it).
+m_warn=$(value stage_norm_table_mode_seconds 'datname="sn_monitoring" schema="public" table="m" mode="warn"') \
+  || fail "no stage_norm_table_mode_seconds sample for m in warn"
+awk -v v="$m_warn" 'BEGIN { exit !(v >= 0 && v < 600) }' || fail "stage_norm_table_mode_seconds of m is $m_warn, expected seconds since its override was set"
+ok "stage_norm_table_mode_seconds{table=\"m\",mode=\"warn\"} $m_warn"
 read -r cu cm tu tm dropped < <(q -d "$DB" -F ' ' -c "SELECT columns_used, columns_max, tables_used, tables_max, dropped FROM stage_norm.stats_info") || true
 [[ -n "${dropped:-}" ]] || fail "could not read stage_norm.stats_info"
 expect stage_norm_stats_entries_used 'kind="columns"' "$cu"

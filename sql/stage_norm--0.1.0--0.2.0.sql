@@ -1172,6 +1172,32 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT hashtextextended('stage_norm.migrate ' || tbl::text || ' ' || col, 0) $$;
 
+CREATE FUNCTION stage_norm._uncounted_transaction() RETURNS void
+VOLATILE STRICT PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'uncounted_transaction_wrapper';
+-- Marks the calling transaction's trigger work as migrate's own: the cluster-wide statistics
+-- do not count it (its rewrites would count as values passed and dilute the unknown ratio that
+-- decides "ready to enforce", #28). Only for the backend that holds the run's lock, i.e. runs
+-- migrate on this column: nobody else can hide writes from the statistics this way.
+CREATE FUNCTION stage_norm._migrate_uncounted(tbl oid, col name)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k bigint := stage_norm._migrate_lock_key(tbl, col);
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_locks l
+                    WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted AND l.objsubid = 1
+                      AND l.classid = ((k >> 32) & 4294967295)::oid AND l.objid = (k & 4294967295)::oid) THEN
+        RAISE EXCEPTION 'stage_norm._migrate_uncounted: this session runs no migration of column "%" of %', col, tbl::regclass
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM stage_norm._uncounted_transaction();
+END
+$$;
+REVOKE EXECUTE ON FUNCTION stage_norm._uncounted_transaction() FROM PUBLIC;
+
 -- (after _migrate_lock_key, which it uses to tell a running run from an interrupted one)
 CREATE VIEW stage_norm.migration_progress AS
 SELECT r.run_id, r.table_name, r.column_name,
@@ -1504,6 +1530,8 @@ BEGIN
                         -- A batch's bookkeeping commits with it, so a batch lost in a crash is
                         -- redone on resume: it need not wait for its WAL to be flushed.
                         PERFORM set_config('synchronous_commit', 'off', true);
+                        -- The batch's rewrites are not the application's writes: not counted.
+                        PERFORM stage_norm._migrate_uncounted(tbl, col);
                         -- The range: the next v_size keys after the cursor, its last key (NULL:
                         -- to the end), and how many of its values are unknown.
                         EXECUTE format($q$
@@ -2111,11 +2139,25 @@ BEGIN
                               'rows_updated', r.rows_updated, 'rows_unknown', r.rows_unknown,
                               'rows_before', r.rows_before, 'rows_after', r.rows_after,
                               'nulls_before', r.nulls_before, 'nulls_after', r.nulls_after,
-                              'row_count_unchanged', r.rows_before = r.rows_after,
-                              'no_null_introduced', r.nulls_after <= r.nulls_before)
+                              'row_count_unchanged', NULL, 'no_null_introduced', NULL,
+                              '_undo', r.status = 'finished' AND r.keep_undo AND r.undo_purged = 0)
       INTO v_run
       FROM stage_norm.migration_runs r
      WHERE r.relid = tbl AND r.column_name = col ORDER BY r.run_id DESC LIMIT 1;
+    -- The run's own rows (#28): the table's counts before and after include what the
+    -- application wrote meanwhile (rows_before/after, nulls_before/after: information), so the
+    -- two verdicts read the run's undo instead: every row it changed is recorded once
+    -- (row_count_unchanged: it changed rows_updated rows in place, and added or removed none),
+    -- and none of its new values is NULL (no_null_introduced). NULL when that cannot be read: no
+    -- undo kept, undo purged or not granted, or the run not finished.
+    IF (v_run->>'_undo')::boolean AND has_table_privilege('stage_norm.migration_undo', 'SELECT') THEN
+        SELECT v_run || jsonb_build_object('row_count_unchanged', coalesce(sum(cardinality(un.keys)), 0) = (v_run->>'rows_updated')::bigint,
+                                           'no_null_introduced', NOT EXISTS (SELECT FROM stage_norm.migration_undo u2, unnest(u2.new_values) AS n(v)
+                                                                              WHERE u2.run_id = (v_run->>'run_id')::bigint AND n.v IS NULL))
+          INTO v_run
+          FROM stage_norm.migration_undo un WHERE un.run_id = (v_run->>'run_id')::bigint;
+    END IF;
+    v_run := v_run - '_undo';
     -- A Citus table's runs are per shard, on the shards' nodes: their last runs added up.
     IF stage_norm._citus_table(tbl) IN ('distributed', 'reference') THEN
         v_run := stage_norm._citus_last_runs(tbl, col);

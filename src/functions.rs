@@ -173,6 +173,14 @@ pub fn in_transaction_block() -> bool {
     unsafe { pg_sys::IsTransactionBlock() }
 }
 
+/// Internal: this transaction's trigger work is not counted in the cluster-wide statistics
+/// (migrate's own batches; called through `_migrate_uncounted`, which checks that the caller runs
+/// a migration). EXECUTE is revoked from PUBLIC.
+#[pg_extern(volatile, parallel_unsafe, name = "_uncounted_transaction")]
+fn uncounted_transaction() {
+    crate::trigger::uncounted_transaction();
+}
+
 /// Internal: the effective mode of table `tbl` for this session (what the trigger would use now).
 #[pg_extern(stable, strict, parallel_safe, name = "_effective_mode")]
 fn effective_mode(tbl: pg_sys::Oid) -> &'static str {

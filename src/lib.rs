@@ -95,7 +95,8 @@ extension_sql_file!(
         "stages",
         "add_check",
         functions::is_canonical_stage,
-        functions::in_transaction_block
+        functions::in_transaction_block,
+        functions::uncounted_transaction
     ]
 );
 

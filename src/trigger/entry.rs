@@ -581,6 +581,13 @@ pub(super) unsafe fn resolve_slots(e: &mut Entry) {
 /// breaker's share of it. `statement`: called from the trigger (a rejection), where a trip may
 /// also WARN the client; otherwise (transaction end) it only LOGs. Cannot raise, except
 /// through `resolve_slots` after a concurrent `reset_stats` (catalog access, in a transaction).
+/// Drops what an entry counted since its last flush (a transaction of migrate's own writes).
+pub(super) fn discard_entry(e: &mut Entry) {
+    e.flushed.clone_from(&e.counts);
+    e.hist = [0; stats::BUCKETS];
+    e.hist_sum = 0;
+}
+
 pub(super) unsafe fn flush_entry(e: &mut Entry, statement: bool) {
     if !stats::enabled() || e.counts.is_empty() {
         return;

@@ -444,6 +444,18 @@ static XACT_GEN: Global<u64> = Global::new(0);
 static DIRTY: Global<Vec<pg_sys::Oid>> = Global::new(Vec::new());
 /// Rows since the last timed one.
 static SAMPLE: Global<u32> = Global::new(0);
+/// This transaction's writes are migrate's own (`uncounted_transaction`): its counts and latency
+/// samples are dropped at transaction end instead of reaching shared memory.
+static UNCOUNTED: Global<bool> = Global::new(false);
+
+/// Marks the current transaction's trigger work as not the application's: a batch of
+/// `stage_norm.migrate` (`_migrate_uncounted`), whose rewrites would otherwise count as
+/// `passed` values and dilute the unknown ratio the rollout's gate reads (#28). Enforcement is
+/// unchanged; `session_counters` still shows them (this session's own work).
+pub fn uncounted_transaction() {
+    // SAFETY: single-threaded.
+    unsafe { *UNCOUNTED.get() = true };
+}
 
 /// From `_PG_init` when preloading (backends inherit it): count from the first transaction.
 pub fn enable_stats() {
@@ -457,10 +469,15 @@ pub fn transaction_end(commit: bool) {
     // SAFETY: single-threaded; the trigger is not running (transaction boundary).
     unsafe {
         let dirty = std::mem::take(DIRTY.get());
+        let uncounted = std::mem::take(UNCOUNTED.get());
         if let Some(entries) = ENTRIES.get().as_mut() {
             for tgoid in dirty {
                 if let Some(e) = entries.get_mut(&tgoid) {
-                    flush_entry(e, commit);
+                    if uncounted {
+                        discard_entry(e);
+                    } else {
+                        flush_entry(e, commit);
+                    }
                 }
             }
         }
