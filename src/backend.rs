@@ -77,3 +77,17 @@ pub unsafe fn in_subtransaction<T>(f: impl FnOnce() -> T + std::panic::UnwindSaf
     pg_sys::CurrentResourceOwner = owner;
     result
 }
+
+/// Declares `pg_finfo_<symbol>`, the version-1 calling convention record PostgreSQL looks up for
+/// a C-language function written as a raw `extern "C-unwind"` entry point (the trigger
+/// functions, the jsonb and array functions): `pg_finfo_v1!(pg_finfo_normalize_trigger);`.
+#[macro_export]
+macro_rules! pg_finfo_v1 {
+    ($finfo:ident) => {
+        #[no_mangle]
+        pub extern "C" fn $finfo() -> &'static pgrx::pg_sys::Pg_finfo_record {
+            const V1: pgrx::pg_sys::Pg_finfo_record = pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+    };
+}

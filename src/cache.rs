@@ -247,11 +247,7 @@ pub unsafe extern "C-unwind" fn config_changed_wrapper(fcinfo: pg_sys::FunctionC
     pg_sys::Datum::from(0)
 }
 
-#[no_mangle]
-pub extern "C" fn pg_finfo_config_changed_wrapper() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+crate::pg_finfo_v1!(pg_finfo_config_changed_wrapper);
 
 #[pg_guard]
 unsafe extern "C-unwind" fn config_changed(fcinfo: pg_sys::FunctionCallInfo) {

@@ -508,11 +508,7 @@ unsafe fn statement_key(rel: pg_sys::Relation) -> (pg_sys::Oid, Option<(String, 
     }
 }
 
-#[no_mangle]
-pub extern "C" fn pg_finfo_normalize_trigger() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+crate::pg_finfo_v1!(pg_finfo_normalize_trigger);
 
 /// `stage_norm.summary_trigger()`: after each INSERT or UPDATE statement, one WARNING with the
 /// exact number of unknown values that were stored but not shown. A raw entry point, as
@@ -525,11 +521,7 @@ pub unsafe extern "C-unwind" fn summary_trigger_wrapper(fcinfo: pg_sys::Function
     pg_sys::Datum::from(0)
 }
 
-#[no_mangle]
-pub extern "C" fn pg_finfo_summary_trigger_wrapper() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+crate::pg_finfo_v1!(pg_finfo_summary_trigger_wrapper);
 
 #[pg_guard]
 unsafe extern "C-unwind" fn summary_statement(fcinfo: pg_sys::FunctionCallInfo) {
