@@ -34,6 +34,8 @@ BEGIN
                   HINT = 'Run it outside BEGIN ... COMMIT, or pass validate => false and run ALTER TABLE ... VALIDATE CONSTRAINT later.';
     END IF;
 
+    -- A table stage_norm may govern: not a view, a catalog or stage_norm's own (it alters it).
+    PERFORM stage_norm._check_relation(tbl, true);
     v_kind := stage_norm._stage_column(tbl, col);
     v_check := CASE v_kind WHEN 'jsonb' THEN 'is_valid_stage_distribution'
                            WHEN 'array' THEN 'is_canonical_stage_array'

@@ -420,6 +420,8 @@ BEGIN
                   DETAIL = 'It commits after every batch, so that each batch holds its row locks only for its own duration and an interrupted run keeps every committed batch.',
                   HINT = 'Run CALL stage_norm.migrate(...) on its own, outside BEGIN ... COMMIT (psql: not in a single-transaction script).';
     END IF;
+    -- A table stage_norm may govern: not a view, a catalog or stage_norm's own (it writes).
+    PERFORM stage_norm._check_relation(tbl, true);
     v_kind := stage_norm._stage_column(tbl, col);
     -- It runs with the caller's rights: refuse up front rather than in the first batch.
     IF NOT has_column_privilege(tbl, col, 'UPDATE') OR NOT has_column_privilege(tbl, col, 'SELECT') THEN
@@ -1002,6 +1004,77 @@ $$;
 COMMENT ON PROCEDURE stage_norm.rollback_migration(bigint, int) IS
     'Puts back the original values a run of stage_norm.migrate changed (keep_undo), batch by batch; rows changed since are reported, not clobbered';
 
+-- rollback_column_migration on a Citus distributed or reference table, from the coordinator:
+-- the same call on every shard placement, one top-level statement each (see _citus_migrate).
+CREATE FUNCTION stage_norm._citus_rollback(tbl regclass, col name, batch_size int)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_cmd text;
+    r     record;
+    v_bad text[] := '{}'::text[];
+    v_n   int := 0;
+BEGIN
+    -- Citus fills %L with each placement's shard (see _citus_migrate).
+    v_cmd := format('CALL stage_norm.rollback_column_migration(%%L, %s, %s)', replace(quote_literal(col), '%', '%%'), batch_size);
+    FOR r IN EXECUTE 'SELECT nodename, nodeport, shardid, success, result FROM pg_catalog.run_command_on_placements($1, $2, false) ORDER BY shardid, nodeport'
+               USING tbl, v_cmd LOOP
+        v_n := v_n + 1;
+        IF NOT r.success THEN
+            v_bad := v_bad || format('shard %s on %s:%s: %s', r.shardid, r.nodename, r.nodeport, r.result);
+        END IF;
+    END LOOP;
+    IF cardinality(v_bad) > 0 THEN
+        RAISE EXCEPTION 'stage_norm.rollback_column_migration: % of % shard placements of % failed', cardinality(v_bad), v_n, tbl
+            USING ERRCODE = 'external_routine_exception',
+                  DETAIL = array_to_string(v_bad, E'\n'),
+                  HINT = 'The others are rolled back. CALL it again: a shard already rolled back has nothing left to do.';
+    END IF;
+    RAISE NOTICE 'stage_norm.rollback_column_migration: % shard placements of % rolled back', v_n, tbl;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_rollback(regclass, name, int) IS
+    'Internal: rollback_column_migration on every shard placement of a Citus table';
+
+-- Rolls back every run of a column that changed rows, newest first (what the runbook's step 4
+-- did with \gexec), in one call. On a Citus distributed or reference table the runs are the
+-- shards', each on its node: called on the coordinator it runs itself on every shard placement
+-- through run_command_on_placements (a session Citus shows its shards to; a worker's ordinary
+-- session does not see them, so rollback_migration(run_id) there found no table), as migrate
+-- does. No SET clause: it COMMITs (through rollback_migration).
+CREATE PROCEDURE stage_norm.rollback_column_migration(tbl regclass, col name, batch_size int DEFAULT 5000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_runs  bigint[];
+    v_run   bigint;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF tbl IS NULL OR col IS NULL OR batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'stage_norm.rollback_column_migration: tbl and col must not be NULL and batch_size must be positive'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM stage_norm._check_relation(tbl, false);
+    IF stage_norm._citus_table(tbl) IN ('distributed', 'reference') THEN
+        PERFORM stage_norm._citus_rollback(tbl, col, batch_size);
+        RETURN;
+    END IF;
+    v_runs := ARRAY(SELECT r.run_id FROM stage_norm.migration_runs r
+                     WHERE r.relid = tbl AND r.column_name = col AND r.status <> 'rolled back' AND r.rows_updated > 0
+                     ORDER BY r.run_id DESC);
+    FOREACH v_run IN ARRAY v_runs LOOP
+        CALL stage_norm.rollback_migration(v_run, batch_size);
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END LOOP;
+    RAISE NOTICE 'stage_norm.rollback_column_migration: % run(s) of %.% rolled back', cardinality(v_runs), tbl, col;
+END
+$$;
+COMMENT ON PROCEDURE stage_norm.rollback_column_migration(regclass, name, int) IS
+    'Rolls back every run of a column that changed rows, newest first; on a Citus table, on every shard placement from the coordinator';
+
 CREATE FUNCTION stage_norm.purge_migration_undo(run_id bigint DEFAULT NULL, older_than interval DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -1218,12 +1291,12 @@ BEGIN
      WHERE r.relid = tbl AND r.column_name = col ORDER BY r.run_id DESC LIMIT 1;
     -- The run's own rows (#28): the table's counts before and after include what the
     -- application wrote meanwhile (rows_before/after, nulls_before/after: information), so the
-    -- two verdicts read the run's undo instead: every row it changed is recorded once
+    -- two verdicts read the run's undo instead (keys: one row of key values per changed row): every row it changed is recorded once
     -- (row_count_unchanged: it changed rows_updated rows in place, and added or removed none),
     -- and none of its new values is NULL (no_null_introduced). NULL when that cannot be read: no
     -- undo kept, undo purged or not granted, or the run not finished.
     IF (v_run->>'_undo')::boolean AND has_table_privilege('stage_norm.migration_undo', 'SELECT') THEN
-        SELECT v_run || jsonb_build_object('row_count_unchanged', coalesce(sum(cardinality(un.keys)), 0) = (v_run->>'rows_updated')::bigint,
+        SELECT v_run || jsonb_build_object('row_count_unchanged', coalesce(sum(array_length(un.keys, 1)), 0) = (v_run->>'rows_updated')::bigint,
                                            'no_null_introduced', NOT EXISTS (SELECT FROM stage_norm.migration_undo u2, unnest(u2.new_values) AS n(v)
                                                                               WHERE u2.run_id = (v_run->>'run_id')::bigint AND n.v IS NULL))
           INTO v_run

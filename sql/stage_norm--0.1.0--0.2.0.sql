@@ -22,11 +22,20 @@ VOLATILE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_had  boolean;
-    v_name name;
-    v_part regclass;
+    v_had    boolean;
+    v_name   name;
+    v_part   regclass;
+    v_citus  text;
+    v_unsafe text;
 BEGIN
+    PERFORM stage_norm._check_relation(tbl, false);
     v_had := false;
+    -- Citus drops a Citus table's triggers (and its shards') only with this setting.
+    v_citus := stage_norm._citus_table(tbl);
+    IF v_citus IS NOT NULL THEN
+        v_unsafe := current_setting('citus.enable_unsafe_triggers', true);
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
     FOR v_name IN SELECT t.tgname FROM pg_trigger t
                    WHERE t.tgrelid = tbl AND t.tgname IN ('stage_norm_normalize', 'stage_norm_summary') LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', v_name, tbl);
@@ -39,6 +48,9 @@ BEGIN
                      AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = p.relid AND t.tgname = 'stage_norm_normalize') LOOP
         EXECUTE format('DROP TRIGGER stage_norm_summary ON %s', v_part);
     END LOOP;
+    IF v_citus IS NOT NULL THEN
+        PERFORM set_config('citus.enable_unsafe_triggers', coalesce(v_unsafe, 'off'), true);
+    END IF;
     RETURN v_had;
 END
 $$;
@@ -504,6 +516,8 @@ AS $$
 DECLARE
     v_stages text[];
 BEGIN
+    PERFORM stage_norm._refuse_nul(old_name, 'the old name', 'rename_stage'),
+            stage_norm._refuse_nul(new_name, 'the new name', 'rename_stage');
     -- Read the set after taking the lock that serializes changes (see _change_stages).
     LOCK TABLE stage_norm.aliases IN SHARE ROW EXCLUSIVE MODE;
     v_stages := ARRAY(SELECT s FROM stage_norm.canonical_stages() AS s);
@@ -875,12 +889,19 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     v_attnum  int2;
-    v_name    text := col || '_stage_canonical';
+    v_name    text;
     v_valid   boolean;
     v_exists  boolean;
     v_kind    text;
     v_check   text;
+    v_path    text := pg_catalog.current_setting('search_path');   -- the caller's, put back at the end
+    v_tblname text := tbl::text;                                  -- as the caller's path prints it
 BEGIN
+    -- Every name and operator below resolves in pg_catalog only, whatever the caller's search_path
+    -- (a procedure that COMMITs cannot have a SET clause): pinned for this transaction here and
+    -- again after every COMMIT; the caller's path is back when the CALL's transaction ends.
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    v_name := col::pg_catalog.text OPERATOR(pg_catalog.||) '_stage_canonical';
     IF tbl IS NULL OR col IS NULL OR validate IS NULL THEN
         RAISE EXCEPTION 'stage_norm.add_check: arguments must not be NULL'
             USING ERRCODE = 'null_value_not_allowed';
@@ -892,6 +913,8 @@ BEGIN
                   HINT = 'Run it outside BEGIN ... COMMIT, or pass validate => false and run ALTER TABLE ... VALIDATE CONSTRAINT later.';
     END IF;
 
+    -- A table stage_norm may govern: not a view, a catalog or stage_norm's own (it alters it).
+    PERFORM stage_norm._check_relation(tbl, true);
     v_kind := stage_norm._stage_column(tbl, col);
     v_check := CASE v_kind WHEN 'jsonb' THEN 'is_valid_stage_distribution'
                            WHEN 'array' THEN 'is_canonical_stage_array'
@@ -908,13 +931,16 @@ BEGIN
         EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (stage_norm.%I(%I)) NOT VALID',
                                   tbl, v_name, v_check, col);
         v_valid := false;
-        RAISE NOTICE 'added constraint % on % NOT VALID', v_name, tbl;
+        RAISE NOTICE 'added constraint % on % NOT VALID', v_name, v_tblname;
     END IF;
     IF validate AND NOT v_valid THEN
         COMMIT;  -- release the ACCESS EXCLUSIVE lock before the scan
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         EXECUTE pg_catalog.format('ALTER TABLE %s VALIDATE CONSTRAINT %I', tbl, v_name);
-        RAISE NOTICE 'validated constraint % on %', v_name, tbl;
+        RAISE NOTICE 'validated constraint % on %', v_name, v_tblname;
     END IF;
+    -- (inside the caller's transaction block, validate => false, the rest of it keeps its path)
+    PERFORM pg_catalog.set_config('search_path', v_path, true);
 END
 $$;
 COMMENT ON PROCEDURE stage_norm.add_check(regclass, name, boolean) IS
@@ -1348,6 +1374,8 @@ BEGIN
                   DETAIL = 'It commits after every batch, so that each batch holds its row locks only for its own duration and an interrupted run keeps every committed batch.',
                   HINT = 'Run CALL stage_norm.migrate(...) on its own, outside BEGIN ... COMMIT (psql: not in a single-transaction script).';
     END IF;
+    -- A table stage_norm may govern: not a view, a catalog or stage_norm's own (it writes).
+    PERFORM stage_norm._check_relation(tbl, true);
     v_kind := stage_norm._stage_column(tbl, col);
     -- It runs with the caller's rights: refuse up front rather than in the first batch.
     IF NOT has_column_privilege(tbl, col, 'UPDATE') OR NOT has_column_privilege(tbl, col, 'SELECT') THEN
@@ -1930,6 +1958,77 @@ $$;
 COMMENT ON PROCEDURE stage_norm.rollback_migration(bigint, int) IS
     'Puts back the original values a run of stage_norm.migrate changed (keep_undo), batch by batch; rows changed since are reported, not clobbered';
 
+-- rollback_column_migration on a Citus distributed or reference table, from the coordinator:
+-- the same call on every shard placement, one top-level statement each (see _citus_migrate).
+CREATE FUNCTION stage_norm._citus_rollback(tbl regclass, col name, batch_size int)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    v_cmd text;
+    r     record;
+    v_bad text[] := '{}'::text[];
+    v_n   int := 0;
+BEGIN
+    -- Citus fills %L with each placement's shard (see _citus_migrate).
+    v_cmd := format('CALL stage_norm.rollback_column_migration(%%L, %s, %s)', replace(quote_literal(col), '%', '%%'), batch_size);
+    FOR r IN EXECUTE 'SELECT nodename, nodeport, shardid, success, result FROM pg_catalog.run_command_on_placements($1, $2, false) ORDER BY shardid, nodeport'
+               USING tbl, v_cmd LOOP
+        v_n := v_n + 1;
+        IF NOT r.success THEN
+            v_bad := v_bad || format('shard %s on %s:%s: %s', r.shardid, r.nodename, r.nodeport, r.result);
+        END IF;
+    END LOOP;
+    IF cardinality(v_bad) > 0 THEN
+        RAISE EXCEPTION 'stage_norm.rollback_column_migration: % of % shard placements of % failed', cardinality(v_bad), v_n, tbl
+            USING ERRCODE = 'external_routine_exception',
+                  DETAIL = array_to_string(v_bad, E'\n'),
+                  HINT = 'The others are rolled back. CALL it again: a shard already rolled back has nothing left to do.';
+    END IF;
+    RAISE NOTICE 'stage_norm.rollback_column_migration: % shard placements of % rolled back', v_n, tbl;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_rollback(regclass, name, int) IS
+    'Internal: rollback_column_migration on every shard placement of a Citus table';
+
+-- Rolls back every run of a column that changed rows, newest first (what the runbook's step 4
+-- did with \gexec), in one call. On a Citus distributed or reference table the runs are the
+-- shards', each on its node: called on the coordinator it runs itself on every shard placement
+-- through run_command_on_placements (a session Citus shows its shards to; a worker's ordinary
+-- session does not see them, so rollback_migration(run_id) there found no table), as migrate
+-- does. No SET clause: it COMMITs (through rollback_migration).
+CREATE PROCEDURE stage_norm.rollback_column_migration(tbl regclass, col name, batch_size int DEFAULT 5000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_runs  bigint[];
+    v_run   bigint;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF tbl IS NULL OR col IS NULL OR batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'stage_norm.rollback_column_migration: tbl and col must not be NULL and batch_size must be positive'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM stage_norm._check_relation(tbl, false);
+    IF stage_norm._citus_table(tbl) IN ('distributed', 'reference') THEN
+        PERFORM stage_norm._citus_rollback(tbl, col, batch_size);
+        RETURN;
+    END IF;
+    v_runs := ARRAY(SELECT r.run_id FROM stage_norm.migration_runs r
+                     WHERE r.relid = tbl AND r.column_name = col AND r.status <> 'rolled back' AND r.rows_updated > 0
+                     ORDER BY r.run_id DESC);
+    FOREACH v_run IN ARRAY v_runs LOOP
+        CALL stage_norm.rollback_migration(v_run, batch_size);
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END LOOP;
+    RAISE NOTICE 'stage_norm.rollback_column_migration: % run(s) of %.% rolled back', cardinality(v_runs), tbl, col;
+END
+$$;
+COMMENT ON PROCEDURE stage_norm.rollback_column_migration(regclass, name, int) IS
+    'Rolls back every run of a column that changed rows, newest first; on a Citus table, on every shard placement from the coordinator';
+
 CREATE FUNCTION stage_norm.purge_migration_undo(run_id bigint DEFAULT NULL, older_than interval DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -2146,12 +2245,12 @@ BEGIN
      WHERE r.relid = tbl AND r.column_name = col ORDER BY r.run_id DESC LIMIT 1;
     -- The run's own rows (#28): the table's counts before and after include what the
     -- application wrote meanwhile (rows_before/after, nulls_before/after: information), so the
-    -- two verdicts read the run's undo instead: every row it changed is recorded once
+    -- two verdicts read the run's undo instead (keys: one row of key values per changed row): every row it changed is recorded once
     -- (row_count_unchanged: it changed rows_updated rows in place, and added or removed none),
     -- and none of its new values is NULL (no_null_introduced). NULL when that cannot be read: no
     -- undo kept, undo purged or not granted, or the run not finished.
     IF (v_run->>'_undo')::boolean AND has_table_privilege('stage_norm.migration_undo', 'SELECT') THEN
-        SELECT v_run || jsonb_build_object('row_count_unchanged', coalesce(sum(cardinality(un.keys)), 0) = (v_run->>'rows_updated')::bigint,
+        SELECT v_run || jsonb_build_object('row_count_unchanged', coalesce(sum(array_length(un.keys, 1)), 0) = (v_run->>'rows_updated')::bigint,
                                            'no_null_introduced', NOT EXISTS (SELECT FROM stage_norm.migration_undo u2, unnest(u2.new_values) AS n(v)
                                                                               WHERE u2.run_id = (v_run->>'run_id')::bigint AND n.v IS NULL))
           INTO v_run
@@ -2536,6 +2635,7 @@ BEGIN
     END IF;
     IF mode IS NOT NULL THEN
         PERFORM stage_norm._check_relation(tbl, true);  -- clearing works for a dropped table's oid too
+        PERFORM stage_norm._refuse_nul(mode, 'the mode', 'set_table_mode');
     END IF;
     IF mode IS NOT NULL AND mode NOT IN ('off', 'shadow', 'warn', 'enforce') THEN
         RAISE EXCEPTION 'invalid stage_norm mode "%"', mode
@@ -2666,6 +2766,7 @@ DECLARE
     v_citus  text;
     v_unsafe text;
 BEGIN
+    PERFORM stage_norm._check_relation(tbl, false);
     v_had := false;
     -- Citus drops a Citus table's triggers (and its shards') only with this setting.
     v_citus := stage_norm._citus_table(tbl);
@@ -3102,6 +3203,8 @@ BEGIN
                   HINT = 'Run it outside BEGIN ... COMMIT, or pass validate => false and run ALTER TABLE ... VALIDATE CONSTRAINT later.';
     END IF;
 
+    -- A table stage_norm may govern: not a view, a catalog or stage_norm's own (it alters it).
+    PERFORM stage_norm._check_relation(tbl, true);
     v_kind := stage_norm._stage_column(tbl, col);
     v_check := CASE v_kind WHEN 'jsonb' THEN 'is_valid_stage_distribution'
                            WHEN 'array' THEN 'is_canonical_stage_array'

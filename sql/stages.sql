@@ -263,6 +263,8 @@ AS $$
 DECLARE
     v_stages text[];
 BEGIN
+    PERFORM stage_norm._refuse_nul(old_name, 'the old name', 'rename_stage'),
+            stage_norm._refuse_nul(new_name, 'the new name', 'rename_stage');
     -- Read the set after taking the lock that serializes changes (see _change_stages).
     LOCK TABLE stage_norm.aliases IN SHARE ROW EXCLUSIVE MODE;
     v_stages := ARRAY(SELECT s FROM stage_norm.canonical_stages() AS s);

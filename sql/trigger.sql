@@ -166,6 +166,7 @@ BEGIN
     END IF;
     IF mode IS NOT NULL THEN
         PERFORM stage_norm._check_relation(tbl, true);  -- clearing works for a dropped table's oid too
+        PERFORM stage_norm._refuse_nul(mode, 'the mode', 'set_table_mode');
     END IF;
     IF mode IS NOT NULL AND mode NOT IN ('off', 'shadow', 'warn', 'enforce') THEN
         RAISE EXCEPTION 'invalid stage_norm mode "%"', mode
@@ -352,6 +353,7 @@ DECLARE
     v_citus  text;
     v_unsafe text;
 BEGIN
+    PERFORM stage_norm._check_relation(tbl, false);
     v_had := false;
     -- Citus drops a Citus table's triggers (and its shards') only with this setting.
     v_citus := stage_norm._citus_table(tbl);

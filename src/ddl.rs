@@ -53,8 +53,19 @@ fn sync_trigger(tgoid: pg_sys::Oid) -> Option<Vec<String>> {
         return None;
     }
     // SAFETY: a lock on an existing relation, in a transaction. What CREATE TRIGGER takes: no
-    // concurrent DDL or trigger change on the table meanwhile.
-    unsafe { pg_sys::LockRelationOid(relid, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE) };
+    // concurrent DDL or trigger change on the table meanwhile. A rename must be followed, so it
+    // waits for the lock; dependencies alone (a trigger created where the event trigger did not
+    // fire, found by any later command, possibly on another table) are recorded only when the
+    // lock is free at once, so that command never waits for the writers of a table it does not
+    // touch: a later command records them.
+    unsafe {
+        let mode = pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE;
+        if quiet.rename.is_some() {
+            pg_sys::LockRelationOid(relid, mode);
+        } else if !pg_sys::ConditionalLockRelationOid(relid, mode) {
+            return None;
+        }
+    }
     // The trigger may have changed or gone while we waited for the lock: look again.
     let locked = plan(tgoid, relid)?;
     for &attnum in &locked.missing {

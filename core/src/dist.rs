@@ -32,7 +32,14 @@ pub enum Verdict {
 }
 
 fn quote_key(k: &[u8]) -> String {
-    let s = String::from_utf8_lossy(k);
+    // Bytes that are not UTF-8 as \xNN (never U+FFFD, which some server encodings cannot hold).
+    let mut s = String::with_capacity(k.len());
+    for chunk in k.utf8_chunks() {
+        s.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
     let mut out: String = s.chars().take(KEY_CHARS).collect();
     if s.chars().nth(KEY_CHARS).is_some() {
         out.push_str("...");
@@ -518,6 +525,14 @@ mod tests {
 
     fn doc(b: &[u8]) -> Jsonb<'_> {
         crate::binary::jsonb(b).unwrap()
+    }
+
+    #[test]
+    fn keys_that_are_not_utf8_are_quoted_as_bytes() {
+        let mut b = build(&[("x", V::N("1"))]);
+        let at = b.iter().position(|&c| c == b'x').unwrap();
+        b[at] = 0xe9; // LATIN1's "é": not UTF-8
+        assert_eq!(reasons(&doc(&b), classify), vec!["unknown key \"\\xe9\""]);
     }
 
     #[test]

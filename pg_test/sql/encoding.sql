@@ -51,6 +51,11 @@ SELECT stage_norm.add_alias('Angel', '\x7365656400'::bytea::text);
 SELECT stage_norm.stage_key('\x410042'::bytea::text);
 SELECT stage_norm.set_stages('seed', '\x7365726965732d6100'::bytea::text);
 INSERT INTO stage_norm.aliases (alias, stage) VALUES ('\x536565640078'::bytea::text, 'pre-seed');
+SELECT stage_norm.rename_stage('\x7365656400'::bytea::text, 'sprout');
+SELECT stage_norm.rename_stage('seed', '\x7370726f757400'::bytea::text);
+CREATE TABLE nul_mode (id int);
+SELECT stage_norm.set_table_mode('nul_mode', '\x7761726e00'::bytea::text);
+DROP TABLE nul_mode;
 SELECT count(*) AS aliases FROM stage_norm.aliases;
 SELECT stage_norm.normalize_stage('Seed') AS seed, stage_norm.normalize_stage('') AS empty,
        stage_norm.normalize_stage('\x536565640078'::bytea::text) AS seed_nul_x;

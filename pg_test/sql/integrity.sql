@@ -100,6 +100,28 @@ RESET stage_norm.mode;
 UPDATE fp SET stage = 'Series A' WHERE stage = 'series-a';  -- warn: the action's row kept, warned
 SELECT c.id, c.stage, EXISTS (SELECT FROM fp p WHERE p.stage = c.stage) AS references_a_row FROM fc c ORDER BY id;
 DROP TABLE fc, aud, fp;
+-- Overlapping keys: the action of one key (tenant, ON UPDATE CASCADE) sets tenant only; a value
+-- another trigger put into stage meanwhile is not the action's, even though stage belongs to a
+-- second key with an action (tenant, stage: ON DELETE SET NULL). It is normalized.
+CREATE TABLE q2 (tenant int PRIMARY KEY);
+INSERT INTO q2 VALUES (1), (2);
+CREATE TABLE q1 (tenant int, stage text, PRIMARY KEY (tenant, stage));
+INSERT INTO q1 VALUES (1, 'seed'), (2, 'seed'), (2, 'SERIES A'), (2, 'series-a');
+CREATE TABLE gc (id int PRIMARY KEY, tenant int REFERENCES q2 ON UPDATE CASCADE, stage text,
+                 FOREIGN KEY (tenant, stage) REFERENCES q1 ON DELETE SET NULL);
+SELECT stage_norm.attach('gc', 'stage');
+CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.tenant IS DISTINCT FROM OLD.tenant THEN NEW.stage := 'SERIES A'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER a_bump BEFORE UPDATE ON gc FOR EACH ROW EXECUTE FUNCTION bump();
+INSERT INTO gc VALUES (1, 1, 'seed');
+DELETE FROM q2 WHERE tenant = 2;
+UPDATE q2 SET tenant = 2 WHERE tenant = 1;
+SELECT * FROM gc;
+DROP TABLE gc, q1, q2;
+DROP FUNCTION bump();
 DROP FUNCTION fc_audit();
 
 -- 4. Domains. A domain's CHECK runs when the value enters the row, before BEFORE triggers:

@@ -526,6 +526,16 @@ crate::pg_finfo_v1!(pg_finfo_summary_trigger_wrapper);
 #[pg_guard]
 unsafe extern "C-unwind" fn summary_statement(fcinfo: pg_sys::FunctionCallInfo) {
     let td = statement_trigger_data(fcinfo, "summary_trigger", "an AFTER INSERT OR UPDATE ... FOR EACH STATEMENT trigger");
+    let op = (*td).tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
+    if op != pg_sys::TRIGGER_EVENT_INSERT && op != pg_sys::TRIGGER_EVENT_UPDATE {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            "stage_norm.summary_trigger() must be an AFTER INSERT OR UPDATE ... FOR EACH STATEMENT trigger",
+            "summary_trigger",
+        )
+        .set_detail("stage_norm creates this trigger itself; it is not meant to be attached by hand.")
+        .report(PgLogLevel::ERROR);
+    }
     // Most statements show every unknown value they stored (or have none): then there is nothing
     // to sum up, and no table to resolve (for a partition its ancestors, for a shard Citus's
     // metadata).

@@ -81,6 +81,11 @@ impl Write {
         let rel = (*td).tg_relation;
         let keys = col.fk_action_keys.get_or_init(|| fk_action_keys(rel));
         let updated = (*td).tg_updatedcols;
+        // The action sets the key's columns: the governed one among them. A value another
+        // trigger put there while the action set other columns is not the action's.
+        if !pg_sys::bms_is_member(i32::from(col.attnum) - pg_sys::FirstLowInvalidHeapAttributeNumber, updated) {
+            return false;
+        }
         let desc = (*rel).rd_att;
         keys.iter().filter(|key| key.contains(&col.attnum)).any(|key| {
             let mut x = -1;

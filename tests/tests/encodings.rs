@@ -112,6 +112,9 @@ fn messages_reach_the_client_in_every_encoding() {
             .unwrap()
             .get(0);
         assert_eq!(reasons.len(), 2, "{}: {reasons:?}", case.encoding);
+        for r in &reasons {
+            assert_clean(case.encoding, r);
+        }
         assert!(reasons[1].contains("(must be 1 +/- 1e-6)"), "{}: {reasons:?}", case.encoding);
         let err = c.batch_execute("SELECT stage_norm.add_alias('Angel', 'nope')").unwrap_err();
         assert_eq!(err.code().map(|c| c.code()), Some("22023"));

@@ -91,3 +91,39 @@ fn add_check_validates_beside_a_writer() {
         .get(0);
     assert!(valid);
 }
+
+/// A stage_norm trigger with no recorded column dependency (created where the event trigger does
+/// not fire: session_replication_role = replica) is synced by any later DDL command, on any table.
+/// That command must not wait for the writers of the trigger's table: the dependencies are
+/// recorded only when the lock is free at once (found by the independent review of #27).
+#[test]
+fn ddl_on_another_table_does_not_wait_for_a_pending_trigger() {
+    let db = "sn_locks_other_table";
+    let mut admin = fresh_db(db);
+    admin
+        .batch_execute(
+            "CREATE TABLE x (id int, s text); CREATE TABLE y (id int, s text);
+             SET session_replication_role = replica;
+             CREATE TRIGGER stage_norm_normalize BEFORE INSERT OR UPDATE ON x FOR EACH ROW EXECUTE FUNCTION stage_norm.normalize_trigger('s');
+             RESET session_replication_role;",
+        )
+        .unwrap();
+    let mut writer = connect(db);
+    writer.batch_execute("BEGIN; INSERT INTO x VALUES (1, 'Seed')").unwrap();
+    let mut ddl = connect(db);
+    ddl.batch_execute("SET lock_timeout = '2s'").unwrap();
+    ddl.batch_execute("ALTER TABLE y ALTER COLUMN s SET STATISTICS 100")
+        .unwrap_or_else(|e| panic!("an ALTER of y waited for x's writer: {e}"));
+    writer.batch_execute("COMMIT").unwrap();
+    // With x free, the next command records the trigger's dependency.
+    ddl.batch_execute("ALTER TABLE y ALTER COLUMN s SET STATISTICS 200").unwrap();
+    let deps: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_depend d JOIN pg_trigger t ON d.objid = t.oid
+              WHERE d.classid = 'pg_trigger'::regclass AND t.tgrelid = 'x'::regclass AND d.refobjsubid > 0",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(deps, 1);
+}
