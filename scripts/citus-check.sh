@@ -84,7 +84,7 @@ q "$CO" "CREATE EXTENSION IF NOT EXISTS plpgsql_check" >/dev/null
 eq "no findings" "" "$CO" "SELECT p.oid::regprocedure || ': ' || c.level || ': ' || c.message FROM pg_proc p
       CROSS JOIN LATERAL plpgsql_check_function_tb(p.oid) c
      WHERE p.pronamespace = 'stage_norm'::regnamespace AND p.prosrc LIKE '%-- lint: needs Citus%' ORDER BY 1"
-eq "the Citus functions checked" "9" "$CO" "SELECT count(*) FROM pg_proc WHERE pronamespace = 'stage_norm'::regnamespace AND prosrc LIKE '%-- lint: needs Citus%'"
+eq "the Citus functions checked" "10" "$CO" "SELECT count(*) FROM pg_proc WHERE pronamespace = 'stage_norm'::regnamespace AND prosrc LIKE '%-- lint: needs Citus%'"
 
 echo "== before citus_setup: changes that would reach one node are refused"
 q "$CO" "CREATE TABLE pc (fund_id int, id int, stage text, PRIMARY KEY (fund_id, id)); SELECT create_distributed_table('pc', 'fund_id', shard_count => 32)" >/dev/null
@@ -270,6 +270,7 @@ eq "the rows inserted meanwhile: stored, canonical, left alone by the rollback" 
 if [[ -s "$root/ins.fail" ]]; then bad "no insert failed during the rollback" "$(head -5 "$root/ins.err")"; else ok "no insert failed during the rollback ($(q "$CO" "SELECT count(*) FROM rbc WHERE id > 300000") rows)"; fi
 eq "every shard's run rolled back, on its node" "8" "$CO" \
    "SELECT sum(result::int) FROM run_command_on_workers(\$\$SELECT count(*) FROM stage_norm.migration_runs WHERE status = 'rolled back' AND table_name LIKE '%rbc\\_%'\$\$)"
+q "$CO" "SELECT stage_norm.set_table_mode('rbc', NULL)" >/dev/null
 
 echo "== add_check on a distributed table"
 out=$(psql -h 127.0.0.1 -p "$CO" -U postgres -XtAq -v ON_ERROR_STOP=1 -c "CALL stage_norm.add_check('pc', 'stage')" postgres 2>&1)
