@@ -184,6 +184,16 @@ fn uncounted_transaction() {
 /// Internal: the effective mode of table `tbl` for this session (what the trigger would use now).
 #[pg_extern(stable, strict, parallel_safe, name = "_effective_mode")]
 fn effective_mode(tbl: pg_sys::Oid) -> &'static str {
+    // SAFETY: a syscache lookup in a transaction.
+    if unsafe { pg_sys::get_rel_relkind(tbl) } == 0 {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("relation with OID {} does not exist", u32::from(tbl)),
+            "effective_mode",
+        )
+        .set_hint("Name an existing table, e.g. 'public.portfolio'::regclass (a regclass of a dropped table names nothing).")
+        .report(PgLogLevel::ERROR);
+    }
     cache::refresh();
     crate::trigger::effective_mode(crate::trigger::override_mode_of(tbl)).name()
 }

@@ -36,8 +36,14 @@ SELECT c AS call, try(c) AS result FROM unnest(ARRAY[
     $$SELECT stage_norm.verify('bi', 'stage', tenant => 'nope')$$,
     $$SELECT (stage_norm.verify('bi', 'stage', tenant => 'fund')) IS NOT NULL$$,
     $$SELECT stage_norm._migrate_uncounted('bi'::regclass, 'stage')$$,
-    $$SELECT stage_norm.detach(0::oid::regclass)$$
+    $$SELECT stage_norm.detach(0::oid::regclass)$$,
+    $$SELECT stage_norm.effective_mode(0::oid::regclass)$$
 ]) AS c;
+-- One answers for a relation that does not exist on purpose: may_set_table_mode is the predicate
+-- of table_mode_settings' row security, which must not fail on an override a dropped table left
+-- (NULL: not the caller's to write; set_table_mode(oid, NULL) above clears it). reset_breaker(oid)
+-- likewise closes a dropped table's breaker (false when none was tripped; it needs the preload).
+SELECT stage_norm.may_set_table_mode(0::oid::regclass) AS may_set;
 -- Hiding writes from the statistics is migrate's alone: _migrate_uncounted needs the run's
 -- lock (above: 55000), and the function under it is not executable by PUBLIC.
 SELECT has_function_privilege('public', 'stage_norm._uncounted_transaction()', 'EXECUTE') AS public_may_hide_writes;
