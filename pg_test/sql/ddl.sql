@@ -52,6 +52,9 @@ CREATE TABLE carol_t (a int);
 ALTER TABLE carol_t ADD COLUMN b text;
 CREATE TEMP TABLE carol_tmp (a int);
 INSERT INTO gov VALUES (1, 'Series A') RETURNING *;
+-- Dropped here, not at the session's exit: DROP ROLE below would race the exiting backend's
+-- cleanup of its temporary schema (PostgreSQL's "cache lookup failed for relation").
+DROP TABLE carol_tmp;
 \c - postgres
 GRANT USAGE ON SCHEMA stage_norm TO PUBLIC;
 DROP TABLE carol_t, gov;
