@@ -6,7 +6,9 @@
 #   1. bench/run.sh on a throwaway cluster (scripts/with-cluster.sh): the wall-clock suites and
 #      the Node peer;
 #   2. bench/callgrind.sh: instruction counts of the trigger variants (CALLGRIND_ROWS, 100,000);
-#   3. the jsonb distribution variants by instructions (CALLGRIND_JSONB_ROWS, 1,000,000).
+#   3. the jsonb distribution variants by instructions (CALLGRIND_JSONB_ROWS, 1,000,000);
+#   4. bench/callgrind_migrate.sh: migrate against the single UPDATE by instructions, at
+#      CALLGRIND_MIGRATE_ROWS (default "100000 1000000"; #28's goals are at those sizes).
 # BENCH_QUICK=1: the whole pipeline in a few minutes (fewer rounds and rows, see bench/run.sh;
 # callgrind on 10,000 rows); the report then says it is a quick run. BENCH_NO_REPORT=1: the
 # log only. BENCH_NOTE='...': a sentence the report prints in its header (e.g. what else ran on
@@ -16,7 +18,7 @@ cd "$(dirname "$0")/.."
 log=bench/results/last-run.log
 mkdir -p bench/results
 if [[ -n ${BENCH_QUICK:-} && ${BENCH_QUICK} != 0 ]]; then
-  : "${CALLGRIND_ROWS:=10000}" "${CALLGRIND_JSONB_ROWS:=10000}"
+  : "${CALLGRIND_ROWS:=10000}" "${CALLGRIND_JSONB_ROWS:=10000}" "${CALLGRIND_MIGRATE_ROWS:=10000 100000}"
 fi
 cg_rows=${CALLGRIND_ROWS:-100000}
 cgj_rows=${CALLGRIND_JSONB_ROWS:-1000000}
@@ -33,6 +35,9 @@ set -o pipefail
   bash bench/callgrind.sh "$cg_rows"
   echo "== callgrind (jsonb distributions)"
   VARIANTS="startup j_none j_canonical" bash bench/callgrind.sh "$cgj_rows"
+  echo "== callgrind (migrate against one UPDATE)"
+  # shellcheck disable=SC2086
+  bash bench/callgrind_migrate.sh ${CALLGRIND_MIGRATE_ROWS:-100000 1000000}
   conf=""; for a in "$@"; do if [[ $a == --* ]]; then conf+="$a "; else conf+="'$a' "; fi; done
   printf 'RESULT\tmeta\tcluster_conf\t%s\n' "${conf% }"
   [[ -z ${BENCH_NOTE:-} ]] || printf 'RESULT\tmeta\tnote\t%s\n' "$BENCH_NOTE"

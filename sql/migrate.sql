@@ -33,7 +33,7 @@ CREATE TABLE stage_norm.migration_runs (
     nulls_after   bigint,
     rows_scanned  bigint NOT NULL DEFAULT 0,
     rows_updated  bigint NOT NULL DEFAULT 0,
-    rows_unknown  bigint NOT NULL DEFAULT 0,
+    rows_unknown  bigint,                       -- unknown values left in the column when it finished (counted then)
     batches       int NOT NULL DEFAULT 0,
     lock_retries  int NOT NULL DEFAULT 0,
     rows_restored bigint,                       -- rollback_migration: put back
@@ -54,7 +54,6 @@ CREATE TABLE stage_norm.migration_batches (
     key_to      text[],                         -- inclusive (NULL: to the end)
     rows_scanned bigint NOT NULL,
     rows_updated bigint NOT NULL,
-    rows_unknown bigint NOT NULL,
     duration_ms double precision NOT NULL,
     attempts    int NOT NULL,
     status      text NOT NULL CHECK (status IN ('done', 'failed')),
@@ -134,7 +133,7 @@ CREATE POLICY migrating_role ON stage_norm.migration_undo
 CREATE VIEW stage_norm.migration_tenant_progress AS
 SELECT r.run_id, r.table_name, r.column_name, r.tenant_column, b.tenant,
        count(*) FILTER (WHERE b.status = 'done') AS batches,
-       sum(b.rows_scanned) AS rows_scanned, sum(b.rows_updated) AS rows_updated, sum(b.rows_unknown) AS rows_unknown,
+       sum(b.rows_scanned) AS rows_scanned, sum(b.rows_updated) AS rows_updated,
        max(b.duration_ms) AS longest_batch_ms, min(b.finished_at) AS first_batch_at, max(b.finished_at) AS last_batch_at,
        -- walking now: this tenant's rows of the current partition are not all done
        (r.status <> 'finished' AND r.cursor_tenant IS NOT NULL AND r.cursor_key IS NOT NULL
@@ -149,7 +148,7 @@ SELECT r.run_id, r.table_name, r.column_name, r.tenant_column, b.tenant,
                 WHERE a.attrelid = r.relid AND a.attname = r.tenant_column AND NOT a.attisdropped
                   AND pg_catalog.has_column_privilege(a.attrelid, a.attnum, 'SELECT'))
  GROUP BY r.run_id, b.tenant;
-COMMENT ON VIEW stage_norm.migration_tenant_progress IS 'Runs of stage_norm.migrate(tenant => ...): batches, rows scanned, updated and unknown, and the longest batch, per tenant';
+COMMENT ON VIEW stage_norm.migration_tenant_progress IS 'Runs of stage_norm.migrate(tenant => ...): batches, rows scanned and updated, and the longest batch, per tenant';
 
 -- The expression that normalizes a value of each kind, and the predicates on (old, new).
 CREATE FUNCTION stage_norm._migrate_sql(kind text, part text)
@@ -163,7 +162,8 @@ AS $$
                                         ELSE 'stage_norm.normalize_stages(%1$s)' END
         -- a known variant: normalizes to something else, and (arrays) loses no element
         WHEN 'changes' THEN CASE kind WHEN 'array' THEN '(%1$s IS DISTINCT FROM %2$s AND stage_norm._array_unknowns(%1$s, %2$s) = 0)'
-                                      ELSE '(%2$s IS NOT NULL AND %1$s IS DISTINCT FROM %2$s)' END
+                                      -- one call of the normalizer: coalesce(NULL, v) is v, not distinct
+                                      ELSE '(%1$s IS DISTINCT FROM coalesce(%2$s, %1$s))' END
         -- not NULL, and no stage (text), not a valid distribution (jsonb), an unknown element (arrays)
         WHEN 'unknown' THEN CASE kind WHEN 'array' THEN '(stage_norm._array_unknowns(%1$s, %2$s) > 0)'
                                       ELSE '(%1$s IS NOT NULL AND %2$s IS NULL)' END
@@ -364,7 +364,6 @@ DECLARE
     v_leaf     oid;
     v_cursor   text[];
     v_to       text[];
-    v_unknown  text;            -- t.<col> is unknown
     v_colt     text;            -- t.<col>
     v_normt    text;            -- the normalized value of t.<col>
     v_changest text;            -- t.<col> is a known variant
@@ -380,7 +379,7 @@ DECLARE
     v_size     int;
     v_attempts int;
     v_done     int := 0;
-    v_scanned  bigint; v_updated bigint; v_unk bigint;
+    v_scanned  bigint; v_updated bigint;
     v_t0       timestamptz;
     v_ms       float8;
     v_err_state text; v_err_msg text; v_err_detail text; v_err_hint text;
@@ -529,7 +528,6 @@ BEGIN
     v_colt := 't.' || quote_ident(col);
     v_normt := format(stage_norm._migrate_sql(v_kind, 'normalize'), v_colt);
     v_changest := format(stage_norm._migrate_sql(v_kind, 'changes'), v_colt, v_normt);
-    v_unknown := format(stage_norm._migrate_sql(v_kind, 'unknown'), v_colt, v_normt);
     SELECT string_agg(format('%I', k), ', ' ORDER BY o),
            'ARRAY[' || string_agg(format('%I::text', k), ', ' ORDER BY o) || ']',
            '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') > (' || string_agg(format('$1[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')',
@@ -606,19 +604,20 @@ BEGIN
                         PERFORM set_config('synchronous_commit', 'off', true);
                         -- The batch's rewrites are not the application's writes: not counted.
                         PERFORM stage_norm._migrate_uncounted(tbl, col);
-                        -- The range: the next v_size keys after the cursor, its last key (NULL:
-                        -- to the end), and how many of its values are unknown.
-                        EXECUTE format($q$
-                            WITH k AS MATERIALIZED (
-                                SELECT %1$s AS _sn_key, %2$s AS _sn_unknown, row_number() OVER (ORDER BY %6$s) AS _sn_n
-                                  FROM %3$s t
-                                 WHERE %4$s AND ($1::text[] IS NULL OR %5$s)
-                                 ORDER BY %6$s LIMIT %7$s)
-                            SELECT count(*), count(*) FILTER (WHERE _sn_unknown),
-                                   (SELECT k2._sn_key FROM k k2 WHERE k2._sn_n = %7$s) FROM k$q$,
-                            v_keytext, v_unknown,
-                            v_leaf::regclass, v_tpred, v_gt, v_keylist, v_size)
-                           INTO v_scanned, v_unk, v_to USING v_cursor;
+                        -- The range: the next v_size keys after the cursor, up to its last key
+                        -- (NULL: to the end), read from the primary key alone. Unknown values are
+                        -- counted once, when the run finishes: counting them per batch read every
+                        -- row once more (8% of a run, docs/benchmarks.md, #28).
+                        EXECUTE format('SELECT %1$s FROM %2$s t WHERE %3$s AND ($1::text[] IS NULL OR %4$s) ORDER BY %5$s OFFSET %6$s LIMIT 1',
+                                       v_keytext, v_leaf::regclass, v_tpred, v_gt, v_keylist, v_size - 1)
+                           INTO v_to USING v_cursor;
+                        IF v_to IS NOT NULL THEN
+                            v_scanned := v_size;
+                        ELSE
+                            EXECUTE format('SELECT count(*) FROM %1$s t WHERE %2$s AND ($1::text[] IS NULL OR %3$s)',
+                                           v_leaf::regclass, v_tpred, v_gt)
+                               INTO v_scanned USING v_cursor;
+                        END IF;
                         IF NOT keep_undo THEN
                             -- One UPDATE of the range's known variants: PostgreSQL's own recheck
                             -- rewrites a row a concurrent writer changed meanwhile from its new
@@ -664,25 +663,24 @@ BEGIN
                         v_run.batches := v_run.batches + 1;   -- (undone below if this block fails)
                         v_run.rows_scanned := v_run.rows_scanned + v_scanned;
                         v_run.rows_updated := v_run.rows_updated + v_updated;
-                        v_run.rows_unknown := v_run.rows_unknown + v_unk;
-                        INSERT INTO stage_norm.migration_batches (run_id, batch, relid, tenant, key_from, key_to, rows_scanned, rows_updated, rows_unknown, duration_ms, attempts, status)
-                        VALUES (v_run.run_id, v_run.batches, v_leaf, v_group[1], v_cursor, v_to, v_scanned, v_updated, v_unk, v_ms, v_attempts, 'done')
+                        INSERT INTO stage_norm.migration_batches (run_id, batch, relid, tenant, key_from, key_to, rows_scanned, rows_updated, duration_ms, attempts, status)
+                        VALUES (v_run.run_id, v_run.batches, v_leaf, v_group[1], v_cursor, v_to, v_scanned, v_updated, v_ms, v_attempts, 'done')
                         ON CONFLICT (run_id, batch) DO UPDATE
                            SET relid = EXCLUDED.relid, tenant = EXCLUDED.tenant, key_from = EXCLUDED.key_from, key_to = EXCLUDED.key_to, rows_scanned = EXCLUDED.rows_scanned,
-                               rows_updated = EXCLUDED.rows_updated, rows_unknown = EXCLUDED.rows_unknown, duration_ms = EXCLUDED.duration_ms,
+                               rows_updated = EXCLUDED.rows_updated, duration_ms = EXCLUDED.duration_ms,
                                attempts = stage_norm.migration_batches.attempts + EXCLUDED.attempts, status = 'done', finished_at = EXCLUDED.finished_at;
                         UPDATE stage_norm.migration_runs r
                            SET batches = v_run.batches, rows_scanned = v_run.rows_scanned, rows_updated = v_run.rows_updated,
-                               rows_unknown = v_run.rows_unknown, cursor_relid = v_leaf, cursor_tenant = v_group, cursor_key = v_to,
+                               cursor_relid = v_leaf, cursor_tenant = v_group, cursor_key = v_to,
                                updated_at = clock_timestamp()
                          WHERE r.run_id = v_run.run_id;
                         v_eta := CASE WHEN v_run.rows_before > v_run.rows_scanned AND v_run.rows_scanned > 0
                                       THEN (date_trunc('second', (clock_timestamp() - v_run.started_at) * ((v_run.rows_before - v_run.rows_scanned)::float8 / v_run.rows_scanned)))::text
                                       ELSE '0' END;
-                        RAISE NOTICE 'stage_norm.migrate: run % batch %: % rows scanned, % updated, % unknown, % ms; % %% done, ETA %',
+                        RAISE NOTICE 'stage_norm.migrate: run % batch %: % rows scanned, % updated, % ms; % %% done, ETA %',
                             v_run.run_id,
                             v_run.batches || CASE WHEN v_tencol IS NOT NULL THEN format(' (%s %s)', v_tencol, coalesce(v_group[1], 'NULL')) ELSE '' END,
-                            v_scanned, v_updated, v_unk, round(v_ms::numeric, 1),
+                            v_scanned, v_updated, round(v_ms::numeric, 1),
                             CASE WHEN v_run.rows_before > 0 THEN round(100.0 * least(v_run.rows_scanned, v_run.rows_before) / v_run.rows_before, 1) ELSE 100 END,
                             v_eta;
                     EXCEPTION
@@ -724,8 +722,8 @@ BEGIN
                     IF v_err_state = '55P03' THEN
                         v_err_msg := format('batch %s could not lock its rows after %s attempts of %s ms', v_run.batches + 1, v_attempts, lock_timeout_ms);
                     END IF;
-                    INSERT INTO stage_norm.migration_batches (run_id, batch, relid, tenant, key_from, key_to, rows_scanned, rows_updated, rows_unknown, duration_ms, attempts, status)
-                    VALUES (v_run.run_id, v_run.batches + 1, v_leaf, v_group[1], v_cursor, v_to, 0, 0, 0,
+                    INSERT INTO stage_norm.migration_batches (run_id, batch, relid, tenant, key_from, key_to, rows_scanned, rows_updated, duration_ms, attempts, status)
+                    VALUES (v_run.run_id, v_run.batches + 1, v_leaf, v_group[1], v_cursor, v_to, 0, 0,
                             extract(epoch FROM clock_timestamp() - v_t0) * 1000, v_attempts, 'failed')
                     ON CONFLICT (run_id, batch) DO UPDATE SET attempts = EXCLUDED.attempts, status = 'failed', finished_at = EXCLUDED.finished_at;
                     PERFORM stage_norm._migrate_stop(v_run.run_id, v_lock, v_err_state || ': ' || v_err_msg);
@@ -762,14 +760,16 @@ BEGIN
         RAISE NOTICE 'stage_norm.migrate: run % paused after % batches (max_batches); CALL it again to continue', v_run.run_id, v_done;
     ELSE
         -- The verifier's summary in the same scan as the final row count (the whole verify
-        -- report, per stage and most frequent values, is one call away); per tenant for tenant
-        -- runs.
-        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE %1$I IS NULL), count(*) FILTER (WHERE %2$s) FROM %3$s t',
+        -- report, per stage and most frequent values, is one call away), and the unknown values
+        -- the run left (normalized only where not canonical); per tenant for tenant runs.
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE t._sn_v IS NULL), count(*) FILTER (WHERE t._sn_bad), count(*) FILTER (WHERE t._sn_bad AND %1$s) '
+                       'FROM (SELECT t.%2$I AS _sn_v, %3$s AS _sn_bad FROM %4$s t OFFSET 0) t',
+                       format(stage_norm._migrate_sql(v_kind, 'unknown'), 't._sn_v', format(stage_norm._migrate_sql(v_kind, 'normalize'), 't._sn_v')),
                        col, format(stage_norm._migrate_sql(v_kind, 'bad'), v_colt), tbl)
-           INTO v_run.rows_after, v_run.nulls_after, v_bad;
+           INTO v_run.rows_after, v_run.nulls_after, v_bad, v_run.rows_unknown;
         UPDATE stage_norm.migration_runs r
            SET status = 'finished', finished_at = clock_timestamp(), updated_at = clock_timestamp(), pid = NULL,
-               rows_after = v_run.rows_after, nulls_after = v_run.nulls_after, cursor_key = NULL
+               rows_after = v_run.rows_after, nulls_after = v_run.nulls_after, rows_unknown = v_run.rows_unknown, cursor_key = NULL
          WHERE r.run_id = v_run.run_id;
         IF v_tencol IS NOT NULL THEN
             v_summary := stage_norm.verify(tbl, col, v_tencol);
@@ -1262,9 +1262,9 @@ BEGIN
         -- read the migration tables: not every reader of the table may).
         v_run := NULL;
         IF v_runs_readable THEN
-        SELECT jsonb_object_agg(coalesce(b.tenant, 'NULL'), jsonb_build_object('batches', b.n, 'rows_updated', b.u, 'rows_unknown', b.k))
+        SELECT jsonb_object_agg(coalesce(b.tenant, 'NULL'), jsonb_build_object('batches', b.n, 'rows_updated', b.u))
           INTO v_run
-          FROM (SELECT b.tenant, count(*) AS n, sum(b.rows_updated) AS u, sum(b.rows_unknown) AS k
+          FROM (SELECT b.tenant, count(*) AS n, sum(b.rows_updated) AS u
                   FROM stage_norm.migration_batches b
                  WHERE b.status = 'done' AND b.run_id = (SELECT r.run_id FROM stage_norm.migration_runs r
                                                           WHERE r.relid = tbl AND r.column_name = col AND r.tenant_column = verify.tenant

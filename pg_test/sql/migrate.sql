@@ -14,7 +14,7 @@ SELECT stage, count(*) FROM pc GROUP BY 1 ORDER BY 1;
 SELECT run_id, table_name, column_name, column_kind, key_columns, status, rows_before, rows_after, nulls_before, nulls_after,
        rows_scanned, rows_updated, rows_unknown, batches, lock_retries, pid, cursor_key
   FROM stage_norm.migration_runs;
-SELECT batch, key_from, key_to, rows_scanned, rows_updated, rows_unknown, attempts, status
+SELECT batch, key_from, key_to, rows_scanned, rows_updated, attempts, status
   FROM stage_norm.migration_batches ORDER BY batch;
 SELECT count(*) AS undo_rows, sum(cardinality(old_values)) AS undo_values,
        (SELECT count(DISTINCT k) FROM stage_norm.migration_undo, unnest(keys) k WHERE run_id = 1) AS keys
@@ -120,7 +120,7 @@ CALL stage_norm.migrate('tn', 'stage', batch_size => 5, max_batches => 1);
 SELECT status, batches, cursor_tenant, cursor_key FROM stage_norm.migration_runs WHERE table_name = 'tn';
 CALL stage_norm.migrate('tn', 'stage', batch_size => 5, tenant => 'fund_id');
 SELECT status, batches, rows_scanned, rows_updated, rows_unknown, rows_before, rows_after FROM stage_norm.migration_runs WHERE table_name = 'tn';
-SELECT b.batch, b.tenant, b.key_from, b.key_to, b.rows_scanned, b.rows_updated, b.rows_unknown
+SELECT b.batch, b.tenant, b.key_from, b.key_to, b.rows_scanned, b.rows_updated
   FROM stage_norm.migration_batches b JOIN stage_norm.migration_runs r USING (run_id) WHERE r.table_name = 'tn' ORDER BY b.batch;
 -- every row lies in exactly one batch of its own fund, and the batches' counts are the funds'
 SELECT count(*) AS rows, count(*) FILTER (WHERE n <> 1) AS not_in_one_batch
@@ -132,7 +132,7 @@ SELECT count(*) AS rows, count(*) FILTER (WHERE n <> 1) AS not_in_one_batch
 SELECT f.fund, f.n, p.rows_scanned FROM (SELECT coalesce(fund_id::text, '-') AS fund, count(*) AS n FROM tn GROUP BY 1) f
   FULL JOIN (SELECT coalesce(tenant, '-') AS fund, rows_scanned FROM stage_norm.migration_tenant_progress WHERE table_name = 'tn') p USING (fund)
  WHERE f.n IS DISTINCT FROM p.rows_scanned;
-SELECT tenant, batches, rows_scanned, rows_updated, rows_unknown, in_progress
+SELECT tenant, batches, rows_scanned, rows_updated, in_progress
   FROM stage_norm.migration_tenant_progress WHERE table_name = 'tn' ORDER BY tenant NULLS LAST;
 SELECT jsonb_pretty(v->'tenants') FROM stage_norm.verify('tn', 'stage', tenant => 'fund_id') v;
 SELECT run_id AS run_tn FROM stage_norm.migration_runs WHERE table_name = 'tn' \gset
