@@ -2932,6 +2932,11 @@ $$;
 COMMENT ON FUNCTION stage_norm.config_fingerprint() IS
     'This node''s stage_norm configuration (version, stage set, aliases, Citus overrides, server settings), as compared by stage_norm.citus_check()';
 
+-- The prepared, uncommitted transactions that change stage_norm's configuration here (#28).
+CREATE FUNCTION stage_norm._prepared_config_changes() RETURNS text
+VOLATILE STRICT PARALLEL RESTRICTED
+LANGUAGE c AS 'MODULE_PATHNAME', 'prepared_config_changes_sql_wrapper';
+
 -- Every node's configuration against the coordinator's: one row per node and item.
 CREATE FUNCTION stage_norm.citus_check()
 RETURNS TABLE (nodeid int, node text, item text, value text, matches boolean)
@@ -2949,7 +2954,9 @@ BEGIN
     SELECT jsonb_object_agg(f.item, f.value) INTO v_local FROM stage_norm.config_fingerprint() f;
     FOR r IN EXECUTE
         'SELECT a.nodeid, coalesce(n.nodename || '':'' || n.nodeport, ''this node'') AS node, a.success, a.result '
-        '  FROM pg_catalog.run_command_on_all_nodes($q$SELECT pg_catalog.jsonb_object_agg(item, value) FROM stage_norm.config_fingerprint()$q$) a '
+        '  FROM pg_catalog.run_command_on_all_nodes($q$SELECT pg_catalog.jsonb_object_agg(item, value) '
+        '          || pg_catalog.jsonb_build_object(''prepared_config_changes'', stage_norm._prepared_config_changes()) '
+        '     FROM stage_norm.config_fingerprint()$q$) a '
         '  LEFT JOIN pg_catalog.pg_dist_node n ON n.nodeid = a.nodeid ORDER BY a.nodeid'
     LOOP
         nodeid := r.nodeid;
@@ -2968,6 +2975,14 @@ BEGIN
             matches := (v_remote ->> v_key) IS NOT DISTINCT FROM (v_local ->> v_key);
             RETURN NEXT;
         END LOOP;
+        -- A transaction prepared on the node that changes the configuration and is not committed
+        -- (a node that failed between PREPARE and COMMIT): until it is, the node judges rows by
+        -- the configuration before it (docs/scaling.md).
+        item := 'prepared_config_changes';
+        value := (v_remote ->> 'prepared_config_changes')
+                 || ': not committed; this node serves the configuration before them until they are. Run SELECT recover_prepared_transactions() on the coordinator.';
+        matches := value IS NULL;
+        RETURN NEXT;
     END LOOP;
 END
 $$;

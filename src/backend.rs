@@ -91,3 +91,46 @@ macro_rules! pg_finfo_v1 {
         }
     };
 }
+
+/// A tuple descriptor's attributes, as a slice. PostgreSQL 18 put an array of `CompactAttribute`
+/// first and the `FormData_pg_attribute`s after it (`TupleDescAttr()`, an inline function there);
+/// 15 and 17 keep `attrs` as the flexible member.
+///
+/// # Safety
+/// `desc` is a valid tuple descriptor that outlives the slice.
+#[cfg(not(feature = "pg18"))]
+pub(crate) unsafe fn attrs<'a>(desc: pgrx::pg_sys::TupleDesc) -> &'a [pgrx::pg_sys::FormData_pg_attribute] {
+    (*desc).attrs.as_slice((*desc).natts as usize)
+}
+#[cfg(feature = "pg18")]
+pub(crate) unsafe fn attrs<'a>(desc: pgrx::pg_sys::TupleDesc) -> &'a [pgrx::pg_sys::FormData_pg_attribute] {
+    let natts = (*desc).natts as usize;
+    let first = (*desc).compact_attrs.as_ptr().add(natts) as *const pgrx::pg_sys::FormData_pg_attribute;
+    std::slice::from_raw_parts(first, natts)
+}
+
+/// The first column of the first row of a catalog query, as text (None: no row, NULL, or the
+/// query did not run), through SPI in read-only mode: unlike pgrx's `Spi`, which runs a query
+/// read-write once the transaction has an xid, this increments no command counter, so a
+/// trigger may look something up in the middle of a statement without changing the command id
+/// that tells its statements apart (`trigger::report::statement_id`).
+///
+/// # Safety
+/// Inside a transaction, where SPI may connect; `query` reads catalogs only (no side effects),
+/// with every name and operator qualified.
+pub unsafe fn read_only_text(query: &std::ffi::CStr) -> Option<String> {
+    use pgrx::pg_sys;
+    if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
+        return None;
+    }
+    let mut out = None;
+    if pg_sys::SPI_execute(query.as_ptr(), true, 1) == pg_sys::SPI_OK_SELECT as i32 && pg_sys::SPI_processed > 0 {
+        let tt = pg_sys::SPI_tuptable;
+        let v = pg_sys::SPI_getvalue(*(*tt).vals, (*tt).tupdesc, 1);
+        if !v.is_null() {
+            out = Some(crate::encoding::text_of(std::ffi::CStr::from_ptr(v).to_bytes()));
+        }
+    }
+    pg_sys::SPI_finish();
+    out
+}

@@ -595,3 +595,39 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
     pg_sys::SetUserIdAndSecContext(save_user, save_sec);
     (set, aliases, modes)
 }
+
+/// The prepared transactions of this database that changed stage_norm's configuration (they hold
+/// a lock on one of its tables other than the migration's: `aliases`, the mode overrides, a
+/// Citus placement of them) and are not committed yet, as `gid (prepared at)`, comma-separated;
+/// None when there are none, or when they cannot be read.
+///
+/// Until such a transaction is committed (`COMMIT PREPARED`; on Citus, by the coordinator's
+/// `recover_prepared_transactions()`, which its maintenance daemon runs every
+/// `citus.recover_2pc_interval`), this node judges rows by the configuration before it: a Citus
+/// worker that failed between PREPARE and COMMIT serves the old aliases and stage set. The
+/// trigger names them in the DETAIL of what it reports (a cold path), and `citus_check` per node.
+pub(crate) fn prepared_config_changes() -> Option<String> {
+    // Read-only SPI: no command counter increment in the middle of the caller's statement.
+    unsafe {
+        crate::backend::read_only_text(
+            c"SELECT pg_catalog.string_agg(DISTINCT pg_catalog.format('%s (%s)', p.gid, p.prepared), ', ') \
+                FROM pg_catalog.pg_prepared_xacts p \
+                JOIN pg_catalog.pg_locks x ON x.locktype OPERATOR(pg_catalog.=) 'transactionid' \
+                                          AND x.transactionid OPERATOR(pg_catalog.=) p.transaction \
+                JOIN pg_catalog.pg_locks l ON l.virtualtransaction OPERATOR(pg_catalog.=) x.virtualtransaction \
+                                          AND l.locktype OPERATOR(pg_catalog.=) 'relation' \
+                JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relation \
+                JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+               WHERE p.database OPERATOR(pg_catalog.=) pg_catalog.current_database() \
+                 AND n.nspname OPERATOR(pg_catalog.=) 'stage_norm' \
+                 AND NOT c.relname::pg_catalog.text OPERATOR(pg_catalog.~~) 'migration\\_%'",
+        )
+    }
+}
+
+/// `stage_norm._prepared_config_changes()`: [`prepared_config_changes`], for `citus_check` on
+/// every node.
+#[pg_extern(volatile, parallel_restricted, name = "_prepared_config_changes")]
+fn prepared_config_changes_sql() -> Option<String> {
+    prepared_config_changes()
+}

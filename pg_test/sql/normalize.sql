@@ -1,5 +1,6 @@
 -- normalize_stage: the contract's examples, rules and unknowns.
-SELECT label, stage_norm.normalize_stage(label) AS stage, stage_norm.stage_key(label) AS key
+-- (U+200B shown by name: psql's character widths differ between releases)
+SELECT replace(label, U&'\200B', '<U+200B>') AS label, stage_norm.normalize_stage(label) AS stage, stage_norm.stage_key(label) AS key
   FROM (VALUES ('Series A '), ('pre_seed'), ('seriesB'), ('Series D'), ('Series A-2 Round'),
                ('Ｓｅｒｉｅｓ　Ａ'), ('Series C Plus'), (''), ('Seed Round'), ('PRE-SEED'),
                ('series c+'), ('Series E3'), ('series z plus'), ('Series B–1'), ('pre−seed'),

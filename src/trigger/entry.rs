@@ -47,8 +47,8 @@ pub(super) struct Entry {
     /// the per-statement bound on warnings counts per attached table.
     pub(super) attached: pg_sys::Oid,
     /// Its name, schema-qualified name, and what this table is of it ("partition", or "shard"
-    /// for a Citus shard whose trigger names its logical table: [`LOGICAL_PREFIX`]), when it is
-    /// not this table.
+    /// for a Citus shard whose trigger names its logical table: [`LOGICAL_PREFIX`], or
+    /// [`SECONDARY_PLACEMENT`]), when it is not this table.
     pub(super) attached_name: Option<(String, String, &'static str)>,
     pub(super) columns: Vec<Column>,
     /// Primary-key columns: (attnum, typlen, typbyval). Empty when the table has none.
@@ -269,7 +269,7 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         .set_hint("Create it with stage_norm.attach(table, column, ...).")
         .report(PgLogLevel::ERROR);
     }
-    let attrs = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize);
+    let attrs = crate::backend::attrs(tupdesc);
     let partition_columns = partition_qual_columns(rel);
     // In-row rewrites only for heap tables: a foreign table's slot is a heap slot too, but its
     // FDW may keep its own pointer to the tuple; other access methods fall back as well.
@@ -450,7 +450,11 @@ unsafe fn logical_table(relid: pg_sys::Oid, logical: &str) -> (pg_sys::Oid, Opti
     let Ok(text) = CString::new(logical) else { return alone };
     // attach writes the name with %I; a hand-written argument that does not parse is refused
     // (42602, from stringToQualifiedNameList) when the trigger first runs.
+    #[cfg(feature = "pg15")]
     let names = pg_sys::stringToQualifiedNameList(text.as_ptr());
+    // 16 added a soft-error context; NULL keeps the error thrown, as 15 does.
+    #[cfg(not(feature = "pg15"))]
+    let names = pg_sys::stringToQualifiedNameList(text.as_ptr(), std::ptr::null_mut());
     let rv = pg_sys::makeRangeVarFromNameList(names);
     let oid = pg_sys::RangeVarGetRelidExtended(rv, pg_sys::NoLock as i32, pg_sys::RVROption::RVR_MISSING_OK, None, std::ptr::null_mut());
     if oid == pg_sys::InvalidOid || oid == relid || pg_sys::get_rel_namespace(oid) != pg_sys::get_rel_namespace(relid) {
@@ -472,21 +476,46 @@ unsafe fn logical_table(relid: pg_sys::Oid, logical: &str) -> (pg_sys::Oid, Opti
         return alone;
     }
     let qualified = format!("{}.{name}", name_of(CStr::from_ptr(ns)));
-    (oid, Some((name, qualified, "shard")))
+    let via = if is_secondary_placement(oid, shardid) { SECONDARY_PLACEMENT } else { "shard" };
+    (oid, Some((name, qualified, via)))
+}
+
+/// What a shard's trigger calls its table in messages when this node holds a copy of a
+/// reference table's shard other than the first (the placement of the lowest group): Citus runs
+/// a write on every copy, and relays each node's WARNINGs to the client, so only the first
+/// copy's reach it (once per statement, not once per node); the others go to the server log.
+pub(super) const SECONDARY_PLACEMENT: &str = "placement";
+
+/// Whether `shardid` of `logical` is a reference table's (partition method `n`, one shard with
+/// a copy on every node) and this node's group is not the lowest that holds a copy of it.
+unsafe fn is_secondary_placement(logical: pg_sys::Oid, shardid: i64) -> bool {
+    // Read-only SPI (no command counter increment in the middle of the writer's statement);
+    // the two numbers are formatted into the query.
+    let query = format!(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p \
+                         WHERE p.logicalrelid::pg_catalog.oid OPERATOR(pg_catalog.=) {} \
+                           AND p.partmethod OPERATOR(pg_catalog.=) 'n') \
+            AND (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g) \
+                OPERATOR(pg_catalog.<>) (SELECT pg_catalog.min(pl.groupid) FROM pg_catalog.pg_dist_placement pl \
+                                          WHERE pl.shardid OPERATOR(pg_catalog.=) {shardid})",
+        logical.to_u32()
+    );
+    let Ok(query) = CString::new(query) else { return false };
+    crate::backend::read_only_text(&query).as_deref() == Some("t")
 }
 
 /// Whether Citus lists `shardid` as a shard of `logical` (pg_dist_shard, readable by everyone).
 /// Run as the writer: only pg_catalog names and operators, qualified.
 unsafe fn is_shard_of(logical: pg_sys::Oid, shardid: i64) -> bool {
-    Spi::get_one_with_args::<bool>(
+    // Read-only SPI, as in is_secondary_placement.
+    let query = format!(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_shard s \
-                         WHERE s.logicalrelid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 \
-                           AND s.shardid OPERATOR(pg_catalog.=) $2)",
-        &[logical.into(), shardid.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
+                         WHERE s.logicalrelid::pg_catalog.oid OPERATOR(pg_catalog.=) {} \
+                           AND s.shardid OPERATOR(pg_catalog.=) {shardid})",
+        logical.to_u32()
+    );
+    let Ok(query) = CString::new(query) else { return false };
+    crate::backend::read_only_text(&query).as_deref() == Some("t")
 }
 
 /// Does domain `domain` accept `value`? Evaluated once per column and canonical stage when the
@@ -499,11 +528,12 @@ pub(super) unsafe fn domain_accepts(domain: pg_sys::Oid, value: pg_sys::Datum) -
     .is_some()
 }
 
-#[cfg(not(any(feature = "pg17", feature = "pg18")))]
+/// The primary key's index (18 added `deferrable_ok`: a deferrable key is no key here either).
+#[cfg(not(feature = "pg18"))]
 pub(super) unsafe fn primary_key_index(rel: pg_sys::Relation) -> pg_sys::Oid {
     pg_sys::RelationGetPrimaryKeyIndex(rel)
 }
-#[cfg(any(feature = "pg17", feature = "pg18"))]
+#[cfg(feature = "pg18")]
 pub(super) unsafe fn primary_key_index(rel: pg_sys::Relation) -> pg_sys::Oid {
     pg_sys::RelationGetPrimaryKeyIndex(rel, false)
 }

@@ -556,7 +556,8 @@ unsafe extern "C-unwind" fn summary_statement(fcinfo: pg_sys::FunctionCallInfo) 
         Some(w) if w.statement == statement_id() => w.unknown.remove(&relid).unwrap_or(0),
         _ => 0,
     };
-    if unknown > WARNINGS_PER_STATEMENT {
+    let secondary = matches!(&attached_name, Some((_, _, via)) if *via == entry::SECONDARY_PLACEMENT);
+    if unknown > WARNINGS_PER_STATEMENT && !secondary {
         let own = crate::encoding::text_of(CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_bytes());
         let table = match attached_name {
             Some((parent, _, via)) => format!("\"{parent}\" ({via} \"{own}\")"),

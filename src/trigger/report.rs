@@ -281,12 +281,17 @@ pub(super) fn report_unknown(e: &Entry, col: &Column, p: &Problem, mode: Mode) {
             Problem::Structured(st) if st.what == "stage array" => "the array was stored with its known stages rewritten and the rest as they are",
             _ => "the value was stored as it is",
         };
+        let (pending, remedy) = pending_config_note();
         let detail = if mode == Mode::Enforce {
-            format!("stage_norm enforces on table {table}, but this row is outside stage_norm.enforce_percent (canary), so {stored}.{}", why_detail(p))
+            format!("stage_norm enforces on table {table}, but this row is outside stage_norm.enforce_percent (canary), so {stored}.{}{pending}", why_detail(p))
         } else {
-            format!("stage_norm mode is warn for table {table}: {stored}.{}", why_detail(p))
+            format!("stage_norm mode is warn for table {table}: {stored}.{}{pending}", why_detail(p))
         };
-        client_warning(value_message(e, col, p), detail, Some(hint(p)));
+        // The first copy of a reference table's shard tells the client (once, not per node);
+        // every copy still samples its server-log line below.
+        if !matches!(e.attached_name, Some((_, _, via)) if via == super::entry::SECONDARY_PLACEMENT) {
+            client_warning(value_message(e, col, p), detail, Some(hint(p) + &remedy));
+        }
     }
     log_sample(e, col, p, mode);
 }
@@ -350,19 +355,48 @@ fn logfmt_word(s: &str) -> String {
     }
 }
 
+/// Prepared configuration changes seen by this statement (looked up once per statement, and
+/// only when a value is reported or rejected: never on the rewrite path).
+static PENDING: Global<Option<((pg_sys::TimestampTz, pg_sys::CommandId), Option<String>)>> = Global::new(None);
+
+/// What a report adds when this node judges rows by a configuration that a prepared, not yet
+/// committed transaction changes ([`crate::cache::prepared_config_changes`]): a sentence for
+/// the DETAIL and one for the HINT, or two empty strings.
+pub(super) fn pending_config_note() -> (String, String) {
+    let now = statement_id();
+    // SAFETY: single-threaded; not reentrant (prepared_config_changes does not reach PENDING).
+    let cached = unsafe { PENDING.get() }.as_ref().filter(|(at, _)| *at == now).map(|(_, g)| g.clone());
+    let gids = match cached {
+        Some(g) => g,
+        None => {
+            let g = crate::cache::prepared_config_changes();
+            unsafe { *PENDING.get() = Some((now, g.clone())) };
+            g
+        }
+    };
+    match gids {
+        None => (String::new(), String::new()),
+        Some(g) => (
+            format!(" It was judged by this node's configuration before prepared transaction(s) {g}, which change it and are not committed yet."),
+            " Commit them (COMMIT PREPARED; on Citus, SELECT recover_prepared_transactions() on the coordinator) and write the row again.".into(),
+        ),
+    }
+}
+
 /// Builds the 23514 error (palloc'd) that the raw entry point throws.
 pub(super) unsafe fn rejection(e: &Entry, col: &Column, p: &Problem) -> *mut pg_sys::ErrorData {
     let table = qualified_table(e);
+    let (pending, remedy) = pending_config_note();
     let detail = match p {
-        Problem::Text(_, Why::Unknown) => format!("stage_norm enforces on table {table}: the value matches no canonical stage, built-in rule or alias."),
-        _ => format!("stage_norm enforces on table {table}.{}", why_detail(p)),
+        Problem::Text(_, Why::Unknown) => format!("stage_norm enforces on table {table}: the value matches no canonical stage, built-in rule or alias.{pending}"),
+        _ => format!("stage_norm enforces on table {table}.{}{pending}", why_detail(p)),
     };
     let edata = error_data(
         pg_sys::PGERROR,
         PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
         value_message(e, col, p),
         Some(detail),
-        Some(hint(p)),
+        Some(hint(p) + &remedy),
     );
     (*edata).schema_name = pg_sys::pstrdup(e.schema.as_ptr());
     (*edata).table_name = pg_sys::pstrdup(e.table.as_ptr());

@@ -98,7 +98,7 @@ impl Write {
                 if attnum <= 0 || attnum > (*desc).natts {
                     return false;
                 }
-                let generated = (*desc).attrs.as_slice((*desc).natts as usize)[(attnum - 1) as usize].attgenerated != 0;
+                let generated = crate::backend::attrs(desc)[(attnum - 1) as usize].attgenerated != 0;
                 if !key.contains(&(attnum as i16)) && !generated {
                     return false;
                 }
