@@ -44,6 +44,34 @@ $$;
 COMMENT ON FUNCTION stage_norm._check_relation(regclass, boolean) IS
     'Internal: 42P01 when tbl names no relation; with governed, 42809/42501 when it is no table stage_norm may govern';
 
+-- Refuses a generated column for a caller that writes it (attach, migrate): 428C9. PostgreSQL
+-- computes a stored generated column after the BEFORE triggers (which see NULL there) and a
+-- virtual one (18) when it is read, so the trigger could neither judge nor rewrite it, and an
+-- UPDATE may not set it.
+CREATE FUNCTION stage_norm._writable_column(tbl regclass, col name, caller text)
+RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_gen "char";
+BEGIN
+    SELECT a.attgenerated INTO v_gen FROM pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF v_gen IS NOT NULL AND v_gen <> '' THEN
+        RAISE EXCEPTION 'column "%" of % is a generated column: stage_norm.% cannot govern it', col, tbl, caller
+            USING ERRCODE = 'generated_always', COLUMN = col,
+                  TABLE = (SELECT c.relname FROM pg_class c WHERE c.oid = tbl),
+                  SCHEMA = (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl),
+                  DETAIL = format('PostgreSQL computes it (%s) from other columns: a BEFORE trigger sees NULL there and cannot rewrite it, and an UPDATE cannot set it.',
+                                  CASE v_gen WHEN 's' THEN 'stored, after the BEFORE triggers' ELSE 'virtual, when it is read' END),
+                  HINT = 'Govern the columns it is computed from; CALL stage_norm.add_check(...) can still constrain the generated column itself.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._writable_column(regclass, name, text) IS
+    'attach and migrate: 428C9 for a generated column (the trigger cannot judge or rewrite it)';
+
 -- The type of the tenant column of tbl for migrate and verify, or a clear error: 22023 for an
 -- empty name or the governed column itself, 42703 for a name that is no ordinary column
 -- (system columns such as ctid or xmin included), 42501 without SELECT on it.

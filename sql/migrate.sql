@@ -422,6 +422,7 @@ BEGIN
     -- A table stage_norm may govern: not a view, a catalog or stage_norm's own (it writes).
     PERFORM stage_norm._check_relation(tbl, true);
     v_kind := stage_norm._stage_column(tbl, col);
+    PERFORM stage_norm._writable_column(tbl, col, 'migrate');
     -- It runs with the caller's rights: refuse up front rather than in the first batch.
     IF NOT has_column_privilege(tbl, col, 'UPDATE') OR NOT has_column_privilege(tbl, col, 'SELECT') THEN
         RAISE EXCEPTION 'permission denied to migrate column "%" of %', col, v_tblname

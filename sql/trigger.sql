@@ -297,6 +297,7 @@ BEGIN
     -- canonical stage of the current set.
     FOREACH v_col IN ARRAY cols LOOP
         PERFORM stage_norm._stage_column(tbl, v_col);
+        PERFORM stage_norm._writable_column(tbl, v_col, 'attach');
     END LOOP;
     SELECT string_agg(format('%L', c), ', ' ORDER BY o) INTO v_args
       FROM unnest(cols) WITH ORDINALITY AS u(c, o);
