@@ -17,7 +17,10 @@ say() { printf 'bootstrap: %s\n' "$*"; }
 pkgs=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib libclang-dev clang
       pkg-config sudo postgresql-$PG_MAJOR-plpgsql-check valgrind postgresql-$PG_MAJOR-cron
       prometheus prometheus-postgres-exporter jq yq curl pgbouncer postgresql-$PG_MAJOR-partman dpkg-dev
-      gnuplot-nox)
+      gnuplot-nox
+      # scripts/build-pg.sh: PostgreSQL 17 and 18 from source
+      build-essential bison flex libicu-dev libssl-dev liblz4-dev libzstd-dev libxml2-dev
+      libreadline-dev zlib1g-dev bzip2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,10 +42,18 @@ else
   say "cargo-pgrx $PGRX_VERSION present"
 fi
 
-# 3. pgrx's config pointing at the system PostgreSQL (offline; no download).
-if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-  say "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
-  cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG" >/dev/null
+# 3. PostgreSQL 17 and 18, built from Debian's source packages (once per machine; about eight
+#    minutes each on two cores): scripts/build-pg.sh.
+here=$(cd "$(dirname "$0")" && pwd)
+PG17_CONFIG=$(bash "$here/build-pg.sh" 17)
+PG18_CONFIG=$(bash "$here/build-pg.sh" 18)
+
+# 4. pgrx's config pointing at the three servers (offline; no download).
+config="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
+if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "$config" || ! grep -qs "pg17 = \"$PG17_CONFIG\"" "$config" \
+   || ! grep -qs "pg18 = \"$PG18_CONFIG\"" "$config"; then
+  say "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG --pg17 $PG17_CONFIG --pg18 $PG18_CONFIG"
+  cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG" --pg17 "$PG17_CONFIG" --pg18 "$PG18_CONFIG" >/dev/null
 else
-  say "pgrx configured for pg$PG_MAJOR"
+  say "pgrx configured for pg$PG_MAJOR, pg17 and pg18"
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Debian package, installed as a user would: the files `make install` put into the system
-# PostgreSQL 15 are set aside first (so only the package provides stage_norm), the .deb is
+# The Debian package, installed as a user would: the files `make install` put into the
+# PostgreSQL under test (PG_CONFIG: 15's, or 17's or 18's built here) are set aside first (so only the package provides stage_norm), the .deb is
 # installed with dpkg, a throwaway cluster runs CREATE EXTENSION and a smoke query (and the
 # 0.1.0 -> 0.2.0 update from the package's own scripts), the package is removed with dpkg -r and
 # every one of its files must be gone; then the set-aside files are put back.
@@ -21,7 +21,12 @@ restore() {
 trap restore EXIT
 for f in "${files[@]}"; do [[ -e "$f" ]] && mv "$f" "$aside/"; done
 [[ ! -e "$lib/stage_norm.so" ]] || { echo "package-test: could not set aside $lib/stage_norm.so" >&2; exit 1; }
-dpkg -i "$deb" >/dev/null
+# On 17 and 18 the server here is built from source, not Debian's postgresql-NN package (whose
+# binaries need a newer libc than Debian 12's), so the dependency cannot be met by dpkg here; on
+# trixie or forky it is.
+force=()
+[[ $name == postgresql-15-* ]] || force=(--force-depends)
+dpkg "${force[@]}" -i "$deb" >/dev/null
 echo "package-test: installed $(dpkg-query -W -f='${Package} ${Version}' "$name")"
 mapfile -t owned < <(dpkg -L "$name" | while read -r p; do [[ -f "$p" ]] && echo "$p"; done)
 printf '  %s\n' "${owned[@]}"

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# make package: a Debian package of stage_norm for PostgreSQL 15 (the server Debian ships),
-#   target/postgresql-15-stage-norm_<version>-1_<arch>.deb
+# make package [PG=17|18]: a Debian package of stage_norm for one PostgreSQL major,
+#   target/postgresql-NN-stage-norm_<version>-1_<arch>.deb
+# laid out as Debian's postgresql-NN keeps extensions (/usr/lib/postgresql/NN/lib,
+# /usr/share/postgresql/NN/extension): 15's pg_config reports those paths, and the 17 and 18
+# servers built here (scripts/build-pg.sh) keep their libraries and shared files there too.
 # with the shared library, the control file, the install script of this version, the frozen
 # 0.1.0 install script and the upgrade script, under the paths pg_config reports. Depends on
 # postgresql-15. Built with cargo pgrx package (release) and dpkg-deb (dpkg-dev).
@@ -13,7 +16,11 @@ arch=$(dpkg --print-architecture)
 name=postgresql-$major-stage-norm
 stage=target/package/$name
 rm -rf "$stage" && mkdir -p "$stage"
-cargo pgrx package --pg-config "$PG_CONFIG" --out-dir "$stage" >/dev/null
+lib_dir=$("$PG_CONFIG" --pkglibdir) share_dir=$("$PG_CONFIG" --sharedir)
+[[ $lib_dir == /usr/lib/postgresql/$major/lib && $share_dir == /usr/share/postgresql/$major ]] \
+  || { echo "package: $PG_CONFIG does not have Debian's layout ($lib_dir, $share_dir)" >&2; exit 1; }
+# shellcheck disable=SC2086
+cargo pgrx package --pg-config "$PG_CONFIG" --out-dir "$stage" ${PGRX_FLAGS:-} >/dev/null
 ext="$stage$("$PG_CONFIG" --sharedir)/extension"
 install -m 644 sql/stage_norm--0.1.0.sql "$ext/"
 # every file the package must carry, or it is not built

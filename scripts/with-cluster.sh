@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs a command against a throwaway PostgreSQL 15 cluster: initdb as the postgres user in a
+# Runs a command against a throwaway PostgreSQL cluster (15, or the server whose programs are in
+# STAGE_NORM_PG_BIN: make PG=17 and PG=18 set it): initdb as the postgres user in a
 # temporary directory, a private port on 127.0.0.1, stopped and removed when the command ends
 # (whatever its outcome). The command sees PGHOST, PGPORT, PGUSER, PGDATABASE, STAGE_NORM_DSN,
 # STAGE_NORM_CLUSTER_LOG and STAGE_NORM_PGDATA.
@@ -17,7 +18,9 @@
 # shared memory, as users without the preload have it). Without pg_cron installed the
 # cron lines are left out, with a warning.
 set -euo pipefail
-BIN=/usr/lib/postgresql/15/bin
+BIN=${STAGE_NORM_PG_BIN:-/usr/lib/postgresql/15/bin}
+# That server's client programs first (psql, pg_dump, pg_basebackup, pg_regress's psql).
+export PATH="$BIN:$PATH" STAGE_NORM_PG_BIN="$BIN"
 conf=()
 while [[ $# -gt 0 && "$1" != "--" ]]; do
   case "$1" in
@@ -56,6 +59,7 @@ as_pg "$BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8
   echo "max_wal_size = 8GB"
   echo "checkpoint_timeout = 30min"
   echo "lc_messages = 'C'"
+  echo "max_prepared_transactions = 10"   # tests/prepared_config.rs: two-phase commit
   if [[ -f "$($BIN/pg_config --pkglibdir)/pg_cron.so" ]]; then
     echo "shared_preload_libraries = 'pg_cron,stage_norm'"
     echo "cron.database_name = 'postgres'"

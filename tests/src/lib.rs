@@ -98,6 +98,27 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The directory of the server's programs under test (15's unless STAGE_NORM_PG_BIN says).
+pub fn pg_bin() -> String {
+    std::env::var("STAGE_NORM_PG_BIN").ok().filter(|b| !b.is_empty()).unwrap_or_else(|| "/usr/lib/postgresql/15/bin".into())
+}
+
+/// The major version under test (STAGE_NORM_PG, set by `make`; 15 when unset).
+pub fn pg_major() -> u32 {
+    std::env::var("STAGE_NORM_PG").ok().and_then(|v| v.parse().ok()).unwrap_or(15)
+}
+
+/// Whether a test that needs a third-party extension Debian 12 packages for 15 only (pg_cron,
+/// pg_partman, plpgsql_check) runs: always on 15, where its absence fails the test; on 17 and 18
+/// it is skipped, saying so (docs/testing.md).
+pub fn has_debian_extras(what: &str) -> bool {
+    if pg_major() == 15 {
+        return true;
+    }
+    println!("skipped on PostgreSQL {}: {what} is packaged by Debian 12 for PostgreSQL 15 only", pg_major());
+    false
+}
+
 extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
@@ -109,10 +130,11 @@ pub fn is_root() -> bool {
     unsafe { libc_geteuid() == 0 }
 }
 
-/// A PostgreSQL 15 program (`pg_ctl`, `pg_basebackup`, ...) to run as the postgres user
-/// (through runuser when we are root), from `/`.
+/// A program of the server under test (`pg_ctl`, `pg_basebackup`, ...; STAGE_NORM_PG_BIN, set by
+/// `make` and scripts/with-cluster.sh, else 15's) to run as the postgres user (through runuser
+/// when we are root), from `/`.
 pub fn pg_program(name: &str) -> std::process::Command {
-    let path = format!("/usr/lib/postgresql/15/bin/{name}");
+    let path = format!("{}/{name}", pg_bin());
     let mut cmd = if is_root() {
         let mut c = std::process::Command::new("runuser");
         c.args(["-u", "postgres", "--", &path]);
