@@ -22,7 +22,7 @@ if [[ ${STAGE_SET:-default} == custom ]]; then
   set_sql="SELECT stage_norm.set_stages('pre-seed', 'seed', 'series-a', 'series-b', 'series-c', 'series-d', 'growth');"
   canonical_fn=normalize_stage
 fi
-BIN=/usr/lib/postgresql/15/bin
+BIN=${STAGE_NORM_PG_BIN:-/usr/lib/postgresql/15/bin}   # make PG=17|18: that server
 here=$(cd "$(dirname "$0")" && pwd)
 out=$here/results; mkdir -p "$out"
 dir=$(mktemp -d /tmp/stage_norm_cg.XXXXXX); chown postgres: "$dir"

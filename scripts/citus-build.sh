@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds and installs Citus into the system PostgreSQL 15 from a source tree the user provides
+# Builds and installs Citus into PostgreSQL (PG_CONFIG; the system's 15 by default) from a source tree the user provides
 # (tag v13.2.2 was checked: docs/scaling.md). The tree is copied first; the user's own copy is
 # never modified. One local fix is applied to the copy (../shared/CITUS-NOTES.md): PostgreSQL
 # 15.14+ exports have_createdb_privilege(), which Citus's pg_version_compat.h defines again as a

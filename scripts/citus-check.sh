@@ -10,8 +10,11 @@
 set -uo pipefail
 src=${1:?usage: citus-check.sh <citus source dir>}
 here=$(cd "$(dirname "$0")" && pwd)
-BIN=/usr/lib/postgresql/15/bin
-bash "$here/citus-build.sh" "$src" || exit 1
+# PostgreSQL 15 (Debian's), or the server of STAGE_NORM_PG_BIN (make PG=17 citus-check).
+BIN=${STAGE_NORM_PG_BIN:-/usr/lib/postgresql/15/bin}
+export PATH="$BIN:$PATH"
+PG_CONFIG=$BIN/pg_config CITUS_BUILD_DIR=/tmp/stage_norm_citus_build_$("$BIN/pg_config" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/') \
+  bash "$here/citus-build.sh" "$src" || exit 1
 [[ -f "$($BIN/pg_config --sharedir)/extension/stage_norm.control" ]] || { echo "citus-check: stage_norm is not installed (make install)" >&2; exit 1; }
 
 as_pg() { if [[ $(id -un) == postgres ]]; then "$@"; else (cd / && runuser -u postgres -- "$@"); fi; }
