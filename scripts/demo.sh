@@ -242,15 +242,9 @@ LOAD 'stage_norm';
 ALTER SYSTEM SET stage_norm.breaker_reject_ratio = 0.05;
 ALTER SYSTEM SET stage_norm.breaker_window = 300;
 ALTER SYSTEM SET stage_norm.breaker_min_rows = 1000;
-SELECT pg_reload_conf();
-\set ECHO none
--- pg_reload_conf() only signals: this backend applies the reload before a later command.
-SELECT pg_sleep(0.2) \gset
-SELECT current_setting('stage_norm.breaker_min_rows') <> '1000' AS pending \gset
-\if :pending
-SELECT pg_sleep(1) \gset
-\endif
-\set ECHO queries
+\set setting stage_norm.breaker_min_rows
+\set expected 1000
+\i :reload_wait
 SHOW stage_norm.breaker_reject_ratio;
 \set ECHO none
 
@@ -262,15 +256,9 @@ UPDATE demo.step SET n = 7;
 \set ECHO queries
 LOAD 'stage_norm';
 ALTER SYSTEM SET stage_norm.enforce_percent = 10;
-SELECT pg_reload_conf();
-\set ECHO none
--- pg_reload_conf() only signals: this backend applies the reload before a later command.
-SELECT pg_sleep(0.2) \gset
-SELECT current_setting('stage_norm.enforce_percent') <> '10' AS pending \gset
-\if :pending
-SELECT pg_sleep(1) \gset
-\endif
-\set ECHO queries
+\set setting stage_norm.enforce_percent
+\set expected 10
+\i :reload_wait
 SHOW stage_norm.enforce_percent;
 SELECT stage_norm.set_table_mode('portfolio', 'enforce');
 CALL demo.app(5000);
@@ -286,15 +274,9 @@ UPDATE demo.step SET n = 8;
 \set ECHO queries
 LOAD 'stage_norm';
 ALTER SYSTEM RESET stage_norm.enforce_percent;
-SELECT pg_reload_conf();
-\set ECHO none
--- pg_reload_conf() only signals: this backend applies the reload before a later command.
-SELECT pg_sleep(0.2) \gset
-SELECT current_setting('stage_norm.enforce_percent') <> '100' AS pending \gset
-\if :pending
-SELECT pg_sleep(1) \gset
-\endif
-\set ECHO queries
+\set setting stage_norm.enforce_percent
+\set expected 100
+\i :reload_wait
 SHOW stage_norm.enforce_percent;
 SELECT stage_norm.effective_mode('portfolio');
 CALL demo.app(5000);
@@ -343,4 +325,4 @@ SELECT at_step AS step, count(*) AS calls, sum(rows_sent) AS sent, sum(stored) A
 \echo
 \echo '== end of demo (the throwaway cluster is removed) ========================================'
 SQL
-} | psql -X -q -v ON_ERROR_STOP=1 -d postgres 2>&1 | sed -u -E 's/^psql:<stdin>:[0-9]+: //'
+} | psql -X -q -v ON_ERROR_STOP=1 -v reload_wait="$(cd "$(dirname "$0")" && pwd)/demo-reload-wait.sql" -d postgres 2>&1 | sed -u -E 's/^psql:<stdin>:[0-9]+: //'

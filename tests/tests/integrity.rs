@@ -1,6 +1,6 @@
-//! Issue #13 through real client connections: invalid UTF-8, an earlier BEFORE trigger, foreign-key
-//! actions, domains, DDL on governed columns (and its survival of pg_dump/pg_restore), and the
-//! warning bound on partitioned tables.
+//! The integrity of governed rows through real client connections (first fixed in #13): invalid
+//! UTF-8, an earlier BEFORE trigger, foreign-key actions, domains, DDL on governed columns (and its
+//! survival of pg_dump/pg_restore), and the warning bound on partitioned tables.
 use postgres::error::SqlState;
 use stage_norm_client_tests::*;
 use std::process::Command;
