@@ -103,7 +103,7 @@ package-test: package
 # make test: CI cannot install Citus.
 citus-check: install
 	@test -n "$(CITUS_SRC)" || { echo "make citus-check CITUS_SRC=<citus source dir> (git clone https://github.com/citusdata/citus -b v13.2.2)"; exit 2; }
-	bash scripts/citus-check.sh $(CITUS_SRC)
+	STAGE_NORM_PG_BIN=$(STAGE_NORM_PG_BIN) bash scripts/citus-check.sh $(CITUS_SRC)
 
 demo: install
 	$(CLUSTER) -- bash scripts/demo.sh
