@@ -110,8 +110,16 @@ pub fn relation_invalidated(relid: pg_sys::Oid) {
 }
 
 pub(super) fn retire(e: &mut Entry) {
-    // SAFETY: single-threaded; flushing touches shared memory and this entry only.
-    unsafe { flush_entry(e, false) };
+    // What it counted since its last flush goes to shared memory now, as at transaction end;
+    // in a transaction of migrate's own writes it is dropped there too (a relcache
+    // invalidation in the middle of a batch, e.g. autovacuum's ANALYZE of the table, retired the
+    // entry and flushed the batch's first rows: make monitoring saw them once).
+    if super::uncounted() {
+        discard_entry(e);
+    } else {
+        // SAFETY: single-threaded; flushing touches shared memory and this entry only.
+        unsafe { flush_entry(e, false) };
+    }
     // SAFETY: single-threaded; RETIRED is not reachable from the callers' borrows.
     let retired = unsafe { RETIRED.get() }.get_or_insert_with(FnvMap::default);
     let c = retired.entry(e.relid).or_insert([0; OUTCOMES]);

@@ -457,6 +457,12 @@ pub fn uncounted_transaction() {
     unsafe { *UNCOUNTED.get() = true };
 }
 
+/// Whether this transaction's trigger work is migrate's own ([`uncounted_transaction`]).
+pub(super) fn uncounted() -> bool {
+    // SAFETY: single-threaded.
+    unsafe { *UNCOUNTED.get() }
+}
+
 /// From `_PG_init` when preloading (backends inherit it): count from the first transaction.
 pub fn enable_stats() {
     // SAFETY: single-threaded.
