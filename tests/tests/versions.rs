@@ -12,7 +12,7 @@ use stage_norm_client_tests::*;
 
 fn setup(db: &str) -> Client {
     let mut c = fresh_db(db);
-    c.batch_execute("CREATE TABLE m (id int PRIMARY KEY, stage text); SELECT stage_norm.attach('m', 'stage');").unwrap();
+    c.batch_execute("CREATE TABLE vm (id int PRIMARY KEY, stage text); SELECT stage_norm.attach('vm', 'stage');").unwrap();
     c
 }
 
@@ -23,39 +23,39 @@ fn stages(c: &mut Client, table: &str) -> Vec<(i32, Option<String>)> {
 #[test]
 fn merge_writes_governed_rows() {
     let mut c = setup("sn_versions_merge");
-    c.batch_execute("INSERT INTO m VALUES (1, 'seed')").unwrap();
+    c.batch_execute("INSERT INTO vm VALUES (1, 'seed')").unwrap();
     c.batch_execute(
-        "MERGE INTO m USING (VALUES (1, 'Series A '), (2, 'pre_seed')) s(id, st) ON m.id = s.id
+        "MERGE INTO vm USING (VALUES (1, 'Series A '), (2, 'pre_seed')) s(id, st) ON vm.id = s.id
            WHEN MATCHED THEN UPDATE SET stage = s.st WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.st)",
     )
     .unwrap();
-    assert_eq!(stages(&mut c, "m"), [(1, Some("series-a".into())), (2, Some("pre-seed".into()))]);
+    assert_eq!(stages(&mut c, "vm"), [(1, Some("series-a".into())), (2, Some("pre-seed".into()))]);
     if pg_major() < 17 {
         println!("MERGE ... RETURNING and MERGE into a view: PostgreSQL 17 and later");
         return;
     }
     let rows = c
         .query(
-            "MERGE INTO m USING (VALUES (2, 'seriesB'), (3, 'Seed Round')) s(id, st) ON m.id = s.id
+            "MERGE INTO vm USING (VALUES (2, 'seriesB'), (3, 'Seed Round')) s(id, st) ON vm.id = s.id
                WHEN MATCHED THEN UPDATE SET stage = s.st WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.st)
-             RETURNING merge_action(), m.id, m.stage",
+             RETURNING merge_action(), vm.id, vm.stage",
             &[],
         )
         .unwrap();
     let got: Vec<(String, i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     assert_eq!(got, [("UPDATE".into(), 2, "series-b".into()), ("INSERT".into(), 3, "seed".into())], "RETURNING shows the stored values");
     c.batch_execute(
-        "CREATE VIEW mv AS SELECT id, stage FROM m;
+        "CREATE VIEW mv AS SELECT id, stage FROM vm;
          MERGE INTO mv USING (VALUES (4, 'series c+ '), (1, 'PRE-SEED')) s(id, st) ON mv.id = s.id
            WHEN MATCHED THEN UPDATE SET stage = s.st WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.st);",
     )
     .unwrap();
     assert_eq!(
-        stages(&mut c, "m"),
+        stages(&mut c, "vm"),
         [(1, Some("pre-seed".into())), (2, Some("series-b".into())), (3, Some("seed".into())), (4, Some("series-c+".into()))]
     );
     // enforce: MERGE is refused like INSERT and UPDATE.
-    c.batch_execute("SELECT stage_norm.set_table_mode('m', 'enforce')").unwrap();
+    c.batch_execute("SELECT stage_norm.set_table_mode('vm', 'enforce')").unwrap();
     let err = c
         .batch_execute("MERGE INTO mv USING (VALUES (5, 'Angel')) s(id, st) ON mv.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.st)")
         .unwrap_err();
