@@ -338,6 +338,112 @@ EXCEPTION WHEN query_canceled THEN
 END
 $$;
 
+-- One batch of run `run_id` (batch number `batch`): the next `size` keys of partition `leaf`
+-- after `key_from` (NULL: from its start), within tenant `tenant` of a tenant run (NULL there:
+-- the rows whose tenant is NULL), normalized by one statement; with the run's undo, the rows that
+-- change are locked in key order and their old and new values kept as one undo row. Returns how
+-- many rows the range holds, how many were rewritten, and its last key (NULL: the range reached
+-- the end). Runs with the caller's rights, in the caller's transaction: migrate's loop commits
+-- it, retries it on a lock timeout and does the bookkeeping (pg_partman's split of
+-- partition_data_proc and partition_data_id). Testable alone (pg_test/migrate.sql).
+CREATE FUNCTION stage_norm._migrate_batch(run_id bigint, batch int, leaf regclass, tenant text, key_from text[], size int,
+                                          OUT rows_scanned bigint, OUT rows_updated bigint, OUT key_to text[])
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run      stage_norm.migration_runs;
+    v_types    text[];
+    v_colt     text;            -- t.<col>
+    v_normt    text;            -- the normalized value of t.<col>
+    v_changest text;            -- t.<col> is a known variant
+    v_keylist  text;            -- k1, k2
+    v_keytext  text;            -- ARRAY[k1::text, k2::text]
+    v_gt       text;            -- (k1, k2) > ($1[1]::t1, $1[2]::t2)
+    v_le       text;            -- (k1, k2) <= ($2[1]::t1, $2[2]::t2)
+    v_tpred    text;            -- the tenant's predicate on t (true when not a tenant run)
+    v_tids     tid[];
+    v_ukeys    text[];
+    v_olds     text[];
+    v_news     text[];
+    v_seqscan  text;
+BEGIN
+    SELECT * INTO v_run FROM stage_norm.migration_runs r WHERE r.run_id = _migrate_batch.run_id;
+    IF NOT FOUND OR leaf IS NULL OR batch IS NULL OR size IS NULL OR size < 1 THEN
+        RAISE EXCEPTION 'stage_norm._migrate_batch: no run %, or no partition, batch number or positive size', run_id
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'It is migrate''s; CALL stage_norm.migrate(...) instead.';
+    END IF;
+    SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.o) INTO v_types
+      FROM unnest(v_run.key_columns) WITH ORDINALITY AS k(c, o)
+      JOIN pg_attribute a ON a.attrelid = leaf AND a.attname = k.c AND a.attnum > 0 AND NOT a.attisdropped;
+    -- The statement pieces.
+    v_colt := 't.' || quote_ident(v_run.column_name);
+    v_normt := format(stage_norm._migrate_sql(v_run.column_kind, 'normalize'), v_colt);
+    v_changest := format(stage_norm._migrate_sql(v_run.column_kind, 'changes'), v_colt, v_normt);
+    SELECT string_agg(format('%I', k), ', ' ORDER BY o),
+           'ARRAY[' || string_agg(format('%I::text', k), ', ' ORDER BY o) || ']',
+           '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') > (' || string_agg(format('$1[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')',
+           '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') <= (' || string_agg(format('$2[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')'
+      INTO v_keylist, v_keytext, v_gt, v_le
+      FROM unnest(v_run.key_columns) WITH ORDINALITY AS u(k, o);
+    v_tpred := CASE WHEN v_run.tenant_column IS NULL THEN 'true'
+                    WHEN tenant IS NULL THEN format('t.%I IS NULL', v_run.tenant_column)
+                    ELSE format('t.%I = %L::%s', v_run.tenant_column, tenant,
+                                (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                                  WHERE a.attrelid = leaf AND a.attname = v_run.tenant_column AND a.attnum > 0 AND NOT a.attisdropped)) END;
+    -- The range: the next `size` keys after the cursor, up to its last key (NULL: to the end),
+    -- read from the primary key alone. Unknown values are counted once, when the run finishes:
+    -- counting them per batch read every row once more (8% of a run, docs/benchmarks.md, #28).
+    EXECUTE format('SELECT %1$s FROM %2$s t WHERE %3$s AND ($1::text[] IS NULL OR %4$s) ORDER BY %5$s OFFSET %6$s LIMIT 1',
+                   v_keytext, leaf, v_tpred, v_gt, v_keylist, size - 1)
+       INTO key_to USING key_from;
+    IF key_to IS NOT NULL THEN
+        rows_scanned := size;
+    ELSE
+        EXECUTE format('SELECT count(*) FROM %1$s t WHERE %2$s AND ($1::text[] IS NULL OR %3$s)', leaf, v_tpred, v_gt)
+           INTO rows_scanned USING key_from;
+    END IF;
+    IF NOT v_run.keep_undo THEN
+        -- One UPDATE of the range's known variants: PostgreSQL's own recheck rewrites a row a
+        -- concurrent writer changed meanwhile from its new value (no lost update).
+        EXECUTE format('UPDATE %1$s t SET %2$I = %3$s WHERE %4$s AND ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s) AND %7$s',
+                       leaf, v_run.column_name, v_normt, v_tpred, v_gt, v_le, v_changest)
+            USING key_from, key_to;
+        GET DIAGNOSTICS rows_updated = ROW_COUNT;
+        RETURN;
+    END IF;
+    -- Lock the range's rows that change, in key order, reading their current values (a row a
+    -- concurrent writer changed meanwhile is read again: the undo holds what was really there);
+    -- rewrite exactly those row versions (locked: nobody else changes them now) by ctid; keep
+    -- their keys and values in one undo row.
+    EXECUTE format($q$
+        SELECT array_agg(c._sn_tid), array_agg(c._sn_key), array_agg(c._sn_old), array_agg(c._sn_new)
+          FROM (SELECT t.ctid AS _sn_tid, %1$s AS _sn_key, t.%2$I::text AS _sn_old, (%3$s)::text AS _sn_new
+                  FROM %4$s t
+                 WHERE %5$s AND ($1::text[] IS NULL OR %6$s) AND ($2::text[] IS NULL OR %7$s) AND %8$s
+                 ORDER BY %9$s
+                   FOR NO KEY UPDATE OF t) c$q$,
+        v_keytext, v_run.column_name, v_normt, leaf, v_tpred, v_gt, v_le, v_changest, v_keylist)
+       INTO v_tids, v_ukeys, v_olds, v_news USING key_from, key_to;
+    rows_updated := 0;
+    IF v_tids IS NOT NULL THEN
+        -- By TID scan: with the batch's thousands of TIDs in hand, the planner costs a sequential
+        -- scan of the whole table lower, and a run then read the table once per batch (O(rows^2),
+        -- #28). enable_seqscan only for this statement (transaction-local, put back at once).
+        v_seqscan := current_setting('enable_seqscan');
+        PERFORM set_config('enable_seqscan', 'off', true);
+        EXECUTE format('UPDATE %1$s t SET %2$I = %3$s WHERE t.ctid = ANY($1)', leaf, v_run.column_name, v_normt)
+            USING v_tids;
+        GET DIAGNOSTICS rows_updated = ROW_COUNT;
+        PERFORM set_config('enable_seqscan', v_seqscan, true);
+        INSERT INTO stage_norm.migration_undo (run_id, batch, relid, keys, old_values, new_values)
+        VALUES (v_run.run_id, _migrate_batch.batch, leaf, v_ukeys, v_olds, v_news);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._migrate_batch(bigint, int, regclass, text, text[], int) IS
+    'One batch of a stage_norm.migrate run (its loop commits, retries and records it): rows in the range, rows rewritten, the range''s last key';
+
 CREATE PROCEDURE stage_norm.migrate(
     tbl regclass,
     col name,
@@ -357,25 +463,12 @@ DECLARE
     v_noright  text;
     v_kind     text;
     v_keys     name[];
-    v_types    text[];
     v_lock     bigint;
     v_run      stage_norm.migration_runs;
     v_leaves   oid[];
     v_leaf     oid;
     v_cursor   text[];
     v_to       text[];
-    v_colt     text;            -- t.<col>
-    v_normt    text;            -- the normalized value of t.<col>
-    v_changest text;            -- t.<col> is a known variant
-    v_tids     tid[];
-    v_seqscan  text;
-    v_ukeys    text[];
-    v_olds     text[];
-    v_news     text[];
-    v_keylist  text;            -- k1, k2
-    v_keytext  text;            -- ARRAY[k1::text, k2::text]
-    v_gt       text;            -- (k1, k2) > ($1[1]::t1, $1[2]::t2)
-    v_le       text;            -- (k1, k2) <= ($2[1]::t1, $2[2]::t2)
     v_size     int;
     v_attempts int;
     v_done     int := 0;
@@ -394,7 +487,6 @@ DECLARE
     v_tencol   name;            -- tenant runs: the tenant column, its type, the group being walked
     v_tentype  text;
     v_group    text[];
-    v_tpred    text;            -- the group's predicate on t (true when not a tenant run)
     v_first    boolean;
     v_resume   boolean;
     v_tblname  text := tbl::text;  -- as the caller's search_path prints it (before the path is pinned)
@@ -456,7 +548,7 @@ BEGIN
                                                            coalesce(quote_literal(tenant), 'NULL')));
         RETURN;
     END IF;
-    SELECT k.cols, k.types INTO v_keys, v_types FROM stage_norm._primary_key(tbl) k;
+    SELECT k.cols INTO v_keys FROM stage_norm._primary_key(tbl) k;
     IF tenant IS NOT NULL THEN
         v_tentype := stage_norm._tenant_column(tbl, col, tenant, 'migrate');
     END IF;
@@ -525,17 +617,6 @@ BEGIN
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
-    -- The statement pieces, for every leaf partition alike.
-    v_colt := 't.' || quote_ident(col);
-    v_normt := format(stage_norm._migrate_sql(v_kind, 'normalize'), v_colt);
-    v_changest := format(stage_norm._migrate_sql(v_kind, 'changes'), v_colt, v_normt);
-    SELECT string_agg(format('%I', k), ', ' ORDER BY o),
-           'ARRAY[' || string_agg(format('%I::text', k), ', ' ORDER BY o) || ']',
-           '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') > (' || string_agg(format('$1[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')',
-           '(' || string_agg(format('%I', k), ', ' ORDER BY o) || ') <= (' || string_agg(format('$2[%s]::%s', o, v_types[o]), ', ' ORDER BY o) || ')'
-      INTO v_keylist, v_keytext, v_gt, v_le
-      FROM unnest(v_keys) WITH ORDINALITY AS u(k, o);
-
     -- Partition by partition (in OID order), or the table itself.
     SELECT coalesce(array_agg(p.relid ORDER BY p.relid), ARRAY[tbl::oid]) INTO v_leaves
       FROM pg_partition_tree(tbl) p WHERE p.isleaf;
@@ -549,7 +630,6 @@ BEGIN
         LOOP   -- the partition's tenants in order, then its NULL tenant (not a tenant run: once)
             IF v_tencol IS NULL THEN
                 EXIT WHEN NOT v_first;
-                v_tpred := 'true';
                 v_cursor := CASE WHEN v_resume THEN v_run.cursor_key END;
             ELSE
                 IF v_first AND v_resume AND v_run.cursor_key IS NOT NULL THEN
@@ -562,8 +642,6 @@ BEGIN
                     v_cursor := NULL;
                 END IF;
                 EXIT WHEN v_group IS NULL;
-                v_tpred := CASE WHEN v_group[1] IS NULL THEN format('t.%I IS NULL', v_tencol)
-                                ELSE format('t.%I = %L::%s', v_tencol, v_group[1], v_tentype) END;
             END IF;
             v_first := false;
             v_size := batch_size;
@@ -605,60 +683,8 @@ BEGIN
                         PERFORM set_config('synchronous_commit', 'off', true);
                         -- The batch's rewrites are not the application's writes: not counted.
                         PERFORM stage_norm._migrate_uncounted(tbl, col);
-                        -- The range: the next v_size keys after the cursor, up to its last key
-                        -- (NULL: to the end), read from the primary key alone. Unknown values are
-                        -- counted once, when the run finishes: counting them per batch read every
-                        -- row once more (8% of a run, docs/benchmarks.md, #28).
-                        EXECUTE format('SELECT %1$s FROM %2$s t WHERE %3$s AND ($1::text[] IS NULL OR %4$s) ORDER BY %5$s OFFSET %6$s LIMIT 1',
-                                       v_keytext, v_leaf::regclass, v_tpred, v_gt, v_keylist, v_size - 1)
-                           INTO v_to USING v_cursor;
-                        IF v_to IS NOT NULL THEN
-                            v_scanned := v_size;
-                        ELSE
-                            EXECUTE format('SELECT count(*) FROM %1$s t WHERE %2$s AND ($1::text[] IS NULL OR %3$s)',
-                                           v_leaf::regclass, v_tpred, v_gt)
-                               INTO v_scanned USING v_cursor;
-                        END IF;
-                        IF NOT keep_undo THEN
-                            -- One UPDATE of the range's known variants: PostgreSQL's own recheck
-                            -- rewrites a row a concurrent writer changed meanwhile from its new
-                            -- value (no lost update).
-                            EXECUTE format('UPDATE %1$s t SET %2$I = %3$s WHERE %4$s AND ($1::text[] IS NULL OR %5$s) AND ($2::text[] IS NULL OR %6$s) AND %7$s',
-                                           v_leaf::regclass, col, v_normt, v_tpred, v_gt, v_le, v_changest)
-                                USING v_cursor, v_to;
-                            GET DIAGNOSTICS v_updated = ROW_COUNT;
-                        ELSE
-                            -- Lock the range's rows that change, in key order, reading their
-                            -- current values (a row a concurrent writer changed meanwhile is read
-                            -- again: the undo holds what was really there); rewrite exactly those
-                            -- row versions (locked: nobody else changes them now) by ctid; keep
-                            -- their keys and values in one undo row.
-                            EXECUTE format($q$
-                                SELECT array_agg(c._sn_tid), array_agg(c._sn_key), array_agg(c._sn_old), array_agg(c._sn_new)
-                                  FROM (SELECT t.ctid AS _sn_tid, %1$s AS _sn_key, t.%2$I::text AS _sn_old, (%3$s)::text AS _sn_new
-                                          FROM %4$s t
-                                         WHERE %5$s AND ($1::text[] IS NULL OR %6$s) AND ($2::text[] IS NULL OR %7$s) AND %8$s
-                                         ORDER BY %9$s
-                                           FOR NO KEY UPDATE OF t) c$q$,
-                                v_keytext, col, v_normt, v_leaf::regclass, v_tpred, v_gt, v_le, v_changest, v_keylist)
-                               INTO v_tids, v_ukeys, v_olds, v_news USING v_cursor, v_to;
-                            v_updated := 0;
-                            IF v_tids IS NOT NULL THEN
-                                -- By TID scan: with the batch's thousands of TIDs in hand, the
-                                -- planner costs a sequential scan of the whole table lower, and
-                                -- a run then read the table once per batch (O(rows^2), #28).
-                                -- enable_seqscan only for this statement (transaction-local, put
-                                -- back at once).
-                                v_seqscan := current_setting('enable_seqscan');
-                                PERFORM set_config('enable_seqscan', 'off', true);
-                                EXECUTE format('UPDATE %1$s t SET %2$I = %3$s WHERE t.ctid = ANY($1)', v_leaf::regclass, col, v_normt)
-                                    USING v_tids;
-                                GET DIAGNOSTICS v_updated = ROW_COUNT;
-                                PERFORM set_config('enable_seqscan', v_seqscan, true);
-                                INSERT INTO stage_norm.migration_undo (run_id, batch, relid, keys, old_values, new_values)
-                                VALUES (v_run.run_id, v_run.batches + 1, v_leaf, v_ukeys, v_olds, v_news);
-                            END IF;
-                        END IF;
+                        SELECT m.rows_scanned, m.rows_updated, m.key_to INTO v_scanned, v_updated, v_to
+                          FROM stage_norm._migrate_batch(v_run.run_id, v_run.batches + 1, v_leaf::regclass, v_group[1], v_cursor, v_size) m;
                         -- The batch's bookkeeping, in its transaction (and under its error handler).
                         v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
                         v_run.batches := v_run.batches + 1;   -- (undone below if this block fails)
@@ -766,7 +792,7 @@ BEGIN
         EXECUTE format('SELECT count(*), count(*) FILTER (WHERE t._sn_v IS NULL), count(*) FILTER (WHERE t._sn_bad), count(*) FILTER (WHERE t._sn_bad AND %1$s) '
                        'FROM (SELECT t.%2$I AS _sn_v, %3$s AS _sn_bad FROM %4$s t OFFSET 0) t',
                        format(stage_norm._migrate_sql(v_kind, 'unknown'), 't._sn_v', format(stage_norm._migrate_sql(v_kind, 'normalize'), 't._sn_v')),
-                       col, format(stage_norm._migrate_sql(v_kind, 'bad'), v_colt), tbl)
+                       col, format(stage_norm._migrate_sql(v_kind, 'bad'), format('t.%I', col)), tbl)
            INTO v_run.rows_after, v_run.nulls_after, v_bad, v_run.rows_unknown;
         UPDATE stage_norm.migration_runs r
            SET status = 'finished', finished_at = clock_timestamp(), updated_at = clock_timestamp(), pid = NULL,

@@ -278,3 +278,22 @@ CALL stage_norm.rollback_column_migration('rb', 'stage');
 SELECT run_id = :rb_run AS first_run, status, rows_updated FROM stage_norm.migration_runs WHERE table_name = 'rb' ORDER BY run_id;
 SELECT stage, count(*) FROM rb GROUP BY 1 ORDER BY 1;
 DROP TABLE rb;
+
+-- One batch on its own (#30: migrate is a loop around stage_norm._migrate_batch): a run row made
+-- by hand, two batches of 4 keys with undo, then the last one (to the end), each returning its
+-- rows, rewrites and last key; the undo rows hold what was there.
+CREATE TABLE mb (id int PRIMARY KEY, stage text);
+INSERT INTO mb SELECT g, (ARRAY['Series A ', 'seed', 'pre_seed', 'Angel'])[1 + g % 4] FROM generate_series(1, 10) g;
+INSERT INTO stage_norm.migration_runs (relid, table_name, column_name, column_kind, key_columns, batch_size, keep_undo)
+VALUES ('mb', 'mb', 'stage', 'text', '{id}', 4, true) RETURNING run_id AS mb_run \gset
+SELECT * FROM stage_norm._migrate_batch(:mb_run, 1, 'mb', NULL, NULL, 4);
+SELECT * FROM stage_norm._migrate_batch(:mb_run, 2, 'mb', NULL, '{4}', 4);
+SELECT * FROM stage_norm._migrate_batch(:mb_run, 3, 'mb', NULL, '{8}', 4);
+SELECT id, stage FROM mb ORDER BY id;
+SELECT batch, keys, old_values, new_values FROM stage_norm.migration_undo WHERE run_id = :mb_run ORDER BY batch;
+-- Without undo: one UPDATE; the range again from the start finds nothing left to change.
+UPDATE stage_norm.migration_runs SET keep_undo = false WHERE run_id = :mb_run;
+SELECT * FROM stage_norm._migrate_batch(:mb_run, 4, 'mb', NULL, NULL, 100);
+SELECT * FROM stage_norm._migrate_batch(0, 1, 'mb', NULL, NULL, 4);
+DELETE FROM stage_norm.migration_runs WHERE run_id = :mb_run;
+DROP TABLE mb;
