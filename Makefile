@@ -35,6 +35,7 @@ build: deps
 install: deps
 	CARGO_TARGET_DIR=$(EXT_TARGET) cargo pgrx install --release --pg-config $(PG_CONFIG) $(PGRX_FLAGS)
 	install -m 644 sql/stage_norm--0.1.0.sql $(shell $(PG_CONFIG) --sharedir)/extension/
+	bash scripts/upgrade-script.sh $(shell $(PG_CONFIG) --sharedir)/extension
 
 # Every test layer; non-zero exit on any failure.
 test: deps unit pgrx-test install cluster-tests runbook package-test versions
@@ -53,9 +54,11 @@ upgrade-check:
 	bash scripts/major-upgrade-check.sh /usr/lib/postgresql/15/bin $(STAGE_NORM_PG_BIN)
 	$(if $(filter 18,$(PG)),bash scripts/major-upgrade-check.sh /opt/stage_norm/pg17/bin $(STAGE_NORM_PG_BIN) --pg-upgrade)
 
-# 1. Pure normalizer: unit and property tests, no server.
+# 1. No server: the pure normalizer's unit and property tests; the upgrade script's generator and the
+#    check that no routine or view of sql/ is defined twice (docs/development.md).
 unit:
 	cargo test -p stage_norm_core --release
+	cargo test -p stage_norm_sqlgen --release
 
 # 2. #[pg_test]s through pgrx's own test instance (run as the postgres user; initdb refuses root).
 #    It installs a test build into PostgreSQL, so `install` runs after it.

@@ -23,6 +23,7 @@ lib_dir=$("$PG_CONFIG" --pkglibdir) share_dir=$("$PG_CONFIG" --sharedir)
 cargo pgrx package --pg-config "$PG_CONFIG" --out-dir "$stage" ${PGRX_FLAGS:-} >/dev/null
 ext="$stage$("$PG_CONFIG" --sharedir)/extension"
 install -m 644 sql/stage_norm--0.1.0.sql "$ext/"
+bash scripts/upgrade-script.sh "$ext" >/dev/null
 # every file the package must carry, or it is not built
 for f in "$stage$("$PG_CONFIG" --pkglibdir)/stage_norm.so" "$ext/stage_norm.control" "$ext/stage_norm--$version.sql" \
          "$ext/stage_norm--0.1.0.sql" "$ext/stage_norm--0.1.0--$version.sql"; do

@@ -205,7 +205,7 @@ fn update_from_0_1_0() {
 /// Every object of the extension, described by its definition (not just its name): functions
 /// with their signature, result, language, volatility, strictness, parallel label, security,
 /// settings, source and grants; tables and views with their columns, defaults, constraints,
-/// indexes, triggers, grants and view text; types, event triggers, comments, the extension's
+/// indexes, triggers, policies, grants and view text; types, event triggers, comments, the extension's
 /// members and its pg_dump configuration.
 const CATALOG: &str = r#"
 WITH ext AS (SELECT oid FROM pg_extension WHERE extname = 'stage_norm'),
@@ -239,6 +239,11 @@ SELECT x FROM (
   SELECT format('trigger %s', pg_get_triggerdef(t.oid))
     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid, nsp WHERE c.relnamespace = nsp.oid AND NOT t.tgisinternal
   UNION ALL
+  SELECT format('policy %s on %s cmd=%s permissive=%s roles=%s using=%s check=%s', po.polname, po.polrelid::regclass,
+                po.polcmd, po.polpermissive, po.polroles::regrole[], pg_get_expr(po.polqual, po.polrelid),
+                pg_get_expr(po.polwithcheck, po.polrelid))
+    FROM pg_policy po JOIN pg_class c ON c.oid = po.polrelid, nsp WHERE c.relnamespace = nsp.oid
+  UNION ALL
   SELECT format('event trigger %s on %s tags=%s -> %s enabled=%s', e.evtname, e.evtevent, e.evttags, e.evtfoid::regproc, e.evtenabled)
     FROM pg_event_trigger e
   UNION ALL
@@ -260,8 +265,9 @@ fn catalog(c: &mut postgres::Client) -> Vec<String> {
     c.query(CATALOG, &[]).unwrap().iter().map(|r| r.get(0)).collect()
 }
 
-/// The upgraded catalog matches a fresh 0.2.0 install, object by object. A SQL change that
-/// forgets its step in sql/stage_norm--0.1.0--0.2.0.sql fails here.
+/// The upgraded catalog matches a fresh 0.2.0 install, object by object. The upgrade script is
+/// generated (tools/sqlgen, scripts/upgrade-script.sh); a change to a 0.1.0 object that
+/// sql/upgrade/pre.sql or post.sql handles wrongly fails here.
 #[test]
 fn upgraded_catalog_matches_fresh_install() {
     let mut admin = connect("postgres");

@@ -1,0 +1,10 @@
+-- stage_norm 0.1.0 -> 0.2.0, the hand-written part that runs first (docs/development.md, "Where
+-- SQL lives"). Every object's 0.2.0 text lives in its topic file; the generated middle of the
+-- upgrade script creates what is new and replaces 0.1.0's routines and views in place. Here goes
+-- only what CREATE OR REPLACE cannot do: dropping a 0.1.0 routine whose parameters or result
+-- change, a view whose columns change, a trigger or policy that changes (the install script
+-- creates them again), and adding columns to 0.1.0 tables. tools/sqlgen refuses to build the
+-- script when something of that kind is missing here.
+--
+-- 0.2.0 changes none of them: every 0.1.0 routine keeps its signature and result, and the views
+-- only gain columns at their end.
