@@ -1031,41 +1031,6 @@ $$;
 COMMENT ON PROCEDURE stage_norm.rollback_migration(bigint, int) IS
     'Puts back the original values a run of stage_norm.migrate changed (keep_undo), batch by batch; rows changed since are reported, not clobbered';
 
--- rollback_column_migration on a Citus distributed or reference table, from the coordinator:
--- the same call on every shard placement, one top-level statement each (see _citus_migrate).
-CREATE FUNCTION stage_norm._citus_rollback(tbl regclass, col name, batch_size int)
-RETURNS void
-LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
--- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
-DECLARE
-    v_cmd text;
-    r     record;
-    v_bad text[] := '{}'::text[];
-    v_n   int := 0;
-BEGIN
-    -- Citus fills %L with each placement's shard (see _citus_migrate).
-    v_cmd := format('CALL stage_norm.rollback_column_migration(%%L, %s, %s)', replace(quote_literal(col), '%', '%%'), batch_size);
-    FOR r IN EXECUTE 'SELECT nodename, nodeport, shardid, success, result FROM pg_catalog.run_command_on_placements($1, $2, false) ORDER BY shardid, nodeport'
-               USING tbl, v_cmd LOOP
-        v_n := v_n + 1;
-        IF NOT r.success THEN
-            v_bad := v_bad || format('shard %s on %s:%s: %s', r.shardid, r.nodename, r.nodeport, r.result);
-        END IF;
-    END LOOP;
-    IF cardinality(v_bad) > 0 THEN
-        RAISE EXCEPTION 'stage_norm.rollback_column_migration: % of % shard placements of % failed', cardinality(v_bad), v_n, tbl
-            USING ERRCODE = 'external_routine_exception',
-                  DETAIL = array_to_string(v_bad, E'\n'),
-                  HINT = 'The others are rolled back. CALL it again: a shard already rolled back has nothing left to do.';
-    END IF;
-    RAISE NOTICE 'stage_norm.rollback_column_migration: % shard placements of % rolled back', v_n, tbl;
-END
-$$;
-COMMENT ON FUNCTION stage_norm._citus_rollback(regclass, name, int) IS
-    'Internal: rollback_column_migration on every shard placement of a Citus table';
-
 -- Rolls back every run of a column that changed rows, newest first (what the runbook's step 4
 -- did with \gexec), in one call. On a Citus distributed or reference table the runs are the
 -- shards', each on its node: called on the coordinator it runs itself on every shard placement
@@ -1086,7 +1051,13 @@ BEGIN
     END IF;
     PERFORM stage_norm._check_relation(tbl, false);
     IF stage_norm._citus_table(tbl) IN ('distributed', 'reference') THEN
-        PERFORM stage_norm._citus_rollback(tbl, col, batch_size);
+        -- the same call on every shard placement (Citus fills %L with each one's shard)
+        RAISE NOTICE 'stage_norm.rollback_column_migration: % shard placements of % rolled back',
+            stage_norm._citus_on_placements(tbl,
+                format('CALL stage_norm.rollback_column_migration(%%L, %s, %s)', replace(quote_literal(col), '%', '%%'), batch_size),
+                'stage_norm.rollback_column_migration',
+                'The others are rolled back. CALL it again: a shard already rolled back has nothing left to do.'),
+            tbl;
         RETURN;
     END IF;
     v_runs := ARRAY(SELECT r.run_id FROM stage_norm.migration_runs r
@@ -1146,6 +1117,44 @@ $$;
 COMMENT ON FUNCTION stage_norm.purge_migration_undo(bigint, interval) IS
     'Deletes undo data: of one run, or of finished and rolled-back runs older than an age; returns how many original values were deleted';
 
+-- One statement on every shard placement of a Citus distributed or reference table, one at a time,
+-- each a top-level statement of its own connection to its node (so a procedure COMMITs per batch
+-- there; a worker's ordinary session does not see the shards). Citus fills the statement with
+-- format(statement, <the placement's shard, a qualified identifier>): the caller writes %L where
+-- the shard goes (a literal: a quote in a table name cannot end it) and doubles every other %
+-- (in a column's name, an option), so that it stays itself. Returns how many placements ran it;
+-- when any failed, raises 38000 naming each, after the others have run. Shared by migrate and
+-- rollback_column_migration.
+CREATE FUNCTION stage_norm._citus_on_placements(tbl regclass, statement text, caller text, hint text)
+RETURNS int
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
+DECLARE
+    r     record;
+    v_bad text[] := '{}'::text[];
+    v_n   int := 0;
+BEGIN
+    FOR r IN EXECUTE 'SELECT nodename, nodeport, shardid, success, result FROM pg_catalog.run_command_on_placements($1, $2, false) ORDER BY shardid, nodeport'
+               USING tbl, statement LOOP
+        v_n := v_n + 1;
+        IF NOT r.success THEN
+            v_bad := v_bad || format('shard %s on %s:%s: %s', r.shardid, r.nodename, r.nodeport, r.result);
+        END IF;
+    END LOOP;
+    IF cardinality(v_bad) > 0 THEN
+        RAISE EXCEPTION '%: % of % shard placements of % failed', caller, cardinality(v_bad), v_n, tbl
+            USING ERRCODE = 'external_routine_exception',
+                  DETAIL = array_to_string(v_bad, E'\n'),
+                  HINT = hint;
+    END IF;
+    RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION stage_norm._citus_on_placements(regclass, text, text, text) IS
+    'Internal: one statement on every shard placement of a Citus table (migrate, rollback_column_migration)';
+
 -- migrate on a Citus table: CALL stage_norm.migrate on every shard placement, one at a time,
 -- each as a top-level statement of its own connection to its node (so it COMMITs per batch there).
 -- Refused while the nodes' stage sets or aliases differ: a shard would migrate with others.
@@ -1157,10 +1166,7 @@ AS $$
 -- lint: needs Citus (checked by scripts/citus-check.sh, not by pg_test/lint)
 DECLARE
     v_drift text;
-    v_cmd   text;
-    r       record;
-    v_bad   text[] := '{}'::text[];
-    v_n     int := 0;
+    v_n     int;
 BEGIN
     PERFORM stage_norm._citus_require_setup('migrate on a Citus table');
     SELECT string_agg(format('%s: %s', c.node, c.item), '; ') INTO v_drift
@@ -1171,24 +1177,10 @@ BEGIN
                   DETAIL = format('Differs from the coordinator: %s.', v_drift),
                   HINT = 'SELECT * FROM stage_norm.citus_sync(); then migrate again.';
     END IF;
-    -- Citus fills the command with format(command, <the placement's shard, a qualified
-    -- identifier>): %L makes it a literal (a quote in a table name cannot end it), and every
-    -- other % (in the column's name, a tenant column's, an option) is doubled so that it stays
-    -- itself.
-    v_cmd := format('CALL stage_norm.migrate(%%L, %s, %s)', replace(quote_literal(col), '%', '%%'), replace(options, '%', '%%'));
-    FOR r IN EXECUTE 'SELECT nodename, nodeport, shardid, success, result FROM pg_catalog.run_command_on_placements($1, $2, false) ORDER BY shardid, nodeport'
-               USING tbl, v_cmd LOOP
-        v_n := v_n + 1;
-        IF NOT r.success THEN
-            v_bad := v_bad || format('shard %s on %s:%s: %s', r.shardid, r.nodename, r.nodeport, r.result);
-        END IF;
-    END LOOP;
-    IF cardinality(v_bad) > 0 THEN
-        RAISE EXCEPTION 'stage_norm.migrate: % of % shard placements of % failed', cardinality(v_bad), v_n, tbl
-            USING ERRCODE = 'external_routine_exception',
-                  DETAIL = array_to_string(v_bad, E'\n'),
-                  HINT = 'The others are done. CALL it again: each shard''s run resumes where it stopped (stage_norm.migration_progress on that shard''s node).';
-    END IF;
+    v_n := stage_norm._citus_on_placements(tbl,
+        format('CALL stage_norm.migrate(%%L, %s, %s)', replace(quote_literal(col), '%', '%%'), replace(options, '%', '%%')),
+        'stage_norm.migrate',
+        'The others are done. CALL it again: each shard''s run resumes where it stopped (stage_norm.migration_progress on that shard''s node).');
     RAISE NOTICE 'stage_norm.migrate: % shard placements of % migrated', v_n, tbl
         USING DETAIL = 'Each shard''s run, batches and undo are on its node; stage_norm.verify on the coordinator adds up the shards.';
 END

@@ -24,14 +24,14 @@
 //!   invalidation that caused it, whatever the isolation level. In parallel mode no new snapshot
 //!   may be taken: the reload uses the statement's snapshot and is redone at the next statement.
 use std::collections::HashMap;
-use std::ffi::{CStr, CString};
+use std::ffi::{c_int, CStr, CString};
 use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 
 use pgrx::prelude::*;
 use stage_norm_core::{as_utf8, Aliases, Fnv1a, StageId, StageSet, BUILTIN};
 
-use crate::backend::{raw, Global};
+use crate::server::{raw, Global};
 use crate::guc::Mode;
 
 type TableModes = HashMap<pg_sys::Oid, Mode, BuildHasherDefault<Fnv1a>>;
@@ -196,17 +196,31 @@ pub fn classify_bytes(bytes: &[u8]) -> Option<StageId> {
     stage
 }
 
+/// Called after a reload that changed the stage set, by whoever registered it
+/// ([`on_set_changed`]): a plain function pointer, so that the cache knows nothing of its users.
+static SET_CHANGED: Global<Option<fn()>> = Global::new(None);
+/// Called by the relcache callback for every invalidation, by whoever registered it
+/// ([`on_relation_invalidated`]). PostgreSQL keeps 10 relcache callback slots per backend
+/// (core takes up to 4, Citus 5): stage_norm takes one and shares it.
+static RELATION_LISTENER: std::sync::OnceLock<fn(pg_sys::Oid)> = std::sync::OnceLock::new();
+
+/// Registers `f`, to be called from the relcache callback for every invalidation (0: all
+/// relations); like the callback, it may touch atomics only. Once per backend, from `_PG_init`.
+pub fn on_relation_invalidated(f: fn(pg_sys::Oid)) {
+    let _ = RELATION_LISTENER.set(f);
+}
+
+/// Registers `f`, to be called when a reload changes the stage set (once per backend, from
+/// `_PG_init`; the trigger, whose resolved tables hold the set's datums and widths).
+pub fn on_set_changed(f: fn()) {
+    // SAFETY: single-threaded; at load, before any reload.
+    unsafe { *SET_CHANGED.get() = Some(f) };
+}
+
 /// Registers the relcache callback; called once per backend from `_PG_init`.
 pub fn init() {
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
-        // A domain's constraints decide which canonical values the trigger may write into a
-        // domain-typed column (resolved per table): any change of pg_constraint or pg_type
-        // (ALTER DOMAIN among them) makes the trigger resolve again the tables that have such a
-        // column. Other tables are kept: every CREATE TABLE changes pg_type too.
-        for cache in [pg_sys::SysCacheIdentifier::CONSTROID, pg_sys::SysCacheIdentifier::TYPEOID] {
-            pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(syscache_callback), pg_sys::Datum::from(0));
-        }
         pg_sys::CacheRegisterSyscacheCallback(
             pg_sys::SysCacheIdentifier::TYPENAMENSP as i32,
             Some(set_type_callback),
@@ -225,17 +239,14 @@ unsafe extern "C-unwind" fn set_type_callback(_arg: pg_sys::Datum, _cache: i32, 
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn syscache_callback(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
-    crate::trigger::domains_changed();
-}
-
-#[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let id = u32::from(relid);
     if id == 0 || WATCHED.iter().any(|w| w.load(Relaxed) == id) {
         STALE.store(true, Relaxed);
     }
-    crate::trigger::relation_invalidated(relid);
+    if let Some(f) = RELATION_LISTENER.get() {
+        f(relid);
+    }
 }
 
 /// `stage_norm.config_changed()`, the statement trigger on the configuration tables: any write
@@ -251,7 +262,7 @@ crate::pg_finfo_v1!(pg_finfo_config_changed_wrapper);
 
 #[pg_guard]
 unsafe extern "C-unwind" fn config_changed(fcinfo: pg_sys::FunctionCallInfo) {
-    let td = crate::trigger::statement_trigger_data(fcinfo, "config_changed", "an AFTER ... FOR EACH STATEMENT trigger");
+    let td = crate::server::statement_trigger_data(fcinfo, "config_changed", "an AFTER ... FOR EACH STATEMENT trigger");
     pg_sys::CacheInvalidateRelcacheByRelid((*(*td).tg_relation).rd_id);
 }
 
@@ -350,8 +361,11 @@ fn reload() {
             *CANON.get() = build_canon_index(SET.get().as_ref().unwrap_or(&BUILTIN));
             let g = SET_GENERATION.get();
             *g = g.wrapping_add(1);
-            // The trigger resolves its tables again: canonical datums, widths, domains.
-            crate::trigger::relation_invalidated(pg_sys::InvalidOid);
+            // Who resolved something against the set does it again (the trigger: canonical
+            // datums, widths, domains).
+            if let Some(f) = *SET_CHANGED.get() {
+                f();
+            }
         }
         *ALIASES.get() = Some(aliases);
         *MEMO.get() = [MemoEntry::EMPTY; MEMO_SLOTS];
@@ -397,7 +411,7 @@ unsafe fn query(sql: &CStr, parallel: bool, mut row: impl FnMut(&[u8], &[u8])) {
         if pg_sys::SPI_gettypeid(desc, n) == pg_sys::TEXTOID {
             let mut isnull = false;
             let d = pg_sys::SPI_getbinval(tuple, desc, n, &mut isnull);
-            (!isnull).then(|| crate::trigger::varlena_bytes(d))
+            (!isnull).then(|| crate::server::varlena_bytes(d))
         } else {
             let v = pg_sys::SPI_getvalue(tuple, desc, n);
             (!v.is_null()).then(|| CStr::from_ptr(v).to_bytes())
@@ -465,7 +479,7 @@ unsafe fn read_config(sql: &CStr, parallel: bool, fallible: bool, row: &mut dyn 
         query(sql, parallel, row);
         return true;
     }
-    let rows = crate::backend::in_subtransaction(|| {
+    let rows = crate::server::in_subtransaction(|| {
         let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         query(sql, parallel, |a, b| rows.push((a.to_owned(), b.to_owned())));
         rows
@@ -609,7 +623,7 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
 pub(crate) fn prepared_config_changes() -> Option<String> {
     // Read-only SPI: no command counter increment in the middle of the caller's statement.
     unsafe {
-        crate::backend::read_only_text(
+        crate::server::read_only_text(
             c"SELECT pg_catalog.string_agg(DISTINCT pg_catalog.format('%s (%s)', p.gid, p.prepared), ', ') \
                 FROM pg_catalog.pg_prepared_xacts p \
                 JOIN pg_catalog.pg_locks x ON x.locktype OPERATOR(pg_catalog.=) 'transactionid' \
@@ -630,4 +644,42 @@ pub(crate) fn prepared_config_changes() -> Option<String> {
 #[pg_extern(volatile, parallel_restricted, name = "_prepared_config_changes")]
 fn prepared_config_changes_sql() -> Option<String> {
     prepared_config_changes()
+}
+
+/// The canonical datums by padding, for the stage set of generation `.0`.
+static CANONICAL: Global<(u64, Option<HashMap<usize, Vec<pg_sys::Datum>, BuildHasherDefault<Fnv1a>>>)> = Global::new((u64::MAX, None));
+
+/// The canonical datums of the current stage set, blank-padded to `pad` characters for char(n)
+/// (0: no padding). Allocated once per backend and set in TopMemoryContext (a set change
+/// leaves the old ones behind: a few bytes, rarely).
+pub fn canonical_datums(pad: usize) -> Vec<pg_sys::Datum> {
+    // SAFETY: single-threaded; called while building a trigger entry or an array, never reentrant.
+    let (generation, maps) = unsafe { CANONICAL.get() };
+    if *generation != set_generation() {
+        *generation = set_generation();
+        *maps = None;
+    }
+    let set = set();
+    maps.get_or_insert_with(HashMap::default)
+        .entry(pad)
+        .or_insert_with(|| unsafe {
+            pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| {
+                (0..set.stages.len())
+                    .map(|i| {
+                        let s = format!("{:<pad$}", set.name(i as StageId));
+                        pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as c_int))
+                    })
+                    .collect()
+            })
+        })
+        .clone()
+}
+
+/// What a distribution key or an array element is: `(stage, already canonical?)`, or None.
+#[inline]
+pub fn classify_key(bytes: &[u8]) -> stage_norm_core::dist::KeyClass {
+    if let Some(id) = canonical_id_bytes(bytes) {
+        return Some((id, true));
+    }
+    classify_bytes(bytes).map(|id| (id, false))
 }

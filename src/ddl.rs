@@ -125,7 +125,7 @@ fn plan(tgoid: pg_sys::Oid, relid: pg_sys::Oid) -> Option<Plan> {
             }
         }
         let attnums: Vec<i16> = args.iter().map(|a| pg_sys::SPI_fnumber(desc, a.as_ptr()) as i16).collect();
-        let attrs = crate::backend::attrs(desc);
+        let attrs = crate::server::attrs(desc);
         let names: Vec<(i16, String)> = attrs
             .iter()
             .filter(|a| !a.attisdropped)

@@ -151,3 +151,18 @@ pub fn for_report(s: String) -> String {
     }
     out
 }
+
+/// Longest stretch of a rejected value quoted in a message.
+pub const QUOTE_CHARS: usize = 64;
+
+/// A value for a message: as text (bytes not valid in the database's encoding as `\xNN`), its
+/// first `QUOTE_CHARS` characters, then "..." when there are more.
+pub fn quote(value: &[u8]) -> String {
+    // At most 4 bytes a character in any server encoding: no need to convert more.
+    let s = text_of(&value[..value.len().min(4 * (QUOTE_CHARS + 1))]);
+    let mut out: String = s.chars().take(QUOTE_CHARS).collect();
+    if s.chars().nth(QUOTE_CHARS).is_some() || value.len() > 4 * (QUOTE_CHARS + 1) {
+        out.push_str("...");
+    }
+    out
+}

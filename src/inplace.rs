@@ -165,7 +165,7 @@ pub unsafe fn rewrite(
     let natts_t = ((*th).t_infomask2 as u32 & pg_sys::HEAP_NATTS_MASK) as usize;
     let has_nulls = (*th).t_infomask as u32 & pg_sys::HEAP_HASNULL != 0;
     let bits = (*th).t_bits.as_ptr();
-    let attrs = crate::backend::attrs(desc);
+    let attrs = crate::server::attrs(desc);
     let mut moves = [(0usize, 0usize, 0usize); MAX_MOVES];
     let mut n_moves = 0;
     let mut cur_old = off_a + old_sz;

@@ -1,24 +1,33 @@
 //! stage_norm: canonical investment stages for PostgreSQL.
 //!
-//! One module per concern:
+//! One module per concern; every arrow between them points down this list (docs/development.md):
+//! - [`labels`], [`distributions`], [`arrays`] and [`session`]: the SQL functions on text labels,
+//!   on jsonb distributions, on stage arrays and on this session's state; [`ddl`]: keeping the
+//!   trigger in step with DDL on the columns it governs; [`stats`]'s SQL functions.
+//! - [`trigger`]: the write path (decide the mode, classify each column by its kind, rewrite,
+//!   count, report); [`inplace`]: its rewrite inside the row.
+//! - [`distributions`] and [`arrays`]: reading and rebuilding those kinds in their binary form
+//!   (for the trigger's columns and their SQL functions); [`stats`]: the cluster-wide
+//!   statistics in shared memory.
+//! - [`cache`]: the backend's configuration (stage set, aliases, table modes), its invalidation,
+//!   the set's canonical datums.
+//! - [`server`]: what stage_norm takes from the server below pgrx (backend-global statics,
+//!   unguarded calls, tuple descriptors, datums, trigger and function-call data, SPI reads).
+//! - [`encoding`] and [`guc`]: text for messages in the server's encoding; the settings.
 //! - `stage_norm_core` (crate `core/`): the pure normalizer, the stage set as data. No pgrx.
-//! - [`cache`]: the backend-local configuration cache (aliases, table modes) and its invalidation.
-//! - [`guc`]: the settings.
-//! - [`trigger`]: the write path; [`inplace`]: its rewrite inside the row; [`ddl`]: keeping the
-//!   trigger in step with DDL on the columns it governs.
-//! - [`functions`]: the SQL-callable normalizer, check and alias-key functions; [`kinds`]: stage
-//!   distributions (jsonb) and stage arrays, their SQL functions and what the trigger reads.
 //! - `sql/*.sql`: SQL that Rust cannot express (tables, PL/pgSQL, procedures, grants).
 use pgrx::prelude::*;
 
-mod backend;
+mod arrays;
 mod cache;
 mod ddl;
+mod distributions;
 mod encoding;
-mod functions;
 mod guc;
 mod inplace;
-mod kinds;
+mod labels;
+mod server;
+mod session;
 mod stats;
 mod trigger;
 
@@ -35,7 +44,8 @@ pub extern "C-unwind" fn _PG_init() {
     }
     guc::init();
     cache::init();
-    stats::init();
+    let stats = stats::init();
+    trigger::init(stats);
 }
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
@@ -43,15 +53,15 @@ extension_sql_file!(
     "../sql/aliases.sql",
     name = "aliases",
     requires = [
-        functions::stage_key,
-        functions::refuse_nul_sql,
-        functions::is_canonical_stage,
-        functions::normalize_stage_builtin,
-        functions::canonical_stages,
-        functions::normalize_stage_rules
+        labels::stage_key,
+        labels::refuse_nul_sql,
+        labels::is_canonical_stage,
+        labels::normalize_stage_builtin,
+        labels::canonical_stages,
+        labels::normalize_stage_rules
     ]
 );
-extension_sql_file!("../sql/columns.sql", name = "columns", requires = [functions::canonical_stages]);
+extension_sql_file!("../sql/columns.sql", name = "columns", requires = [labels::canonical_stages]);
 extension_sql_file!("../sql/distributions.sql", name = "distributions", requires = ["schema"]);
 extension_sql_file!(
     "../sql/stages.sql",
@@ -59,13 +69,13 @@ extension_sql_file!(
     requires = [
         "aliases",
         "distributions",
-        functions::stage_forms,
-        functions::check_stage_set,
-        functions::refuse_nul_sql,
-        functions::default_stages,
-        functions::is_canonical_stage,
-        functions::normalize_stage_rules,
-        functions::canonical_stages
+        labels::stage_forms,
+        labels::check_stage_set,
+        labels::refuse_nul_sql,
+        labels::default_stages,
+        labels::is_canonical_stage,
+        labels::normalize_stage_rules,
+        labels::canonical_stages
     ]
 );
 extension_sql_file!(
@@ -75,8 +85,8 @@ extension_sql_file!(
         "columns",
         "aliases",
         "stages",
-        functions::effective_mode,
-        functions::session_counters,
+        session::effective_mode,
+        session::session_counters,
         stats::sql_breakers,
         ddl::sync_trigger
     ]
@@ -84,7 +94,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/add_check.sql",
     name = "add_check",
-    requires = ["columns", "distributions", "stages", "trigger", functions::is_canonical_stage, functions::in_transaction_block]
+    requires = ["columns", "distributions", "stages", "trigger", labels::is_canonical_stage, session::in_transaction_block]
 );
 extension_sql_file!(
     "../sql/migrate.sql",
@@ -94,9 +104,9 @@ extension_sql_file!(
         "distributions",
         "stages",
         "add_check",
-        functions::is_canonical_stage,
-        functions::in_transaction_block,
-        functions::uncounted_transaction
+        labels::is_canonical_stage,
+        session::in_transaction_block,
+        session::uncounted_transaction
     ]
 );
 

@@ -111,29 +111,20 @@ pub unsafe fn slot(i: u32) -> &'static Slot {
     slots().get_unchecked(i as usize)
 }
 
-/// From `_PG_init` when preloading: ask for the memory and chain the hooks.
-pub fn init() {
+/// From `_PG_init`: when preloading, ask for the memory and chain the hooks, and say so (true:
+/// the trigger counts from the first transaction and flushes at each transaction end).
+pub fn init() -> bool {
     if unsafe { !pg_sys::process_shared_preload_libraries_in_progress } {
-        return;
+        return false;
     }
     unsafe {
-        pg_sys::RegisterXactCallback(Some(xact_callback), null_mut());
         MAX_COLUMNS = guc::read(&guc::MAX_TRACKED_COLUMNS) as u32;
         PREV_REQUEST = pg_sys::shmem_request_hook;
         pg_sys::shmem_request_hook = Some(shmem_request);
         PREV_STARTUP = pg_sys::shmem_startup_hook;
         pg_sys::shmem_startup_hook = Some(shmem_startup);
     }
-    crate::trigger::enable_stats();
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    match event {
-        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => crate::trigger::transaction_end(true),
-        pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => crate::trigger::transaction_end(false),
-        _ => {}
-    }
+    true
 }
 
 #[pg_guard]

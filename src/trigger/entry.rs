@@ -80,8 +80,6 @@ pub(super) static ENTRIES: Global<Option<FnvMap<pg_sys::Oid, Box<Entry>>>> = Glo
 pub(super) static LAST: Global<(pg_sys::Oid, *mut Entry)> = Global::new((pg_sys::InvalidOid, std::ptr::null_mut()));
 /// Counts of entries that were dropped (invalidated), by relid.
 pub(super) static RETIRED: Global<Option<FnvMap<pg_sys::Oid, Counts>>> = Global::new(None);
-/// The canonical datums by padding, for the stage set of generation `.0`.
-pub(super) static CANONICAL: Global<(u64, Option<FnvMap<usize, Vec<pg_sys::Datum>>>)> = Global::new((u64::MAX, None));
 // Written by the relcache callback: atomics only. Relids to forget, and "forget everything".
 pub(super) const PENDING_SLOTS: usize = 16;
 pub(super) static PENDING: [AtomicU32; PENDING_SLOTS] = [const { AtomicU32::new(0) }; PENDING_SLOTS];
@@ -93,12 +91,12 @@ pub(super) static DOMAINS_CHANGED: AtomicBool = AtomicBool::new(false);
 
 /// Called by the syscache callback: a type or constraint changed somewhere (ALTER DOMAIN among
 /// others). Atomics only, as for `relation_invalidated`.
-pub fn domains_changed() {
+pub(super) fn domains_changed() {
     DOMAINS_CHANGED.store(true, Relaxed);
 }
 
-/// Called by the relcache callback: forget what we resolved about `relid`.
-pub fn relation_invalidated(relid: pg_sys::Oid) {
+/// Called by the relcache callback: forget what we resolved about `relid` (0: everything).
+pub(super) fn relation_invalidated(relid: pg_sys::Oid) {
     let id = u32::from(relid);
     let n = PENDING_LEN.load(Relaxed);
     if id == 0 || n == PENDING_SLOTS {
@@ -191,32 +189,6 @@ pub fn session_counts() -> Vec<(pg_sys::Oid, Counts)> {
     v
 }
 
-/// The canonical datums of the current stage set, blank-padded to `pad` characters for char(n)
-/// (0: no padding). Allocated once per backend and set in TopMemoryContext (a set change
-/// leaves the old ones behind: a few bytes, rarely).
-pub(crate) fn canonical_datums(pad: usize) -> Vec<pg_sys::Datum> {
-    // SAFETY: single-threaded; only called while building an entry.
-    let (generation, maps) = unsafe { CANONICAL.get() };
-    if *generation != cache::set_generation() {
-        *generation = cache::set_generation();
-        *maps = None;
-    }
-    let set = cache::set();
-    maps.get_or_insert_with(FnvMap::default)
-        .entry(pad)
-        .or_insert_with(|| unsafe {
-            pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| {
-                (0..set.stages.len())
-                    .map(|i| {
-                        let s = format!("{:<pad$}", set.name(i as StageId));
-                        pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as c_int))
-                    })
-                    .collect()
-            })
-        })
-        .clone()
-}
-
 pub(super) fn text_like_error(e: &Entry, col: &str, msg: String) -> ! {
     pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH, crate::encoding::for_report(msg), "normalize_trigger")
         .set_detail(crate::encoding::for_report(format!(
@@ -277,7 +249,7 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         .set_hint("Create it with stage_norm.attach(table, column, ...).")
         .report(PgLogLevel::ERROR);
     }
-    let attrs = crate::backend::attrs(tupdesc);
+    let attrs = crate::server::attrs(tupdesc);
     let partition_columns = partition_qual_columns(rel);
     // In-row rewrites only for heap tables: a foreign table's slot is a heap slot too, but its
     // FDW may keep its own pointer to the tuple; other access methods fall back as well.
@@ -345,7 +317,7 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
             text_like_error(&e, &col, format!("column \"{col}\" is too short to hold every canonical stage"));
         }
         let pad_to = if base == pg_sys::BPCHAROID { limit } else { None };
-        let datums = canonical_datums(pad_to.unwrap_or(0));
+        let datums = cache::canonical_datums(pad_to.unwrap_or(0));
         let in_place = heap && !in_partition_qual(partition_columns, attnum as i32);
         let payloads = datums
             .iter()
@@ -509,7 +481,7 @@ unsafe fn is_secondary_placement(logical: pg_sys::Oid, shardid: i64) -> bool {
         logical.to_u32()
     );
     let Ok(query) = CString::new(query) else { return false };
-    crate::backend::read_only_text(&query).as_deref() == Some("t")
+    crate::server::read_only_text(&query).as_deref() == Some("t")
 }
 
 /// Whether Citus lists `shardid` as a shard of `logical` (pg_dist_shard, readable by everyone).
@@ -523,14 +495,14 @@ unsafe fn is_shard_of(logical: pg_sys::Oid, shardid: i64) -> bool {
         logical.to_u32()
     );
     let Ok(query) = CString::new(query) else { return false };
-    crate::backend::read_only_text(&query).as_deref() == Some("t")
+    crate::server::read_only_text(&query).as_deref() == Some("t")
 }
 
 /// Does domain `domain` accept `value`? Evaluated once per column and canonical stage when the
 /// trigger resolves its table, in a subtransaction (a domain CHECK may call any function), the
 /// way PL/pgSQL runs an exception block.
 pub(super) unsafe fn domain_accepts(domain: pg_sys::Oid, value: pg_sys::Datum) -> bool {
-    crate::backend::in_subtransaction(|| {
+    crate::server::in_subtransaction(|| {
         pg_sys::domain_check(value, false, domain, std::ptr::null_mut(), std::ptr::null_mut());
     })
     .is_some()

@@ -38,7 +38,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use stage_norm_core::{Fnv1a, StageId};
 
-use crate::backend::{raw, Global};
+use crate::server::{raw, statement_trigger_data, trigger_data, varlena_bytes, Global};
 use crate::cache;
 use crate::guc::{self, Mode};
 use crate::inplace;
@@ -54,12 +54,9 @@ use entry::*;
 use report::*;
 use value::*;
 
-pub(crate) use entry::canonical_datums;
-pub use entry::{domains_changed, relation_invalidated, session_counts};
+pub use entry::session_counts;
 pub(crate) use entry::logical_name;
-pub(crate) use report::quote;
 pub use report::WARNINGS_PER_STATEMENT;
-pub(crate) use value::varlena_bytes;
 
 /// What happened to one governed value; the index of its counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,31 +96,6 @@ pub fn override_mode_of(relid: pg_sys::Oid) -> Option<Mode> {
 /// The effective mode of a table for this session: min(override else stage_norm.mode, max_mode).
 pub fn effective_mode(override_mode: Option<Mode>) -> Mode {
     override_mode.unwrap_or(guc::read(&guc::MODE)).min(guc::read(&guc::MAX_MODE))
-}
-
-/// The call's TriggerData, or 39P01 when the function was not called by the trigger manager.
-/// Inlined (the per-row path calls it first thing); the error is out of line.
-#[inline(always)]
-unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo, name: &str) -> *mut pg_sys::TriggerData {
-    let ctx = (*fcinfo).context;
-    if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
-        not_called_as_trigger(name);
-    }
-    ctx.cast()
-}
-
-#[cold]
-#[inline(never)]
-fn not_called_as_trigger(name: &str) -> ! {
-    pgrx::pg_sys::panic::ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-        format!("stage_norm.{name}() was not called by the trigger manager"),
-        "trigger_data",
-    )
-    .set_detail("It is a trigger function: it can only be called as a trigger.")
-    .set_hint("stage_norm.attach(table, column, ...) creates the triggers stage_norm needs.")
-    .report(PgLogLevel::ERROR);
-    unreachable!()
 }
 
 /// Rewrites of one row collected before they are made (more are applied in batches).
@@ -463,15 +435,48 @@ pub(super) fn uncounted() -> bool {
     unsafe { *UNCOUNTED.get() }
 }
 
-/// From `_PG_init` when preloading (backends inherit it): count from the first transaction.
-pub fn enable_stats() {
-    // SAFETY: single-threaded.
-    unsafe { *XACT_GEN.get() = 1 };
+/// From `_PG_init`, once per backend (or once in the postmaster, inherited): the trigger's own
+/// callbacks. Forget resolved tables on a relcache invalidation (heard through the cache's
+/// callback), on a domain's change (a
+/// domain's constraints decide which canonical values may be written into a domain-typed
+/// column: any change of pg_constraint or pg_type, ALTER DOMAIN among them, makes the tables that
+/// have such a column resolve again; other tables are kept, as every CREATE TABLE changes
+/// pg_type too) and on a change of the stage set. `stats`: the cluster-wide statistics are
+/// preloaded (`stats::init`): count from the first transaction and flush at its end.
+pub fn init(stats: bool) {
+    cache::on_set_changed(|| relation_invalidated(pg_sys::InvalidOid));
+    // Through the cache's relcache callback: PostgreSQL has 10 slots per backend
+    // (docs/development.md), stage_norm takes one.
+    cache::on_relation_invalidated(relation_invalidated);
+    // SAFETY: at load, single-threaded.
+    unsafe {
+        for cache in [pg_sys::SysCacheIdentifier::CONSTROID, pg_sys::SysCacheIdentifier::TYPEOID] {
+            pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(syscache_callback), pg_sys::Datum::from(0));
+        }
+        if stats {
+            pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+            *XACT_GEN.get() = 1;
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn syscache_callback(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    domains_changed();
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    match event {
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => transaction_end(true),
+        pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => transaction_end(false),
+        _ => {}
+    }
 }
 
 /// At transaction end (commit or abort): flush every entry that counted something, then open
 /// the next generation (0 when stage_norm.track_stats is off or nothing is preloaded).
-pub fn transaction_end(commit: bool) {
+fn transaction_end(commit: bool) {
     // SAFETY: single-threaded; the trigger is not running (transaction boundary).
     unsafe {
         let dirty = std::mem::take(DIRTY.get());
@@ -580,19 +585,3 @@ unsafe extern "C-unwind" fn summary_statement(fcinfo: pg_sys::FunctionCallInfo) 
     }
 }
 
-/// The TriggerData of a statement-level AFTER trigger (`summary_trigger`, `config_changed`), or
-/// 39P01 naming how `name` must be used.
-pub(crate) unsafe fn statement_trigger_data(fcinfo: pg_sys::FunctionCallInfo, name: &str, usage: &str) -> *mut pg_sys::TriggerData {
-    let td = trigger_data(fcinfo, name);
-    let event = (*td).tg_event;
-    if event & pg_sys::TRIGGER_EVENT_TIMINGMASK != pg_sys::TRIGGER_EVENT_AFTER || event & pg_sys::TRIGGER_EVENT_ROW != 0 {
-        pgrx::pg_sys::panic::ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            format!("stage_norm.{name}() must be {usage}"),
-            "statement_trigger_data",
-        )
-        .set_detail("stage_norm creates this trigger itself; it is not meant to be attached by hand.")
-        .report(PgLogLevel::ERROR);
-    }
-    td
-}

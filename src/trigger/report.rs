@@ -2,11 +2,10 @@
 //! WARNINGs and their summary, the sampled server-log line, the 23514 rejection, and the
 //! canary bucket that decides between the last two under enforce.
 use super::*;
+use crate::encoding::quote;
 
 /// Client WARNINGs per statement and table; the rest are summed up by `summary_trigger`.
 pub const WARNINGS_PER_STATEMENT: u64 = 3;
-/// Longest stretch of a rejected value quoted in a message.
-pub(super) const QUOTE_CHARS: usize = 64;
 
 /// Why a value is not rewritten or passed: it is unknown, or it is a known variant that may not
 /// be rewritten here. The mode then treats it as an unknown value (stored and reported,
@@ -109,18 +108,6 @@ pub(super) fn random_unit() -> f64 {
     x ^= x >> 27;
     *rng = x;
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// A value for a message: as text (bytes not valid in the database's encoding as `\xNN`), its
-/// first `QUOTE_CHARS` characters, then "..." when there are more.
-pub(crate) fn quote(value: &[u8]) -> String {
-    // At most 4 bytes a character in any server encoding: no need to convert more.
-    let s = crate::encoding::text_of(&value[..value.len().min(4 * (QUOTE_CHARS + 1))]);
-    let mut out: String = s.chars().take(QUOTE_CHARS).collect();
-    if s.chars().nth(QUOTE_CHARS).is_some() || value.len() > 4 * (QUOTE_CHARS + 1) {
-        out.push_str("...");
-    }
-    out
 }
 
 /// A name (schema, table, column) for a message.

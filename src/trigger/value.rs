@@ -1,18 +1,6 @@
 //! The text column kind: reading a governed value's bytes, and comparing two values.
 use super::*;
 
-/// The bytes of a text datum: read in place unless compressed or external (then detoasted).
-#[inline(always)]
-pub(crate) unsafe fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
-    let mut v = d.cast_mut_ptr::<pg_sys::varlena>();
-    if pgrx::varlena::varatt_is_1b_e(v) || pgrx::varlena::varatt_is_4b_c(v) {
-        v = pg_sys::pg_detoast_datum_packed(v);
-    }
-    let len = pgrx::varlena::varsize_any_exhdr(v);
-    let data = pgrx::varlena::vardata_any(v) as *const u8;
-    std::slice::from_raw_parts(data, len)
-}
-
 /// Do two values of a column hold the same bytes? The stored forms first (an unchanged value is
 /// normally copied as it is, TOAST pointer included), then the detoasted contents.
 #[inline(always)]
@@ -98,7 +86,7 @@ impl Write {
                 if attnum <= 0 || attnum > (*desc).natts {
                     return false;
                 }
-                let generated = crate::backend::attrs(desc)[(attnum - 1) as usize].attgenerated != 0;
+                let generated = crate::server::attrs(desc)[(attnum - 1) as usize].attgenerated != 0;
                 if !key.contains(&(attnum as i16)) && !generated {
                     return false;
                 }

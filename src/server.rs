@@ -10,6 +10,9 @@
 //! PostgreSQL call) is atomics only, never a [`Global`].
 use std::cell::UnsafeCell;
 
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
 pub struct Global<T>(UnsafeCell<T>);
 
 // SAFETY: only the backend's main thread runs extension code.
@@ -133,4 +136,86 @@ pub unsafe fn read_only_text(query: &std::ffi::CStr) -> Option<String> {
     }
     pg_sys::SPI_finish();
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Datums and function calls.
+
+/// The bytes of a text datum: read in place unless compressed or external (then detoasted).
+#[inline(always)]
+pub unsafe fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
+    let mut v = d.cast_mut_ptr::<pg_sys::varlena>();
+    if pgrx::varlena::varatt_is_1b_e(v) || pgrx::varlena::varatt_is_4b_c(v) {
+        v = pgrx::pg_sys::pg_detoast_datum_packed(v);
+    }
+    let len = pgrx::varlena::varsize_any_exhdr(v);
+    let data = pgrx::varlena::vardata_any(v) as *const u8;
+    std::slice::from_raw_parts(data, len)
+}
+
+/// The call's TriggerData, or 39P01 when the function was not called by the trigger manager.
+/// Inlined (the per-row path calls it first thing); the error is out of line.
+#[inline(always)]
+pub unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo, name: &str) -> *mut pg_sys::TriggerData {
+    let ctx = (*fcinfo).context;
+    if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
+        not_called_as_trigger(name);
+    }
+    ctx.cast()
+}
+
+#[cold]
+#[inline(never)]
+fn not_called_as_trigger(name: &str) -> ! {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+        format!("stage_norm.{name}() was not called by the trigger manager"),
+        "trigger_data",
+    )
+    .set_detail("It is a trigger function: it can only be called as a trigger.")
+    .set_hint("stage_norm.attach(table, column, ...) creates the triggers stage_norm needs.")
+    .report(PgLogLevel::ERROR);
+    unreachable!()
+}
+
+/// The TriggerData of a statement-level AFTER trigger (`summary_trigger`, `config_changed`), or
+/// 39P01 naming how `name` must be used.
+pub unsafe fn statement_trigger_data(fcinfo: pg_sys::FunctionCallInfo, name: &str, usage: &str) -> *mut pg_sys::TriggerData {
+    let td = trigger_data(fcinfo, name);
+    let event = (*td).tg_event;
+    if event & pg_sys::TRIGGER_EVENT_TIMINGMASK != pg_sys::TRIGGER_EVENT_AFTER || event & pg_sys::TRIGGER_EVENT_ROW != 0 {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            format!("stage_norm.{name}() must be {usage}"),
+            "statement_trigger_data",
+        )
+        .set_detail("stage_norm creates this trigger itself; it is not meant to be attached by hand.")
+        .report(PgLogLevel::ERROR);
+    }
+    td
+}
+
+/// Argument `i` of a call (the functions are STRICT: never NULL).
+#[inline]
+pub unsafe fn arg(fcinfo: pg_sys::FunctionCallInfo, i: usize) -> pg_sys::Datum {
+    (*fcinfo).args.as_slice(i + 1)[i].value
+}
+
+/// Returns SQL NULL.
+pub unsafe fn return_null(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    (*fcinfo).isnull = true;
+    pg_sys::Datum::from(0)
+}
+
+/// A raw C-language entry point `$name` (and its `pg_finfo_` record) that calls the
+/// `#[pg_guard]`ed `$body`: the jsonb and array functions.
+#[macro_export]
+macro_rules! c_function {
+    ($name:ident, $finfo:ident, $body:ident) => {
+        #[no_mangle]
+        pub unsafe extern "C-unwind" fn $name(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+            $body(fcinfo)
+        }
+        $crate::pg_finfo_v1!($finfo);
+    };
 }
