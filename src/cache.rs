@@ -333,6 +333,14 @@ pub fn refresh() {
     }
 }
 
+/// Whether [`refresh`] has nothing to do: this statement's invalidations were taken in and the
+/// cache is not stale. Lets a raw entry point call a guarded `refresh` only when it must.
+#[inline(always)]
+pub fn fresh() -> bool {
+    // SAFETY: single-threaded; a read of two plain values.
+    unsafe { raw::GetCurrentStatementStartTimestamp() == *LAST_STATEMENT.get() && !STALE.load(Relaxed) }
+}
+
 /// Marks the cache stale again if the reload does not complete (an error unwinds through it).
 struct StaleUnlessDone(bool);
 impl Drop for StaleUnlessDone {
@@ -490,6 +498,100 @@ unsafe fn read_config(sql: &CStr, parallel: bool, fallible: bool, row: &mut dyn 
     rows.is_some()
 }
 
+/// Reads every row of one of the extension's configuration tables directly, with the latest
+/// snapshot (the active one in parallel mode), and calls `row` with the datums of the columns
+/// named `cols` (None: NULL). No SPI: a query would be parsed and planned (about 0.7 M
+/// instructions each), paid by every backend's first statement that reads the configuration.
+/// Nothing is checked but visibility, as for the bootstrap superuser the query ran as: the tables
+/// are readable by everyone and have no row security that hides rows from their readers.
+unsafe fn scan(relid: pg_sys::Oid, parallel: bool, cols: [&CStr; 2], mut row: impl FnMut([Option<pg_sys::Datum>; 2])) {
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    let rel = pg_sys::table_open(relid, lock);
+    let desc = (*rel).rd_att;
+    let natts = (*desc).natts as usize;
+    let att = cols.map(|c| pg_sys::get_attnum(relid, c.as_ptr()));
+    if att.iter().any(|&a| a <= 0 || a as usize > natts) {
+        pgrx::error!("stage_norm: its configuration table {} lacks a column; reinstall the extension", u32::from(relid));
+    }
+    let snapshot = if !parallel {
+        pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot())
+    } else if pg_sys::ActiveSnapshotSet() {
+        pg_sys::GetActiveSnapshot()
+    } else {
+        pg_sys::GetTransactionSnapshot()
+    };
+    let sscan = pg_sys::systable_beginscan(rel, pg_sys::InvalidOid, false, snapshot, 0, std::ptr::null_mut());
+    let mut values = vec![pg_sys::Datum::from(0); natts];
+    let mut nulls = vec![true; natts];
+    loop {
+        let tuple = pg_sys::systable_getnext(sscan);
+        if tuple.is_null() {
+            break;
+        }
+        pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        row(att.map(|a| {
+            let i = a as usize - 1;
+            (!nulls[i]).then_some(values[i])
+        }));
+    }
+    pg_sys::systable_endscan(sscan);
+    if !parallel {
+        pg_sys::UnregisterSnapshot(snapshot);
+    }
+    pg_sys::table_close(rel, lock);
+}
+
+/// The labels of the enum type `stage_norm.stage_set` in order (its sort order), from the
+/// catalog through its index; empty when there is no such type.
+unsafe fn stage_set_labels(nsp: pg_sys::Oid) -> Vec<String> {
+    let typid = pg_sys::GetSysCacheOid(
+        pg_sys::SysCacheIdentifier::TYPENAMENSP as i32,
+        pg_sys::Anum_pg_type_oid as pg_sys::AttrNumber,
+        pg_sys::Datum::from(c"stage_set".as_ptr()),
+        pg_sys::Datum::from(nsp),
+        pg_sys::Datum::from(0),
+        pg_sys::Datum::from(0),
+    );
+    if typid == pg_sys::InvalidOid {
+        return Vec::new();
+    }
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    let rel = pg_sys::table_open(pg_sys::EnumRelationId, lock);
+    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+    pg_sys::ScanKeyInit(
+        &mut key,
+        pg_sys::Anum_pg_enum_enumtypid as pg_sys::AttrNumber,
+        pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+        pg_sys::Oid::from(pg_sys::F_OIDEQ),
+        pg_sys::Datum::from(typid),
+    );
+    let sscan = pg_sys::systable_beginscan(
+        rel,
+        pg_sys::Oid::from(pg_sys::EnumTypIdSortOrderIndexId),
+        true,
+        std::ptr::null_mut(),
+        1,
+        &mut key,
+    );
+    let mut names = Vec::new();
+    loop {
+        let tuple = pg_sys::systable_getnext(sscan);
+        if tuple.is_null() {
+            break;
+        }
+        let e = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_enum>(tuple);
+        names.push(CStr::from_ptr((*e).enumlabel.data.as_ptr()).to_string_lossy().into_owned());
+    }
+    pg_sys::systable_endscan(sscan);
+    pg_sys::table_close(rel, lock);
+    names
+}
+
+/// A datum of a `text` column as bytes.
+unsafe fn text_bytes<'a>(d: Option<pg_sys::Datum>) -> Option<&'a [u8]> {
+    d.map(|d| crate::server::varlena_bytes(d))
+}
+
 unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
     let mut aliases = Aliases::new();
     let mut modes = TableModes::default();
@@ -514,6 +616,88 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
     if aliases_oid == pg_sys::InvalidOid && modes_oid == pg_sys::InvalidOid {
         return (None, aliases, modes);
     }
+    // The stage set: the labels of the enum type stage_norm.stage_set in order; no such type is
+    // the default set. set_stages validated them; a type made around it that does not form a
+    // valid set is refused loudly, never half-used.
+    let mut set: Option<StageSet> = None;
+    let names = if nsp != pg_sys::InvalidOid { stage_set_labels(nsp) } else { Vec::new() };
+    if !names.is_empty() {
+        match StageSet::from_names(&names) {
+            Ok(s) => set = (s != BUILTIN).then_some(s),
+            Err(e) => {
+                pgrx::pg_sys::panic::ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("the enum type stage_norm.stage_set is not a valid stage set: {e}"),
+                    "stage_norm",
+                )
+                .set_hint("Define the set with stage_norm.set_stages(...), or go back to the default with stage_norm.reset_stages().")
+                .report(PgLogLevel::ERROR);
+            }
+        }
+    }
+    let current = set.as_ref().unwrap_or(&BUILTIN);
+    // Keys and stages as bytes with their lengths (never C strings): a key holding a NUL byte
+    // (add_alias refuses one; an old row may have it) must not turn into its prefix.
+    let mut alias_row = |key: &[u8], stage: &[u8]| {
+        if let (Some(id), Some(key)) = (current.canonical_id_bytes(stage), as_utf8(key)) {
+            aliases.insert(key.into(), id);
+        }
+    };
+    let mut mode_row = |oid: pg_sys::Oid, mode: &[u8]| {
+        if let Some(mode) = as_utf8(mode).and_then(Mode::parse) {
+            modes.insert(oid, mode);
+        }
+    };
+    // On Citus the shared configuration tables are reference tables (stage_norm.citus_setup):
+    // read them from this node's own placement, through SPI (config_source, load_citus).
+    if citus_metadata() {
+        load_citus(parallel, aliases_oid, modes_oid, citus_modes_oid, &mut alias_row, &mut mode_row);
+        return (set, aliases, modes);
+    }
+    WATCHED[3].store(0, Relaxed);
+    WATCHED[4].store(0, Relaxed);
+    if aliases_oid != pg_sys::InvalidOid {
+        scan(aliases_oid, parallel, [c"alias_key", c"stage"], |[k, s]| {
+            if let (Some(k), Some(s)) = (text_bytes(k), text_bytes(s)) {
+                alias_row(k, s);
+            }
+        });
+    }
+    if modes_oid != pg_sys::InvalidOid {
+        scan(modes_oid, parallel, [c"tbl", c"mode"], |[t, m]| {
+            if let (Some(t), Some(m)) = (t, text_bytes(m)) {
+                mode_row(pg_sys::Oid::from(t.value() as u32), m);
+            }
+        });
+    }
+    // Overrides of Citus tables, by logical name (kept without Citus too: a dump restored
+    // elsewhere). Read last: they win.
+    if citus_modes_oid != pg_sys::InvalidOid {
+        let mut rows: Vec<(pg_sys::Datum, Vec<u8>)> = Vec::new();
+        scan(citus_modes_oid, parallel, [c"table_name", c"mode"], |[n, m]| {
+            if let (Some(n), Some(m)) = (n, text_bytes(m)) {
+                rows.push((n, m.to_vec()));
+            }
+        });
+        for (name, mode) in rows {
+            if let Some(oid) = pgrx::direct_function_call::<pg_sys::Oid>(pg_sys::to_regclass, &[Some(name)]) {
+                mode_row(oid, &mode);
+            }
+        }
+    }
+    (set, aliases, modes)
+}
+
+/// The aliases and mode overrides on a node with Citus's metadata: through SPI, from this node's
+/// placement of each reference table when it has one (see [`config_source`]).
+unsafe fn load_citus(
+    parallel: bool,
+    aliases_oid: pg_sys::Oid,
+    modes_oid: pg_sys::Oid,
+    citus_modes_oid: pg_sys::Oid,
+    alias_row: &mut dyn FnMut(&[u8], &[u8]),
+    mode_row: &mut dyn FnMut(pg_sys::Oid, &[u8]),
+) {
     // Every query below runs with the caller's search_path as the bootstrap superuser: so no
     // operator, function or type name in them may resolve to a user's object. Functions are
     // qualified, and operators written OPERATOR(pg_catalog.=) on operands of exactly its types
@@ -533,81 +717,38 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
     if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
         pgrx::error!("stage_norm: SPI_connect failed while loading its configuration");
     }
-    // The stage set: the labels of the enum type stage_norm.stage_set in order; no such type is
-    // the default set. set_stages validated them; a type made around it that does not form a
-    // valid set is refused loudly, never half-used.
-    let mut set: Option<StageSet> = None;
-    {
-        let mut names: Vec<String> = Vec::new();
-        query(
-            c"SELECT e.enumlabel::text, '' FROM pg_catalog.pg_enum e \
-               WHERE e.enumtypid OPERATOR(pg_catalog.=) pg_catalog.to_regtype('stage_norm.stage_set')::pg_catalog.oid \
-               ORDER BY e.enumsortorder",
-            parallel,
-            |name, _| names.push(String::from_utf8_lossy(name).into_owned()),
-        );
-        if !names.is_empty() {
-            match StageSet::from_names(&names) {
-                Ok(s) => set = (s != BUILTIN).then_some(s),
-                Err(e) => {
-                    pg_sys::SPI_finish();
-                    pg_sys::SetUserIdAndSecContext(save_user, save_sec);
-                    pgrx::pg_sys::panic::ErrorReport::new(
-                        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                        format!("the enum type stage_norm.stage_set is not a valid stage set: {e}"),
-                        "stage_norm",
-                    )
-                    .set_hint("Define the set with stage_norm.set_stages(...), or go back to the default with stage_norm.reset_stages().")
-                    .report(PgLogLevel::ERROR);
-                }
-            }
-        }
-    }
-    let current = set.as_ref().unwrap_or(&BUILTIN);
-    // On Citus the shared configuration tables are reference tables (stage_norm.citus_setup):
-    // read them from this node's own placement, a plain local table. A query on the logical
-    // table would be a distributed query, which Citus refuses inside a shard's query.
-    let citus = citus_metadata();
     // Went without a configuration table (see config_source): read again at the next statement.
     let mut incomplete = false;
     if aliases_oid != pg_sys::InvalidOid {
-        let (from, shard, fallible) = config_source(citus, aliases_oid, c"aliases", parallel);
+        let (from, shard, fallible) = config_source(true, aliases_oid, c"aliases", parallel);
         WATCHED[3].store(u32::from(shard), Relaxed);
         let sql = CString::new(format!("SELECT alias_key, stage FROM {from}")).unwrap();
-        // Keys and stages as bytes with their lengths (never C strings): a key holding a NUL
-        // byte (add_alias refuses one; an old row may have it) must not turn into its prefix.
-        incomplete |= !read_config(&sql, parallel, fallible, &mut |key, stage| {
-            if let (Some(id), Some(key)) = (current.canonical_id_bytes(stage), as_utf8(key)) {
-                aliases.insert(key.into(), id);
-            }
-        });
+        incomplete |= !read_config(&sql, parallel, fallible, alias_row);
     }
-    let mut mode_row = |oid: &[u8], mode: &[u8]| {
-        let oid = std::str::from_utf8(oid).ok().and_then(|s| s.parse::<u32>().ok());
-        if let (Some(oid), Some(mode)) = (oid, as_utf8(mode).and_then(Mode::parse)) {
-            modes.insert(pg_sys::Oid::from(oid), mode);
+    let mut mode_text = |oid: &[u8], mode: &[u8]| {
+        if let Some(oid) = std::str::from_utf8(oid).ok().and_then(|s| s.parse::<u32>().ok()) {
+            mode_row(pg_sys::Oid::from(oid), mode);
         }
     };
     if modes_oid != pg_sys::InvalidOid {
-        query(c"SELECT tbl::oid, mode FROM stage_norm.table_mode_settings", parallel, &mut mode_row);
+        query(c"SELECT tbl::oid, mode FROM stage_norm.table_mode_settings", parallel, &mut mode_text);
     }
     // Overrides of Citus tables, by logical name: each node resolves the name to its own
     // relation (on a worker, the shell table its shards' triggers name). Read last: they win.
     if citus_modes_oid != pg_sys::InvalidOid {
-        let (from, shard, fallible) = config_source(citus, citus_modes_oid, c"citus_table_modes", parallel);
+        let (from, shard, fallible) = config_source(true, citus_modes_oid, c"citus_table_modes", parallel);
         WATCHED[4].store(u32::from(shard), Relaxed);
         let sql = CString::new(format!(
             "SELECT pg_catalog.to_regclass(table_name)::oid, mode FROM {from} WHERE pg_catalog.to_regclass(table_name) IS NOT NULL"
         ))
         .unwrap();
-        incomplete |= !read_config(&sql, parallel, fallible, &mut mode_row);
+        incomplete |= !read_config(&sql, parallel, fallible, &mut mode_text);
     }
     if incomplete {
         *RELOAD_AT_NEXT_STATEMENT.get() = true;
     }
     pg_sys::SPI_finish();
     pg_sys::SetUserIdAndSecContext(save_user, save_sec);
-    (set, aliases, modes)
 }
 
 /// The prepared transactions of this database that changed stage_norm's configuration (they hold
