@@ -5,7 +5,8 @@
 # RESULT lines. Arguments: the cluster's --conf options (the Makefile's BENCH_CONF).
 #   1. bench/run.sh on a throwaway cluster (scripts/with-cluster.sh): the wall-clock suites and
 #      the Node peer;
-#   2. bench/callgrind.sh: instruction counts of the trigger variants (CALLGRIND_ROWS, 100,000);
+#   2. bench/callgrind.sh: instruction counts of the trigger variants (CALLGRIND_ROWS, 100,000),
+#      and of normalize_stage against lower() (the f_* variants);
 #   3. the jsonb distribution variants by instructions (CALLGRIND_JSONB_ROWS, 1,000,000);
 #   4. bench/callgrind_migrate.sh: migrate against the single UPDATE by instructions, at
 #      CALLGRIND_MIGRATE_ROWS (default "100000 1000000"; #28's goals are at those sizes).
@@ -33,6 +34,8 @@ set -o pipefail
   bash scripts/with-cluster.sh "$@" -- bash bench/run.sh
   echo "== callgrind"
   bash bench/callgrind.sh "$cg_rows"
+  echo "== callgrind (normalize_stage against lower())"
+  VARIANTS="startup f_count_ascii f_lower_ascii f_normalize_ascii f_count_mixed f_lower_mixed f_normalize_mixed" bash bench/callgrind.sh "$cg_rows"
   echo "== callgrind (jsonb distributions)"
   VARIANTS="startup j_none j_canonical" bash bench/callgrind.sh "$cgj_rows"
   echo "== callgrind (migrate against one UPDATE)"

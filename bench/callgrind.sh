@@ -7,6 +7,8 @@
 #   VARIANTS="startup none s_enforce s_enforce_off s_canonical s_canonical_off" bench/callgrind.sh
 #       the cluster-wide statistics (#17): with any s_* variant the backend preloads stage_norm;
 #       s_X is X with the statistics on, s_X_off the same with stage_norm.track_stats = off
+#   VARIANTS="startup f_count_ascii f_lower_ascii f_normalize_ascii f_count_mixed f_lower_mixed f_normalize_mixed"
+#       normalize_stage against lower() over the labels of bench/normalize.sql (#31)
 #   STAGE_SET=custom bench/callgrind.sh   the same under the 7-stage set pre-seed, seed, series-a,
 #                                         series-b, series-c, series-d, growth (labels that set
 #                                         does not know are replaced by ones it does)
@@ -32,12 +34,16 @@ as_pg "$BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8
 printf "fsync = off\nsynchronous_commit = off\nshared_buffers = 256MB\nmax_wal_size = 4GB\nautovacuum = off\n" >> "$dir/data/postgresql.conf"
 if [[ " ${VARIANTS:-} " == *" s_"* ]]; then echo "shared_preload_libraries = 'stage_norm'" >> "$dir/data/postgresql.conf"; fi
 single() { as_pg "$BIN/postgres" --single -D "$dir/data" -j postgres > "$dir/setup.out" 2>&1; }
-{ echo "CREATE SCHEMA bench;"; echo; cat "$here/peers.sql"; echo; cat "$here/dist_peers.sql"; echo; } > "$dir/peers.sql"
+{ echo "CREATE SCHEMA bench;"; echo; cat "$here/peers.sql"; echo; cat "$here/dist_peers.sql"; echo; sed -n '/^-- 1,000,000 messy labels/,/^\$\$;/p' "$here/lib.sql"; echo; } > "$dir/peers.sql"
 cat "$dir/peers.sql" - > "$dir/setup.sql" <<SQL
 CREATE EXTENSION stage_norm;
 $set_sql
 CREATE TABLE src AS SELECT i::bigint AS id, (ARRAY[$labels])[1 + i % 20] AS stage FROM generate_series(1, $rows) i;
 CREATE TABLE src_canonical AS SELECT id, stage_norm.$canonical_fn(stage) AS stage FROM src;
+-- normalize_stage against lower() (#2, #31): the labels of bench/normalize.sql, ASCII and 1 in 10
+-- non-ASCII; the f_* variants run only when named.
+CREATE TABLE labels_ascii AS SELECT s AS stage FROM bench.messy_labels($rows, false) s;
+CREATE TABLE labels_mixed AS SELECT s AS stage FROM bench.messy_labels($rows, true) s;
 CREATE TABLE t_none (id bigint PRIMARY KEY, stage text);
 CREATE TABLE t_canonical (id bigint PRIMARY KEY, stage text);
 SELECT stage_norm.attach('t_canonical', 'stage');
@@ -82,7 +88,7 @@ CREATE TRIGGER p BEFORE INSERT OR UPDATE ON t_j_plpgsql FOR EACH ROW EXECUTE FUN
 -- 100,000 rows), which showed up as a +183 per row 'cost' of whichever variant ran first.
 -- (single-user mode with -j: a statement ends at a semicolon and an empty line, and VACUUM
 -- must be a command of its own)
-VACUUM (FREEZE) src, src_canonical, jsrc, jsrc_canonical;
+VACUUM (FREEZE) src, src_canonical, jsrc, jsrc_canonical, labels_ascii, labels_mixed;
 
 CHECKPOINT;
 SQL
@@ -102,6 +108,10 @@ for v in ${VARIANTS:-startup none lo off username enforce canonical override plp
   table=$v; [[ $v == s_* ]] && { table=${v#s_}; table=${table%_off}; }
   if [[ $v == startup ]]; then
     printf "SELECT 1;\n" > "$dir/$v.sql"
+  elif [[ $v == f_* ]]; then
+    # f_lower_ascii, f_normalize_mixed, ...: one scan of a labels table with the function
+    fn=${v#f_}; fn=${fn%_*}; [[ $fn == normalize ]] && fn=stage_norm.normalize_stage; [[ $fn == count ]] && fn=""
+    printf "SELECT count(%s(stage)) FROM labels_%s;\n" "$fn" "${v##*_}" > "$dir/$v.sql"
   elif [[ $v == u_* ]]; then
     # UPDATE of a column that is not governed, rolled back: every variant updates the same state.
     printf "%s\nBEGIN;\nUPDATE %s SET n = n + 1;\nROLLBACK;\n" "$sets" "$v" > "$dir/$v.sql"
@@ -117,7 +127,7 @@ done
 if [[ -n "${VARIANTS:-}" ]]; then
   echo "instructions per row over no trigger ($rows rows), start-up subtracted:"
   for v in ${VARIANTS}; do
-    [[ $v == startup || $v == none || $v == j_none || $v == u_* ]] && continue
+    [[ $v == startup || $v == none || $v == j_none || $v == u_* || $v == f_* ]] && continue
     b=${ir[none]:-}; [[ $v == j_* ]] && b=${ir[j_none]:-}
     [[ -n "$b" ]] && awk -v v="$v" -v a="${ir[$v]}" -v b="$b" -v n="$rows" 'BEGIN { printf "  %-12s %8.0f\n", v, (a-b)/n }'
   done
@@ -125,6 +135,16 @@ if [[ -n "${VARIANTS:-}" ]]; then
     if [[ -n "${ir[s_$v]:-}" && -n "${ir[s_${v}_off]:-}" && -n "${ir[startup]:-}" ]]; then
       awk -v v="$v" -v S="${ir[startup]}" -v on="${ir[s_$v]}" -v off="${ir[s_${v}_off]}" -v n="$rows" 'BEGIN {
         printf "statistics (#17), INSERT %s: on %+.1f instructions per row over off; on / off %.4f (ceiling 1.02)\n", v, (on-off)/n, (on-S)/(off-S) }'
+    fi
+  done
+  for m in ascii mixed; do
+    if [[ -n "${ir[f_lower_$m]:-}" && -n "${ir[f_normalize_$m]:-}" && -n "${ir[startup]:-}" ]]; then
+      awk -v m="$m" -v S="${ir[startup]}" -v l="${ir[f_lower_$m]}" -v f="${ir[f_normalize_$m]}" -v c="${ir[f_count_$m]:-0}" -v n="$rows" 'BEGIN {
+        printf "count(normalize_stage(x)) / count(lower(x)), %s labels: %.3f (ceiling 0.6, #31)", m, (f-S)/(l-S)
+        if (c > 0) printf "; per call over count(x): normalize_stage %.0f, lower %.0f", (f-c)/n, (l-c)/n
+        printf "\n"
+        r = (f-S)/(l-S); printf "RESULT\tcheck\tcallgrind\tn_default_%s\tcount(normalize_stage(x)) / count(lower(x)), %s labels\t<=\t0.6\t%.4f\t\t%s\n", m, m, r, r <= 0.6 ? "met" : "NOT MET"
+      }'
     fi
   done
   if [[ -n "${ir[j_none]:-}" && -n "${ir[j_canonical]:-}" && -n "${ir[startup]:-}" ]]; then

@@ -32,12 +32,49 @@ unsafe impl<'fcx> ArgAbi<'fcx> for Label<'fcx> {
     }
 }
 
-/// The canonical stage of `label` (built-in rules and DBA-defined aliases), NULL when unknown.
-/// STABLE because it reads `stage_norm.aliases` (through the backend cache).
-#[pg_extern(stable, strict, parallel_safe)]
-fn normalize_stage(label: Label) -> Option<&'static str> {
+/// `stage_norm.normalize_stage(text)`: the canonical stage of a label (the set's rules and the
+/// DBA's aliases), NULL when unknown. STABLE because it reads `stage_norm.aliases` (through the
+/// backend cache).
+///
+/// A raw C entry point (declared in sql/labels.sql under the symbol 0.1.0's SQL binds), not a
+/// `#[pg_extern]`: pgrx's per-call guard (`sigsetjmp`, thread check, argument boxing) was a
+/// third of a call, and the label is classified through the cache's memo as the trigger does
+/// (docs/benchmarks.md, #31). It holds only plain data: the calls that can raise (the cache's
+/// reload, guarded; detoasting and the result's allocation, out of memory) leave nothing to
+/// unwind, and the pure classification runs under `catch_unwind`.
+#[no_mangle]
+pub unsafe extern "C-unwind" fn normalize_stage_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    if !cache::fresh() {
+        refresh();
+    }
+    let bytes = crate::server::varlena_bytes(crate::server::arg(fcinfo, 0));
+    let id = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache::classify_bytes(bytes))) {
+        Ok(id) => id,
+        Err(_) => classification_failed(),
+    };
+    match id {
+        Some(id) => {
+            let name = cache::set().name(id);
+            pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(name.as_ptr().cast(), name.len() as std::ffi::c_int))
+        }
+        None => crate::server::return_null(fcinfo),
+    }
+}
+
+crate::pg_finfo_v1!(pg_finfo_normalize_stage_wrapper);
+
+#[pg_guard]
+extern "C-unwind" fn refresh() {
     cache::refresh();
-    cache::classify(as_utf8(label.0)?).map(|id| cache::set().name(id))
+}
+
+#[cold]
+#[pg_guard]
+extern "C-unwind" fn classification_failed() -> ! {
+    pgrx::pg_sys::panic::ErrorReport::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "stage_norm.normalize_stage: classifying the label failed", "normalize_stage")
+        .set_hint("This is a bug in stage_norm: please report the label.")
+        .report(PgLogLevel::ERROR);
+    unreachable!()
 }
 
 /// The canonical stage of `label` by the built-in rules alone (no aliases): IMMUTABLE, for index

@@ -61,6 +61,7 @@ extension_sql_file!(
         labels::normalize_stage_rules
     ]
 );
+extension_sql_file!("../sql/labels.sql", name = "labels", requires = ["schema"]);
 extension_sql_file!("../sql/columns.sql", name = "columns", requires = [labels::canonical_stages]);
 extension_sql_file!("../sql/distributions.sql", name = "distributions", requires = ["schema"]);
 extension_sql_file!(
