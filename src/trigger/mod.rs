@@ -305,6 +305,14 @@ pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallIn
     if v.n > 0 && !v.replaced && inplace::slot_owns(v.slot, v.tuple) {
         rewrite_in_place(&mut v);
     }
+    // One value that grows (`seriesB` -> `series-b`): a copy of the row with it, built without
+    // deforming and forming the row again (inplace::grown); else PostgreSQL builds it.
+    if v.n == 1 && !v.replaced {
+        if let Some(t) = inplace::grown(v.tuple, v.desc, v.cols[0], v.old[0], payload(&v, 0)) {
+            v.tuple = t;
+            v.n = 0;
+        }
+    }
     if v.n > 0 {
         // Rewrites never write NULL.
         let mut no_nulls = [false; MAX_BATCH];
