@@ -42,7 +42,7 @@ CREATE TABLE stage_norm.migration_runs (
     pid           int,                          -- the backend running it
     last_error    text
 );
-CREATE INDEX ON stage_norm.migration_runs (relid, column_name) WHERE status IN ('running', 'paused', 'failed');
+CREATE INDEX migration_runs_relid_column_name_idx ON stage_norm.migration_runs (relid, column_name) WHERE status IN ('running', 'paused', 'failed');
 COMMENT ON TABLE stage_norm.migration_runs IS 'stage_norm.migrate: one row per run (resumed runs keep their row)';
 
 CREATE TABLE stage_norm.migration_batches (

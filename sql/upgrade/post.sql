@@ -2,7 +2,10 @@
 -- SQL lives"): what needs the new objects, and 0.1.0's data brought into 0.2.0's shape.
 
 -- Aliases extend the rules of the configured set (0.1.0: the built-in rules); the check calls
--- _normalize_stage_rules, new in 0.2.0 (sql/aliases.sql).
+-- _normalize_stage_rules, new in 0.2.0 (sql/aliases.sql). The line below declares that these
+-- ALTERs bring 0.1.0's table to 0.2.0's CREATE TABLE, whose hash it holds: when aliases.sql
+-- changes the table again, tools/sqlgen refuses until the ALTERs and the hash follow.
+-- sqlgen: table aliases fa7add97e133bccb
 ALTER TABLE stage_norm.aliases DROP CONSTRAINT aliases_extend_builtin;
 ALTER TABLE stage_norm.aliases ADD CONSTRAINT aliases_extend_builtin
     CHECK (stage_norm._normalize_stage_rules(alias) IS NULL OR stage_norm._normalize_stage_rules(alias) = stage);

@@ -218,9 +218,7 @@ pub fn normalized(body: &str) -> String {
     let mut space = false;
     while i < b.len() {
         if let Some(end) = quoted_end(b, i) {
-            if space && !out.is_empty() {
-                out.push(' ');
-            }
+            push_space(&mut out, space, b[i]);
             space = false;
             out.push_str(&body[i..end]);
             i = end;
@@ -243,15 +241,21 @@ pub fn normalized(body: &str) -> String {
             i += 1;
             continue;
         }
-        if space && !out.is_empty() {
-            out.push(' ');
-        }
+        push_space(&mut out, space, b[i]);
         space = false;
         let ch = body[i..].chars().next().unwrap();
         out.push(ch);
         i += ch.len_utf8();
     }
     out
+}
+
+/// A pending white space, unless it only separates a bracket or a comma from what is next to
+/// it (`( a int )` reads as `(a int)`).
+fn push_space(out: &mut String, space: bool, next: u8) {
+    if space && !out.is_empty() && !matches!(next, b')' | b',') && !out.ends_with(['(', ',']) {
+        out.push(' ');
+    }
 }
 
 /// What kind of object a statement creates or drops.
@@ -266,6 +270,7 @@ pub enum Kind {
     Policy,
     Type,
     Sequence,
+    Schema,
 }
 
 impl Kind {
@@ -280,6 +285,7 @@ impl Kind {
             Kind::Policy => "policy",
             Kind::Type => "type",
             Kind::Sequence => "sequence",
+            Kind::Schema => "schema",
         }
     }
     /// Routines and views can be replaced in place.
@@ -305,25 +311,44 @@ fn words(norm: &str) -> Vec<String> {
         .collect()
 }
 
-/// An object name as written (`stage_norm."_x"`, `"_x"`, `_x`) in one form: `_x`.
+/// An object name as written (`stage_norm."_x"`, `"_x"`, `_x`, `STAGE_NORM._X`) in one form: `_x`.
+/// Unquoted parts are lower-cased, as PostgreSQL folds them; quoted ones are kept as written.
 pub fn object_name(raw: &str) -> String {
     let raw = raw.trim().trim_end_matches(';');
     let raw = raw.split('(').next().unwrap_or(raw);
-    let s = raw.replace('"', "");
-    let s = s.strip_prefix("stage_norm.").unwrap_or(&s);
-    s.to_lowercase()
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for ch in raw.chars() {
+        match ch {
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c if quoted => cur.push(c),
+            c => cur.extend(c.to_lowercase()),
+        }
+    }
+    parts.push(cur);
+    if parts.len() > 1 && parts[0] == "stage_norm" {
+        parts.remove(0);
+    }
+    parts.join(".")
 }
 
 fn upper(w: &[String], i: usize) -> String {
     w.get(i).map(|s| s.to_uppercase()).unwrap_or_default()
 }
 
-/// The object a CREATE statement creates, if any, and whether it says OR REPLACE.
+/// The object a CREATE statement creates, if any, and whether it says OR REPLACE. A CREATE of a
+/// kind this tool does not know is `Err` with the kind's words: the generator refuses it.
 pub fn created(body: &str) -> Option<(Object, bool)> {
+    created_or_unknown(body).ok().flatten()
+}
+
+fn created_or_unknown(body: &str) -> Result<Option<(Object, bool)>, String> {
     let norm = normalized(body);
     let w = words(&norm);
     if upper(&w, 0) != "CREATE" {
-        return None;
+        return Ok(None);
     }
     let mut i = 1;
     let mut or_replace = false;
@@ -331,38 +356,158 @@ pub fn created(body: &str) -> Option<(Object, bool)> {
         or_replace = true;
         i = 3;
     }
+    // Words that qualify the kind without changing which object it is.
+    while matches!(upper(&w, i).as_str(), "TEMP" | "TEMPORARY" | "RECURSIVE" | "UNLOGGED" | "TRUSTED") {
+        i += 1;
+    }
     let kw = upper(&w, i);
-    let obj = match kw.as_str() {
-        "FUNCTION" | "PROCEDURE" => (Kind::Routine, object_name(w.get(i + 1)?)),
-        "VIEW" => (Kind::View, object_name(w.get(i + 1)?)),
-        "TABLE" => (Kind::Table, object_name(w.get(i + 1)?)),
-        "TYPE" => (Kind::Type, object_name(w.get(i + 1)?)),
-        "SEQUENCE" => (Kind::Sequence, object_name(w.get(i + 1)?)),
-        "UNIQUE" | "INDEX" => {
-            let j = if kw == "UNIQUE" { i + 2 } else { i + 1 };
-            if upper(&w, j) == "ON" {
-                (Kind::Index, norm.clone())
-            } else {
-                (Kind::Index, object_name(w.get(j)?))
-            }
+    let name_at = |j: usize| -> usize {
+        // CREATE TABLE IF NOT EXISTS name
+        if upper(&w, j) == "IF" && upper(&w, j + 1) == "NOT" && upper(&w, j + 2) == "EXISTS" {
+            j + 3
+        } else {
+            j
         }
-        "EVENT" => (Kind::EventTrigger, object_name(w.get(i + 2)?)),
+    };
+    let get = |j: usize| w.get(j).map(|x| object_name(x)).ok_or_else(|| format!("CREATE {kw} without a name"));
+    let obj = match kw.as_str() {
+        "FUNCTION" | "PROCEDURE" => (Kind::Routine, get(name_at(i + 1))?),
+        "VIEW" => (Kind::View, get(name_at(i + 1))?),
+        "TABLE" => (Kind::Table, get(name_at(i + 1))?),
+        "TYPE" => (Kind::Type, get(name_at(i + 1))?),
+        "SEQUENCE" => (Kind::Sequence, get(name_at(i + 1))?),
+        "UNIQUE" | "INDEX" => {
+            let mut j = if kw == "UNIQUE" { i + 2 } else { i + 1 };
+            if upper(&w, j) == "CONCURRENTLY" {
+                j += 1;
+            }
+            let j = name_at(j);
+            if upper(&w, j) == "ON" {
+                return Err("CREATE INDEX without a name: name it (an unnamed index cannot be dropped by name in a later step)".into());
+            }
+            (Kind::Index, get(j)?)
+        }
+        "EVENT" => (Kind::EventTrigger, get(i + 2)?),
         "TRIGGER" | "CONSTRAINT" => {
             let j = if kw == "CONSTRAINT" { i + 2 } else { i + 1 };
-            let name = object_name(w.get(j)?);
-            let on = w.iter().skip(j + 1).position(|x| x.eq_ignore_ascii_case("ON"))? + j + 1;
-            (Kind::Trigger, format!("{} on {}", name, object_name(w.get(on + 1)?)))
+            let name = get(j)?;
+            let on = w.iter().skip(j + 1).position(|x| x.eq_ignore_ascii_case("ON")).ok_or_else(|| format!("CREATE {kw} {name} without ON"))? + j + 1;
+            (Kind::Trigger, format!("{} on {}", name, get(on + 1)?))
         }
         "POLICY" => {
-            let name = object_name(w.get(i + 1)?);
+            let name = get(i + 1)?;
             if upper(&w, i + 2) != "ON" {
-                return None;
+                return Err(format!("CREATE POLICY {name} without ON"));
             }
-            (Kind::Policy, format!("{} on {}", name, object_name(w.get(i + 3)?)))
+            (Kind::Policy, format!("{} on {}", name, get(i + 3)?))
         }
-        _ => return None,
+        "SCHEMA" => (Kind::Schema, get(name_at(i + 1))?),
+        _ => {
+            return Err(format!(
+                "CREATE {}: tools/sqlgen does not know this kind of object; teach it (tools/sqlgen/src/lib.rs, created_or_unknown)",
+                w[1..=i.min(w.len() - 1)].join(" ")
+            ))
+        }
     };
-    Some((obj, or_replace))
+    Ok(Some((obj, or_replace)))
+}
+
+/// A routine's parameters (modes, names, types, defaults) and result, from its CREATE text, in
+/// one form: common type aliases spelled out, case and quotes of plain identifiers folded. Two
+/// routines with different forms cannot replace one another (`CREATE OR REPLACE` refuses a new
+/// result type or parameter name, and a new parameter type makes an overload).
+pub fn routine_header(body: &str) -> String {
+    let norm = normalized(body);
+    let Some(open) = norm.find('(') else { return String::new() };
+    let b = norm.as_bytes();
+    let mut depth = 0;
+    let mut close = open;
+    let mut i = open;
+    while i < b.len() {
+        if let Some(end) = quoted_end(b, i) {
+            i = end;
+            continue;
+        }
+        match b[i] {
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = i;
+                    break;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let params = &norm[open..=close];
+    // The result: RETURNS ... up to the first attribute keyword.
+    let rest = &norm[close + 1..];
+    let mut result = String::new();
+    let up = rest.to_uppercase();
+    if let Some(r) = up.find("RETURNS ") {
+        let tail = &rest[r + 8..];
+        let stop = [" LANGUAGE ", " AS ", " STRICT", " STABLE", " IMMUTABLE", " VOLATILE", " SECURITY ", " SET ", " PARALLEL ", " COST ",
+            " ROWS ", " CALLED ", " LEAKPROOF", " NOT ", " WINDOW", " SUPPORT ", " RETURNS NULL", ";"]
+            .iter()
+            .filter_map(|k| tail.to_uppercase().find(k))
+            .min()
+            .unwrap_or(tail.len());
+        result = tail[..stop].to_string();
+    }
+    let fold = |t: &str| -> String {
+        let mut out = String::new();
+        let tb = t.as_bytes();
+        let mut i = 0;
+        while i < tb.len() {
+            if tb[i] == b'"' {
+                // a quoted identifier that is a plain lower-case word reads as itself
+                let end = quoted_end(tb, i).unwrap_or(tb.len());
+                let inner = &t[i + 1..end.saturating_sub(1).max(i + 1)];
+                if inner.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                    out.push_str(inner);
+                } else {
+                    out.push_str(&t[i..end]);
+                }
+                i = end;
+                continue;
+            }
+            if let Some(end) = quoted_end(tb, i) {
+                out.push_str(&t[i..end]);
+                i = end;
+                continue;
+            }
+            let ch = t[i..].chars().next().unwrap();
+            out.extend(ch.to_lowercase());
+            i += ch.len_utf8();
+        }
+        // type aliases, word by word
+        let words: Vec<String> = out
+            .split(' ')
+            .map(|w| {
+                let (core, tail) = match w.find([',', ')', '[']) {
+                    Some(k) => (&w[..k], &w[k..]),
+                    None => (w, ""),
+                };
+                let core = match core {
+                    "int" | "int4" => "integer",
+                    "int8" => "bigint",
+                    "int2" => "smallint",
+                    "bool" => "boolean",
+                    "float8" => "double precision",
+                    "float4" => "real",
+                    "varchar" => "character varying",
+                    "timestamptz" => "timestamp with time zone",
+                    "decimal" => "numeric",
+                    c => c,
+                };
+                format!("{core}{tail}")
+            })
+            .collect();
+        words.join(" ")
+    };
+    format!("{} -> {}", fold(params), fold(result.trim()))
 }
 
 /// The objects a DROP statement drops (`DROP FUNCTION a(int), b(text)`, `DROP TRIGGER t ON x`).
@@ -382,6 +527,7 @@ pub fn dropped(body: &str) -> Vec<Object> {
         "POLICY" => Kind::Policy,
         "TYPE" => Kind::Type,
         "SEQUENCE" => Kind::Sequence,
+        "SCHEMA" => Kind::Schema,
         _ => return Vec::new(),
     };
     // the list after the kind words and IF EXISTS, up to CASCADE/RESTRICT/ON
@@ -434,20 +580,28 @@ pub fn dropped(body: &str) -> Vec<Object> {
         .collect()
 }
 
-/// The tables an ALTER TABLE statement alters.
-fn altered_table(body: &str) -> Option<String> {
-    let w = words(&normalized(body));
-    if upper(&w, 0) != "ALTER" || upper(&w, 1) != "TABLE" {
-        return None;
+/// FNV-1a, 64 bits, in hex: the hash a `-- sqlgen: table` line records.
+pub fn fnv_hex(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    let mut j = 2;
-    if upper(&w, 2) == "IF" {
-        j = 4;
+    format!("{h:016x}")
+}
+
+/// Every CREATE in the given scripts that the generator would refuse (a kind it does not know,
+/// an index without a name), with where.
+pub fn unknown_creates(scripts: &[(&str, &str)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, text) in scripts {
+        for s in split(text) {
+            if let Err(why) = created_or_unknown(&s.body) {
+                out.push(format!("{}:{}: {}", name, s.line, why));
+            }
+        }
     }
-    if upper(&w, j) == "ONLY" {
-        j += 1;
-    }
-    Some(object_name(w.get(j)?))
+    out
 }
 
 /// Every routine and view defined more than once in the given scripts, with where.
@@ -472,17 +626,39 @@ pub fn duplicate_definitions(scripts: &[(&str, &str)]) -> Vec<String> {
 /// install script pgrx generated for this one), `pre` and `post`.
 pub fn upgrade(old: &str, new: &str, pre: &str, post: &str, from: &str, to: &str) -> Result<String, Error> {
     // What the old release created, and the text that created it.
+    let mut problems = Vec::new();
     let mut old_objects: BTreeMap<Object, String> = BTreeMap::new();
-    for s in split(old) {
-        if let Some((o, _)) = created(&s.body) {
-            old_objects.insert(o, normalized(&s.body));
+    for (name, text) in [(from, old), (to, new)] {
+        for s in split(text) {
+            match created_or_unknown(&s.body) {
+                Ok(Some((o, _))) if name == from => {
+                    old_objects.insert(o, normalized(&s.body));
+                }
+                Err(why) => problems.push(format!("the install script of {name}, line {}: {why}", s.line)),
+                _ => {}
+            }
         }
     }
-    // What pre.sql drops, and which tables pre.sql and post.sql alter.
+    // What pre.sql drops, and the tables pre.sql and post.sql declare they alter
+    // (`-- sqlgen: table <name> <hash of its new CREATE TABLE>`).
     let mut dropped_by_pre = BTreeSet::new();
-    let mut altered = BTreeSet::new();
+    let mut altered: BTreeMap<String, String> = BTreeMap::new();
     for (part, text) in [("pre", pre), ("post", post)] {
+        for l in text.lines() {
+            if let Some(rest) = l.trim().strip_prefix("-- sqlgen: table ") {
+                let mut it = rest.split_whitespace();
+                if let (Some(t), Some(h)) = (it.next(), it.next()) {
+                    altered.insert(object_name(t), h.to_string());
+                }
+            }
+        }
         for s in split(text) {
+            if part == "pre" && normalized(&s.body).to_uppercase().starts_with("DROP ") && normalized(&s.body).to_uppercase().contains(" CASCADE") {
+                problems.push(format!(
+                    "sql/upgrade/pre.sql:{}: DROP ... CASCADE could drop unchanged {from} objects that nothing creates again: drop each dependent object by name",
+                    s.line
+                ));
+            }
             for o in dropped(&s.body) {
                 if part == "pre" {
                     dropped_by_pre.insert(o);
@@ -494,13 +670,9 @@ pub fn upgrade(old: &str, new: &str, pre: &str, post: &str, from: &str, to: &str
                     ));
                 }
             }
-            if let Some(t) = altered_table(&s.body) {
-                altered.insert(t);
-            }
         }
     }
     let hand: Vec<(&str, &str)> = vec![("sql/upgrade/pre.sql", pre), ("sql/upgrade/post.sql", post)];
-    let mut problems = Vec::new();
     // A routine or view a hand-written part creates and the install script creates too has two
     // homes.
     let new_stmts = split(new);
@@ -542,31 +714,85 @@ pub fn upgrade(old: &str, new: &str, pre: &str, post: &str, from: &str, to: &str
         if *old_text == normalized(&s.body) {
             continue; // 0.1.0 created it just so
         }
+        if o.0 == Kind::Routine && routine_header(old_text) != routine_header(&s.body) {
+            problems.push(format!(
+                "install script line {}: {} of {} changes its parameters or result ({} => {}): CREATE OR REPLACE cannot do that; DROP it in sql/upgrade/pre.sql (the install script creates it again)",
+                s.line,
+                describe(&o),
+                from,
+                routine_header(old_text),
+                routine_header(&s.body)
+            ));
+            continue;
+        }
         if o.0.replaceable() {
             let text = if or_replace { s.body.clone() } else { or_replace_form(&s.body) };
             emit(&mut body, &lead, &text);
             continue;
         }
-        let table = match o.0 {
-            Kind::Table => Some(o.1.clone()),
-            _ => None,
-        };
-        if table.as_ref().is_some_and(|t| altered.contains(t)) {
-            continue; // pre.sql or post.sql alters it into its new form
+        if o.0 == Kind::Table {
+            let hash = fnv_hex(&normalized(&s.body));
+            match altered.get(&o.1) {
+                Some(h) if *h == hash => continue, // pre.sql or post.sql alters it into this form
+                Some(h) => {
+                    problems.push(format!(
+                        "install script line {}: {} changed again since sql/upgrade/ declared it altered (`-- sqlgen: table {} {}`): bring its ALTERs up to date, then make that line `-- sqlgen: table {} {}`",
+                        s.line,
+                        describe(&o),
+                        o.1,
+                        h,
+                        o.1,
+                        hash
+                    ));
+                    continue;
+                }
+                None => {
+                    problems.push(format!(
+                        "install script line {}: {} of {} is defined differently in {}: ALTER it in sql/upgrade/pre.sql or post.sql, with the line `-- sqlgen: table {} {}` there (the hash of its new CREATE TABLE: a later change is refused until the ALTERs follow it); tests/upgrade.rs then compares the result with a fresh install",
+                        s.line,
+                        describe(&o),
+                        from,
+                        to,
+                        o.1,
+                        hash
+                    ));
+                    continue;
+                }
+            }
         }
         problems.push(format!(
-            "install script line {}: {} of {} is defined differently in {}: {} it in sql/upgrade/pre.sql{}",
+            "install script line {}: {} of {} is defined differently in {}: DROP it in sql/upgrade/pre.sql (the install script creates it again)",
             s.line,
             describe(&o),
             from,
-            to,
-            if o.0 == Kind::Table { "ALTER" } else { "DROP" },
-            if o.0 == Kind::Table { " or post.sql" } else { " (the install script creates it again)" }
+            to
         ));
     }
     for (o, n) in &made {
         if *n > 1 && o.0.replaceable() {
             problems.push(format!("the install script defines {} {} times", describe(o), n));
+        }
+    }
+    // A GRANT or REVOKE of the old release that the new one no longer makes stays in effect in an
+    // updated database: the hand-written parts must undo it.
+    let new_texts: BTreeSet<String> = new_stmts.iter().map(|s| normalized(&s.body)).collect();
+    let hand_texts: BTreeSet<String> = [pre, post].iter().flat_map(|t| split(t)).map(|s| normalized(&s.body)).collect();
+    for s in split(old) {
+        let t = normalized(&s.body);
+        let up = t.to_uppercase();
+        if !(up.starts_with("GRANT ") || up.starts_with("REVOKE ")) || new_texts.contains(&t) {
+            continue;
+        }
+        let inverse = if up.starts_with("GRANT ") {
+            format!("REVOKE {}", t[6..].replacen(" TO ", " FROM ", 1))
+        } else {
+            format!("GRANT {}", t[7..].replacen(" FROM ", " TO ", 1))
+        };
+        if !hand_texts.iter().any(|h| h.eq_ignore_ascii_case(&inverse)) {
+            problems.push(format!(
+                "{} line {}: `{}` is not in {}: undo it in sql/upgrade/pre.sql or post.sql with `{}`",
+                from, s.line, t, to, inverse
+            ));
         }
     }
     for o in old_objects.keys() {
@@ -659,6 +885,10 @@ mod tests {
         assert_eq!(f("CREATE POLICY read_all ON stage_norm.t FOR SELECT"), Some("policy read_all on t".into()));
         assert_eq!(f("CREATE VIEW stage_norm.v AS SELECT 1;"), Some("view v".into()));
         assert_eq!(f("SELECT 1"), None);
+        assert_eq!(f("CREATE TABLE IF NOT EXISTS stage_norm.t (a int)"), Some("table t".into()));
+        assert_eq!(f("create or replace recursive view STAGE_NORM.V (a) AS SELECT 1"), Some("view v".into()));
+        assert_eq!(f("CREATE FUNCTION stage_norm.\"Foo\"()"), Some("routine Foo".into()));
+        assert_ne!(f("CREATE FUNCTION \"Foo\"()"), f("CREATE FUNCTION foo()"));
         assert_eq!(
             dropped("DROP FUNCTION IF EXISTS stage_norm.a(int, text), stage_norm.b() CASCADE;"),
             vec![(Kind::Routine, "a".into()), (Kind::Routine, "b".into())]
@@ -677,11 +907,43 @@ mod tests {
                    CREATE TABLE t (a int, b int);\nCREATE TRIGGER tr AFTER INSERT ON t EXECUTE FUNCTION f();";
         let e = upgrade(old, new, "", "", "0.1", "0.2").unwrap_err().0;
         assert!(e.contains("table t of 0.1 is defined differently"), "{e}");
-        let out = upgrade(old, new, "ALTER TABLE t ADD b int;", "", "0.1", "0.2").unwrap();
+        let hash = fnv_hex(&normalized("CREATE TABLE t (a int, b int);"));
+        assert!(e.contains(&format!("-- sqlgen: table t {hash}")), "{e}");
+        // an ALTER alone does not silence it: the declaration with the new table's hash does
+        let e = upgrade(old, new, "ALTER TABLE t ADD b int;", "", "0.1", "0.2").unwrap_err().0;
+        assert!(e.contains("table t of 0.1 is defined differently"), "{e}");
+        let e = upgrade(old, &new.replace("b int", "b bigint"), &format!("-- sqlgen: table t {hash}\nALTER TABLE t ADD b int;"), "", "0.1", "0.2")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("changed again since"), "{e}");
+        let out = upgrade(old, new, &format!("-- sqlgen: table t {hash}\nALTER TABLE t ADD b int;"), "", "0.1", "0.2").unwrap();
         assert!(out.contains("CREATE OR REPLACE FUNCTION f()"), "{out}");
         assert!(!out.contains("FUNCTION g()"), "{out}");
         assert!(out.contains("\nCREATE FUNCTION h()"), "{out}");
         assert!(!out.contains("CREATE TABLE") && !out.contains("CREATE TRIGGER"), "{out}");
+        // parameters or result that change are refused unless pre.sql drops the routine
+        let changed = new.replace("CREATE FUNCTION f() RETURNS int AS $$ SELECT 2 $$", "CREATE FUNCTION f(x int) RETURNS int AS $$ SELECT 2 $$");
+        let pre = format!("-- sqlgen: table t {hash}\nALTER TABLE t ADD b int;");
+        let e = upgrade(old, &changed, &pre, "", "0.1", "0.2").unwrap_err().0;
+        assert!(e.contains("routine f of 0.1 changes its parameters or result"), "{e}");
+        let out = upgrade(old, &changed, &format!("{pre}\nDROP FUNCTION f();"), "", "0.1", "0.2").unwrap();
+        assert!(out.contains("\nCREATE FUNCTION f(x int)"), "{out}");
+        let e = upgrade(old, &new.replace("RETURNS int AS $$ SELECT 2", "RETURNS bigint AS $$ SELECT 2"), &pre, "", "0.1", "0.2").unwrap_err().0;
+        assert!(e.contains("changes its parameters or result"), "{e}");
+        // spelling alone is no change
+        assert_eq!(routine_header("CREATE  FUNCTION \"f\"(\n\t\"label\" TEXT /* & str */\n) RETURNS TEXT STRICT"), routine_header("CREATE FUNCTION stage_norm.f(label text) RETURNS text LANGUAGE c"));
+        assert_eq!(routine_header("CREATE FUNCTION f(a int4, b bool) RETURNS int8 AS"), routine_header("CREATE FUNCTION f( a integer , b boolean ) RETURNS bigint AS"));
+        // DROP ... CASCADE in pre.sql, a kind it does not know, a grant that is gone
+        let e = upgrade(old, &changed, &format!("{pre}\nDROP FUNCTION f() CASCADE;"), "", "0.1", "0.2").unwrap_err().0;
+        assert!(e.contains("CASCADE"), "{e}");
+        let e = upgrade(old, &format!("{new}\nCREATE CAST (int AS text) WITH INOUT;"), &pre, "", "0.1", "0.2").unwrap_err().0;
+        assert!(e.contains("CREATE CAST: tools/sqlgen does not know"), "{e}");
+        let e = upgrade(old, &format!("{new}\nCREATE INDEX ON t (a);"), &pre, "", "0.1", "0.2").unwrap_err().0;
+        assert!(e.contains("CREATE INDEX without a name"), "{e}");
+        let granted = format!("{old}\nGRANT SELECT ON t TO PUBLIC;");
+        let e = upgrade(&granted, new, &pre, "", "0.1", "0.2").unwrap_err().0;
+        assert!(e.contains("`GRANT SELECT ON t TO PUBLIC;` is not in 0.2"), "{e}");
+        upgrade(&granted, new, &pre, "REVOKE SELECT ON t FROM PUBLIC;", "0.1", "0.2").unwrap();
         // an old object that is gone must be dropped
         let e = upgrade(old, "CREATE TABLE t (a int);", "", "", "0.1", "0.2").unwrap_err().0;
         assert!(e.contains("routine g of 0.1 is gone"), "{e}");
@@ -694,7 +956,7 @@ mod tests {
 
     #[test]
     fn finds_duplicates() {
-        let d = duplicate_definitions(&[("a.sql", "CREATE FUNCTION f() ...;\nCREATE FUNCTION g();"), ("b.sql", "\n\nCREATE OR REPLACE FUNCTION stage_norm.f(x int);")]);
+        let d = duplicate_definitions(&[("a.sql", "CREATE FUNCTION f() ...;\nCREATE FUNCTION g();"), ("b.sql", "\n\ncreate or replace function STAGE_NORM.F(x int);")]);
         assert_eq!(d, vec!["routine f is defined 2 times: a.sql:1, b.sql:3".to_string()]);
     }
 
@@ -719,5 +981,7 @@ mod tests {
         let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         let d = duplicate_definitions(&refs);
         assert!(d.is_empty(), "{}", d.join("\n"));
+        let u = unknown_creates(&refs);
+        assert!(u.is_empty(), "{}", u.join("\n"));
     }
 }

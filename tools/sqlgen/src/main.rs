@@ -1,7 +1,8 @@
 //! stage_norm_sqlgen upgrade OLD.sql NEW.sql PRE.sql POST.sql FROM TO OUT.sql
 //!   writes the upgrade script from FROM to TO (src/lib.rs says how), or says why it cannot.
 //! stage_norm_sqlgen check FILE.sql...
-//!   fails when a routine or view is defined more than once across the files.
+//!   fails when a routine or view is defined more than once across the files, or a CREATE is one
+//!   the generator would refuse.
 use std::process::exit;
 
 fn read(p: &str) -> String {
@@ -36,7 +37,8 @@ fn main() {
         Some("check") if a.len() > 1 => {
             let files: Vec<(String, String)> = a[1..].iter().map(|p| (p.clone(), read(p))).collect();
             let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-            let d = stage_norm_sqlgen::duplicate_definitions(&refs);
+            let mut d = stage_norm_sqlgen::duplicate_definitions(&refs);
+            d.extend(stage_norm_sqlgen::unknown_creates(&refs));
             if !d.is_empty() {
                 eprintln!("{}", d.join("\n"));
                 exit(1)
