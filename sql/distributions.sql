@@ -1,6 +1,6 @@
 -- Stage distributions (jsonb: stage -> weight) and stage arrays (text[], varchar[]); see
--- docs/distributions.md. Plain C functions (src/kinds.rs): they read jsonb and arrays in their
--- binary form. Volatility follows the text functions: the normalizers read aliases (STABLE);
+-- docs/distributions.md. Plain C functions (src/distributions.rs, src/arrays.rs): they read
+-- jsonb and arrays in their binary form. Volatility follows the text functions: the normalizers read aliases (STABLE);
 -- the checks follow only the configured set, whose changes re-check the CHECKs that use them
 -- (IMMUTABLE, as is_canonical_stage; docs/normalization.md, "Honesty").
 CREATE FUNCTION stage_norm.normalize_stage_distribution(dist jsonb) RETURNS jsonb
