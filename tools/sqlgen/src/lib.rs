@@ -125,37 +125,9 @@ fn quoted_end(b: &[u8], i: usize) -> Option<usize> {
     match b[i] {
         b'\'' => {
             let backslash = i > 0 && (b[i - 1] == b'E' || b[i - 1] == b'e') && (i < 2 || !is_ident(b[i - 2]));
-            let mut j = i + 1;
-            while j < b.len() {
-                if backslash && b[j] == b'\\' {
-                    j += 2;
-                    continue;
-                }
-                if b[j] == b'\'' {
-                    if b.get(j + 1) == Some(&b'\'') {
-                        j += 2;
-                        continue;
-                    }
-                    return Some(j + 1);
-                }
-                j += 1;
-            }
-            Some(b.len())
+            Some(closing(b, i, b'\'', backslash))
         }
-        b'"' => {
-            let mut j = i + 1;
-            while j < b.len() {
-                if b[j] == b'"' {
-                    if b.get(j + 1) == Some(&b'"') {
-                        j += 2;
-                        continue;
-                    }
-                    return Some(j + 1);
-                }
-                j += 1;
-            }
-            Some(b.len())
-        }
+        b'"' => Some(closing(b, i, b'"', false)),
         b'$' => {
             // $$ or $tag$ (a tag does not start with a digit: $1 is a parameter)
             if i > 0 && is_ident(b[i - 1]) {
@@ -183,6 +155,27 @@ fn quoted_end(b: &[u8], i: usize) -> Option<usize> {
         }
         _ => None,
     }
+}
+
+/// The end of a string or identifier opened by the quote `q` at `i`: a doubled quote stays
+/// inside, and so, when `backslash` (an E'' string), does a quote after a backslash.
+fn closing(b: &[u8], i: usize, q: u8, backslash: bool) -> usize {
+    let mut j = i + 1;
+    while j < b.len() {
+        if backslash && b[j] == b'\\' {
+            j += 2;
+            continue;
+        }
+        if b[j] == q {
+            if b.get(j + 1) == Some(&q) {
+                j += 2;
+                continue;
+            }
+            return j + 1;
+        }
+        j += 1;
+    }
+    b.len()
 }
 
 fn is_ident(c: u8) -> bool {
@@ -548,27 +541,7 @@ pub fn dropped(body: &str) -> Vec<Object> {
         }
         return Vec::new();
     }
-    // split on commas outside parentheses
-    let mut names = Vec::new();
-    let mut depth = 0;
-    let mut cur = String::new();
-    for ch in rest.chars() {
-        match ch {
-            '(' => {
-                depth += 1;
-                cur.push(ch)
-            }
-            ')' => {
-                depth -= 1;
-                cur.push(ch)
-            }
-            ',' if depth == 0 => {
-                names.push(std::mem::take(&mut cur));
-            }
-            _ => cur.push(ch),
-        }
-    }
-    names.push(cur);
+    let names = split_top_level(rest, '(', ')');
     names
         .into_iter()
         .map(|n| {
@@ -578,6 +551,31 @@ pub fn dropped(body: &str) -> Vec<Object> {
         })
         .filter(|o| !o.1.is_empty())
         .collect()
+}
+
+/// `text` split at the commas outside `open`/`close` brackets, up to a `close` that no `open`
+/// matches (`a(b, c), d` gives `a(b, c)` and ` d`).
+pub fn split_top_level(text: &str, open: char, close: char) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for ch in text.chars() {
+        if ch == close && depth == 0 {
+            break;
+        }
+        if ch == ',' && depth == 0 {
+            items.push(std::mem::take(&mut cur));
+            continue;
+        }
+        if ch == open {
+            depth += 1;
+        } else if ch == close {
+            depth -= 1;
+        }
+        cur.push(ch);
+    }
+    items.push(cur);
+    items
 }
 
 /// FNV-1a, 64 bits, in hex: the hash a `-- sqlgen: table` line records.

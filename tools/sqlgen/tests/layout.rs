@@ -77,26 +77,7 @@ fn code_of(text: &str) -> String {
 fn heads(rest: &str) -> Vec<String> {
     let rest = rest.trim_start();
     if let Some(list) = rest.strip_prefix('{') {
-        // split the brace list at top-level commas
-        let mut out = Vec::new();
-        let mut depth = 0;
-        let mut item = String::new();
-        for ch in list.chars() {
-            match ch {
-                '{' => {
-                    depth += 1;
-                    item.push(ch)
-                }
-                '}' if depth == 0 => break,
-                '}' => {
-                    depth -= 1;
-                    item.push(ch)
-                }
-                ',' if depth == 0 => out.push(std::mem::take(&mut item)),
-                _ => item.push(ch),
-            }
-        }
-        out.push(item);
+        let out = stage_norm_sqlgen::split_top_level(list, '{', '}');
         return out.iter().flat_map(|i| heads(i)).collect();
     }
     vec![rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()]
