@@ -193,6 +193,32 @@ unsafe fn plan(
     (cur_old == data_len).then_some((n_moves, cur_new))
 }
 
+/// Where the value `old` lies in `tuple`: the tuple's header, its header length and data
+/// area, and the value's offset in it; None when `old` is not inside the data (a column missing
+/// from the tuple, or a detoasted copy), or on a big-endian build.
+///
+/// # Safety
+/// `tuple` is a valid heap tuple; `old` null or a pointer `heap_getattr` returned for it.
+#[inline(always)]
+unsafe fn locate(tuple: pg_sys::HeapTuple, old: *mut u8) -> Option<(pg_sys::HeapTupleHeader, usize, *mut u8, usize, usize)> {
+    if cfg!(target_endian = "big") || old.is_null() {
+        return None;
+    }
+    let th = (*tuple).t_data;
+    let hoff = (*th).t_hoff as usize;
+    let t_len = (*tuple).t_len as usize;
+    if t_len <= hoff {
+        return None;
+    }
+    let data = th.cast::<u8>().add(hoff);
+    let data_len = t_len - hoff;
+    let off_a = (old as usize).wrapping_sub(data as usize);
+    if (old as usize) < (data as usize) || off_a >= data_len {
+        return None;
+    }
+    Some((th, hoff, data, data_len, off_a))
+}
+
 /// A new tuple: `tuple` with the short value at `old` (column `attnum`) replaced by the larger
 /// `payload` (`seriesB` -> `series-b`), byte for byte what `heap_modify_tuple_by_cols` builds
 /// (the header as `heap_form_tuple` sets it, the later columns moved up and re-aligned as
@@ -213,21 +239,7 @@ pub unsafe fn grown(
     old: *mut u8,
     payload: &[u8],
 ) -> Option<pg_sys::HeapTuple> {
-    if cfg!(target_endian = "big") || old.is_null() {
-        return None;
-    }
-    let th = (*tuple).t_data;
-    let hoff = (*th).t_hoff as usize;
-    let t_len = (*tuple).t_len as usize;
-    if t_len <= hoff {
-        return None;
-    }
-    let data = th.cast::<u8>().add(hoff);
-    let data_len = t_len - hoff;
-    let off_a = (old as usize).wrapping_sub(data as usize);
-    if (old as usize) < (data as usize) || off_a >= data_len {
-        return None;
-    }
+    let (th, hoff, data, data_len, off_a) = locate(tuple, old)?;
     let b0 = *old;
     if !varlena::is_short_inline(b0) {
         return None;
@@ -286,23 +298,8 @@ pub unsafe fn rewrite(
     payload: &[u8],
     nvalid: i32,
 ) -> bool {
-    if cfg!(target_endian = "big") || old.is_null() {
-        return false;
-    }
-    let th = (*tuple).t_data;
-    let hoff = (*th).t_hoff as usize;
-    let t_len = (*tuple).t_len as usize;
-    if t_len <= hoff {
-        return false;
-    }
-    let data = th.cast::<u8>().add(hoff);
-    let data_len = t_len - hoff;
-    // The value must lie inside this tuple's data (a column missing from the tuple, or a
-    // detoasted copy, does not).
-    let off_a = (old as usize).wrapping_sub(data as usize);
-    if (old as usize) < (data as usize) || off_a >= data_len {
-        return false;
-    }
+    let Some((th, hoff, data, data_len, off_a)) = locate(tuple, old) else { return false };
+    let t_len = hoff + data_len;
     let b0 = *old;
     let (hdr, old_sz) = if varlena::is_short_inline(b0) {
         (1, (b0 >> 1) as usize)
