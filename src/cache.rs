@@ -11,7 +11,10 @@
 //! `stage_norm.stage_set`, so other types' DDL costs nothing.
 //!
 //! How:
-//! - Both tables live in backend memory and are (re)loaded together, only when stale.
+//! - Both tables live in backend memory and are (re)loaded only when stale: the overrides with
+//!   the set, from the table's blocks ([`crate::heapread`]); the aliases at the first label the
+//!   set's rules do not know after that ([`load_aliases`]), so a backend whose labels the rules
+//!   know never reads them.
 //! - Every write to either table fires a statement trigger ([`config_changed`]) that queues a
 //!   relcache invalidation of that table; PostgreSQL delivers it to every backend after commit
 //!   (and to the writer itself at its next command).
@@ -128,14 +131,14 @@ static TABLE_MODES: Global<Option<TableModes>> = Global::new(None);
 static KEY_BUF: Global<String> = Global::new(String::new());
 static MEMO: Global<[MemoEntry; MEMO_SLOTS]> = Global::new([MemoEntry::EMPTY; MEMO_SLOTS]);
 /// The keys of the last stage distribution the trigger judged ([`stage_norm_core::dist::KeyMemo`]);
-/// cleared with [`MEMO`], so it always agrees with [`classify`].
+/// cleared with [`MEMO`], so it always agrees with the classification.
 pub static KEY_MEMO: Global<stage_norm_core::dist::KeyMemo> = Global::new(stage_norm_core::dist::KeyMemo::EMPTY);
 
 /// The trigger's memo of recent labels: direct-mapped, 256 slots, labels up to 23 bytes.
 /// A column of stages holds few distinct spellings, so most rows are a hit: a hash of the
 /// label and one compare instead of building its key and trying the rules (measured: about
 /// 60 instead of 270 instructions). Cleared whenever the aliases are reloaded, so it always
-/// agrees with [`classify`].
+/// agrees with the classification.
 const MEMO_SLOTS: usize = 256;
 const MEMO_KEY_MAX: usize = 23;
 #[derive(Clone, Copy)]
@@ -169,9 +172,23 @@ fn memo_slot(b: &[u8]) -> usize {
 }
 
 /// Classifies a label given as bytes (not necessarily UTF-8: then it is unknown), through the
-/// memo. Same result as [`classify`] on the label. Call [`refresh`] first.
+/// memo, with the rules and the aliases. Call [`refresh`] first. May read the aliases
+/// (a catalog scan that can raise an error): call it where an error may be raised.
 #[inline]
 pub fn classify_bytes(bytes: &[u8]) -> Option<StageId> {
+    classify_bytes_with::<true>(bytes).flatten()
+}
+
+/// [`classify_bytes`] for a caller that must not read the catalog (a raw entry point's
+/// `catch_unwind`): `None` when the label needs the aliases and they are not read yet. Then call
+/// [`load_aliases`] where an error may be raised, and ask again.
+#[inline]
+pub fn classify_bytes_if_loaded(bytes: &[u8]) -> Option<Option<StageId>> {
+    classify_bytes_with::<false>(bytes)
+}
+
+#[inline(always)]
+fn classify_bytes_with<const LOAD: bool>(bytes: &[u8]) -> Option<Option<StageId>> {
     let uncached = |bytes: &[u8]| {
         let text = if bytes.is_ascii() {
             // SAFETY: ASCII is UTF-8.
@@ -179,7 +196,10 @@ pub fn classify_bytes(bytes: &[u8]) -> Option<StageId> {
         } else {
             std::str::from_utf8(bytes).ok()
         };
-        text.and_then(classify)
+        match text {
+            Some(text) => classify_with::<LOAD>(text),
+            None => Some(None),
+        }
     };
     if bytes.len() > MEMO_KEY_MAX {
         return uncached(bytes);
@@ -187,13 +207,13 @@ pub fn classify_bytes(bytes: &[u8]) -> Option<StageId> {
     // SAFETY: single-threaded; `classify` does not touch MEMO.
     let e = unsafe { &mut MEMO.get()[memo_slot(bytes)] };
     if usize::from(e.len) == bytes.len() + 1 && e.bytes[..bytes.len()] == *bytes {
-        return (e.stage != NO_STAGE).then_some(e.stage);
+        return Some((e.stage != NO_STAGE).then_some(e.stage));
     }
-    let stage = uncached(bytes);
+    let stage = uncached(bytes)?;
     e.len = bytes.len() as u8 + 1;
     e.bytes[..bytes.len()].copy_from_slice(bytes);
     e.stage = stage.unwrap_or(NO_STAGE);
-    stage
+    Some(stage)
 }
 
 /// Called after a reload that changed the stage set, by whoever registered it
@@ -266,13 +286,31 @@ unsafe extern "C-unwind" fn config_changed(fcinfo: pg_sys::FunctionCallInfo) {
     pg_sys::CacheInvalidateRelcacheByRelid((*(*td).tg_relation).rd_id);
 }
 
-/// Classifies `input` with the built-in rules and the current aliases. Call [`refresh`] first
-/// (once per call of a SQL function or trigger).
-#[inline]
-pub fn classify(input: &str) -> Option<StageId> {
-    // SAFETY: single-threaded; neither global is reachable from inside `classify`.
-    let (aliases, buf) = unsafe { (ALIASES.get().as_ref().filter(|a| !a.is_empty()), KEY_BUF.get()) };
-    set().classify(input, aliases, buf)
+/// Classifies `input` with the set's rules and the current aliases; `None` when `!LOAD` and the
+/// label needs the aliases, not read yet.
+///
+/// The rules are tried first, and the aliases only for a label they do not know: the result is
+/// the same as the aliases first, since an alias never redefines a label the rules know (the
+/// table's CHECK `aliases_extend_builtin`, re-checked by every change of the set). So a backend
+/// reads the aliases at its first label the rules do not know, never when every label is one
+/// they know (docs/benchmarks.md, #31).
+#[inline(always)]
+fn classify_with<const LOAD: bool>(input: &str) -> Option<Option<StageId>> {
+    // SAFETY: single-threaded; neither global is reachable from inside the rules.
+    let buf = unsafe { KEY_BUF.get() };
+    if let Some(id) = set().classify(input, None, buf) {
+        return Some(Some(id));
+    }
+    // SAFETY: as above; `load_aliases` replaces the value, no reference to it is held across.
+    if unsafe { ALIASES.get().is_none() } {
+        if !LOAD {
+            return None;
+        }
+        load_aliases();
+    }
+    // `buf` still holds the key (the rules read a suffix-stripped slice of it).
+    let aliases = unsafe { ALIASES.get().as_ref() };
+    Some(aliases.filter(|a| !a.is_empty()).and_then(|a| a.get(buf)))
 }
 
 /// The current stage set. Call [`refresh`] first; the reference is valid until the next
@@ -375,7 +413,8 @@ fn reload() {
                 f();
             }
         }
-        *ALIASES.get() = Some(aliases);
+        // None: read at the first label the rules do not know (`classify_with`).
+        *ALIASES.get() = aliases;
         *MEMO.get() = [MemoEntry::EMPTY; MEMO_SLOTS];
         KEY_MEMO.get().clear();
         *TABLE_MODES.get() = Some(modes);
@@ -385,8 +424,45 @@ fn reload() {
     guard.0 = true;
 }
 
-unsafe fn relation_oid(name: &CStr) -> pg_sys::Oid {
-    let nsp = pg_sys::get_namespace_oid(c"stage_norm".as_ptr(), true);
+/// Reads `stage_norm.aliases` into the cache, with the latest snapshot (the active one in parallel
+/// mode): called by [`classify_bytes`] at the first label the rules do not know after a (re)load, never
+/// from a raw entry point's `catch_unwind` (it may raise an error). Until the next reload: an
+/// invalidation of the table marks the whole cache stale, and the reload forgets the aliases.
+#[cold]
+#[inline(never)]
+pub fn load_aliases() {
+    let oid = pg_sys::Oid::from(WATCHED[0].load(Relaxed));
+    // SAFETY: a read of backend state.
+    let parallel = unsafe { pg_sys::IsInParallelMode() };
+    let mut aliases = Aliases::new();
+    if oid != pg_sys::InvalidOid {
+        let current = set();
+        // SAFETY: the extension's own table, by the oid the reload found; scan checks its columns.
+        unsafe {
+            scan(oid, parallel, [c"alias_key", c"stage"], |[k, s]| {
+                if let (Some(k), Some(s)) = (text_bytes(k), text_bytes(s)) {
+                    alias_entry(&mut aliases, current, k, s);
+                }
+            });
+        }
+    }
+    // SAFETY: single-threaded; no reference into ALIASES is held across this call.
+    unsafe {
+        *RELOAD_AT_NEXT_STATEMENT.get() |= parallel;
+        *ALIASES.get() = Some(aliases);
+    }
+}
+
+/// One row of `aliases` into the map: keys and stages as bytes with their lengths (never C
+/// strings: a key holding a NUL byte, which add_alias refuses and an old row may have, must not
+/// turn into its prefix); a stage the set does not know, or a key that is not UTF-8, is left out.
+fn alias_entry(aliases: &mut Aliases, set: &StageSet, key: &[u8], stage: &[u8]) {
+    if let (Some(id), Some(key)) = (set.canonical_id_bytes(stage), as_utf8(key)) {
+        aliases.insert(key.into(), id);
+    }
+}
+
+unsafe fn relation_oid(nsp: pg_sys::Oid, name: &CStr) -> pg_sys::Oid {
     if nsp == pg_sys::InvalidOid {
         return pg_sys::InvalidOid;
     }
@@ -502,20 +578,15 @@ unsafe fn read_config(sql: &CStr, parallel: bool, fallible: bool, row: &mut dyn 
 /// snapshot (the active one in parallel mode), and calls `row` with the datums of the columns
 /// named `cols` (None: NULL). No SPI: a query would be parsed and planned (about 0.7 M
 /// instructions each), paid by every backend's first statement that reads the configuration.
+/// And no relation cache entry when [`heapread`] can read the table's blocks itself: building it
+/// costs about 0.4 M instructions for `table_mode_settings`, with its row security policies.
 /// Nothing is checked but visibility, as for the bootstrap superuser the query ran as: the tables
 /// are readable by everyone and have no row security that hides rows from their readers.
 unsafe fn scan(relid: pg_sys::Oid, parallel: bool, cols: [&CStr; 2], mut row: impl FnMut([Option<pg_sys::Datum>; 2])) {
-    if surely_empty(relid) {
-        return;
-    }
+    // Locked before the snapshot is taken: a transaction that rewrote the table (TRUNCATE) and
+    // that the lock waited for is seen, with what it wrote.
     let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-    let rel = pg_sys::table_open(relid, lock);
-    let desc = (*rel).rd_att;
-    let natts = (*desc).natts as usize;
-    let att = cols.map(|c| pg_sys::get_attnum(relid, c.as_ptr()));
-    if att.iter().any(|&a| a <= 0 || a as usize > natts) {
-        pgrx::error!("stage_norm: its configuration table {} lacks a column; reinstall the extension", u32::from(relid));
-    }
+    pg_sys::LockRelationOid(relid, lock);
     let snapshot = if !parallel {
         pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot())
     } else if pg_sys::ActiveSnapshotSet() {
@@ -523,52 +594,45 @@ unsafe fn scan(relid: pg_sys::Oid, parallel: bool, cols: [&CStr; 2], mut row: im
     } else {
         pg_sys::GetTransactionSnapshot()
     };
-    let sscan = pg_sys::systable_beginscan(rel, pg_sys::InvalidOid, false, snapshot, 0, std::ptr::null_mut());
-    let mut values = vec![pg_sys::Datum::from(0); natts];
-    let mut nulls = vec![true; natts];
-    loop {
-        let tuple = pg_sys::systable_getnext(sscan);
-        if tuple.is_null() {
-            break;
+    let mut att: Option<[usize; 2]> = None;
+    let mut each = |attrs: &[pg_sys::FormData_pg_attribute], values: &[pg_sys::Datum], nulls: &[bool]| {
+        let att = *att.get_or_insert_with(|| columns(relid, attrs, cols));
+        row(att.map(|i| (!nulls[i]).then_some(values[i])));
+    };
+    if crate::heapread::visible_rows(relid, snapshot, &mut each).is_none() {
+        let rel = pg_sys::table_open(relid, pg_sys::NoLock as pg_sys::LOCKMODE);
+        let desc = (*rel).rd_att;
+        let attrs = crate::server::attrs(desc);
+        let sscan = pg_sys::systable_beginscan(rel, pg_sys::InvalidOid, false, snapshot, 0, std::ptr::null_mut());
+        let mut values = vec![pg_sys::Datum::from(0); attrs.len()];
+        let mut nulls = vec![true; attrs.len()];
+        loop {
+            let tuple = pg_sys::systable_getnext(sscan);
+            if tuple.is_null() {
+                break;
+            }
+            pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            each(attrs, &values, &nulls);
         }
-        pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        row(att.map(|a| {
-            let i = a as usize - 1;
-            (!nulls[i]).then_some(values[i])
-        }));
+        pg_sys::systable_endscan(sscan);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
     }
-    pg_sys::systable_endscan(sscan);
     if !parallel {
         pg_sys::UnregisterSnapshot(snapshot);
     }
-    pg_sys::table_close(rel, lock);
+    pg_sys::UnlockRelationOid(relid, lock);
 }
 
-/// Whether the table `relid` has no block at all, and so no row in any snapshot: its file's size,
-/// found through its pg_class row, without building its relation cache entry (about 0.29 M
-/// instructions for a configuration table, with its constraints, triggers and row security
-/// policies; the mode-override tables are empty in most databases). A row inserted since was
-/// written into a block first; its commit invalidates every backend's cache (`config_changed`),
-/// as when it commits after a scan's snapshot. False when it cannot tell (no such row, a file
-/// missing): the table is then scanned as usual.
-unsafe fn surely_empty(relid: pg_sys::Oid) -> bool {
-    let tup = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, pg_sys::Datum::from(relid));
-    if tup.is_null() {
-        return false;
-    }
-    let c = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tup);
-    let (file, space, permanent) =
-        ((*c).relfilenode, (*c).reltablespace, (*c).relpersistence as u8 == pg_sys::RELPERSISTENCE_PERMANENT as u8);
-    pg_sys::ReleaseSysCache(tup);
-    if file == pg_sys::InvalidOid || !permanent {
-        return false;
-    }
-    let space = if space == pg_sys::InvalidOid { pg_sys::MyDatabaseTableSpace } else { space };
-    #[cfg(feature = "pg15")]
-    let smgr = pg_sys::smgropen(pg_sys::RelFileNode { spcNode: space, dbNode: pg_sys::MyDatabaseId, relNode: file }, -1);
-    #[cfg(not(feature = "pg15"))]
-    let smgr = pg_sys::smgropen(pg_sys::RelFileLocator { spcOid: space, dbOid: pg_sys::MyDatabaseId, relNumber: file }, -1);
-    pg_sys::smgrexists(smgr, pg_sys::ForkNumber::MAIN_FORKNUM) && pg_sys::smgrnblocks(smgr, pg_sys::ForkNumber::MAIN_FORKNUM) == 0
+/// The 0-based positions of the columns named `cols` in a configuration table's attributes (by
+/// the descriptor's names, not get_attnum: its first call in a backend sets up the attribute-name
+/// syscache, about 70,000 instructions); an error when one is missing or dropped.
+unsafe fn columns(relid: pg_sys::Oid, attrs: &[pg_sys::FormData_pg_attribute], cols: [&CStr; 2]) -> [usize; 2] {
+    cols.map(|c| {
+        match attrs.iter().position(|a| !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()) == c) {
+            Some(i) => i,
+            None => pgrx::error!("stage_norm: its configuration table {} lacks a column; reinstall the extension", u32::from(relid)),
+        }
+    })
 }
 
 /// The labels of the enum type `stage_norm.stage_set` in order (its sort order), from the
@@ -622,16 +686,18 @@ unsafe fn text_bytes<'a>(d: Option<pg_sys::Datum>) -> Option<&'a [u8]> {
     d.map(|d| crate::server::varlena_bytes(d))
 }
 
-unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
+/// The stage set, the aliases (None: left for [`load_aliases`], at the first label the rules do
+/// not know) and the mode overrides.
+unsafe fn load(parallel: bool) -> (Option<StageSet>, Option<Aliases>, TableModes) {
     let mut aliases = Aliases::new();
     let mut modes = TableModes::default();
-    let aliases_oid = relation_oid(c"aliases");
-    let modes_oid = relation_oid(c"table_mode_settings");
-    let citus_modes_oid = relation_oid(c"citus_table_modes");
+    let nsp = pg_sys::get_namespace_oid(c"stage_norm".as_ptr(), true);
+    let aliases_oid = relation_oid(nsp, c"aliases");
+    let modes_oid = relation_oid(nsp, c"table_mode_settings");
+    let citus_modes_oid = relation_oid(nsp, c"citus_table_modes");
     for (w, oid) in WATCHED.iter().zip([aliases_oid, modes_oid, citus_modes_oid, pg_sys::InvalidOid, pg_sys::InvalidOid]) {
         w.store(u32::from(oid), Relaxed);
     }
-    let nsp = pg_sys::get_namespace_oid(c"stage_norm".as_ptr(), true);
     if nsp != pg_sys::InvalidOid {
         // namehashfast reads the key as a NUL-terminated name.
         let hash = pg_sys::GetSysCacheHashValue(
@@ -644,7 +710,7 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
         SET_TYPE_HASH.store(hash, Relaxed);
     }
     if aliases_oid == pg_sys::InvalidOid && modes_oid == pg_sys::InvalidOid {
-        return (None, aliases, modes);
+        return (None, Some(aliases), modes);
     }
     // The stage set: the labels of the enum type stage_norm.stage_set in order; no such type is
     // the default set. set_stages validated them; a type made around it that does not form a
@@ -666,13 +732,7 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
         }
     }
     let current = set.as_ref().unwrap_or(&BUILTIN);
-    // Keys and stages as bytes with their lengths (never C strings): a key holding a NUL byte
-    // (add_alias refuses one; an old row may have it) must not turn into its prefix.
-    let mut alias_row = |key: &[u8], stage: &[u8]| {
-        if let (Some(id), Some(key)) = (current.canonical_id_bytes(stage), as_utf8(key)) {
-            aliases.insert(key.into(), id);
-        }
-    };
+    let mut alias_row = |key: &[u8], stage: &[u8]| alias_entry(&mut aliases, current, key, stage);
     let mut mode_row = |oid: pg_sys::Oid, mode: &[u8]| {
         if let Some(mode) = as_utf8(mode).and_then(Mode::parse) {
             modes.insert(oid, mode);
@@ -682,17 +742,10 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
     // read them from this node's own placement, through SPI (config_source, load_citus).
     if citus_metadata() {
         load_citus(parallel, aliases_oid, modes_oid, citus_modes_oid, &mut alias_row, &mut mode_row);
-        return (set, aliases, modes);
+        return (set, Some(aliases), modes);
     }
     WATCHED[3].store(0, Relaxed);
     WATCHED[4].store(0, Relaxed);
-    if aliases_oid != pg_sys::InvalidOid {
-        scan(aliases_oid, parallel, [c"alias_key", c"stage"], |[k, s]| {
-            if let (Some(k), Some(s)) = (text_bytes(k), text_bytes(s)) {
-                alias_row(k, s);
-            }
-        });
-    }
     if modes_oid != pg_sys::InvalidOid {
         scan(modes_oid, parallel, [c"tbl", c"mode"], |[t, m]| {
             if let (Some(t), Some(m)) = (t, text_bytes(m)) {
@@ -715,7 +768,8 @@ unsafe fn load(parallel: bool) -> (Option<StageSet>, Aliases, TableModes) {
             }
         }
     }
-    (set, aliases, modes)
+    // The aliases: at the first label the rules do not know (load_aliases).
+    (set, None, modes)
 }
 
 /// The aliases and mode overrides on a node with Citus's metadata: through SPI, from this node's

@@ -41,15 +41,26 @@ unsafe impl<'fcx> ArgAbi<'fcx> for Label<'fcx> {
 /// third of a call, and the label is classified through the cache's memo as the trigger does
 /// (docs/benchmarks.md, #31). It holds only plain data: the calls that can raise (the cache's
 /// reload, guarded; detoasting and the result's allocation, out of memory) leave nothing to
-/// unwind, and the pure classification runs under `catch_unwind`.
+/// unwind, and the pure classification runs under `catch_unwind`; the aliases, when a label needs
+/// them and they are not read yet, are read outside it, guarded.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn normalize_stage_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     if !cache::fresh() {
         refresh();
     }
     let bytes = crate::server::varlena_bytes(crate::server::arg(fcinfo, 0));
-    let id = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache::classify_bytes(bytes))) {
-        Ok(id) => id,
+    let classify = || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache::classify_bytes_if_loaded(bytes)));
+    let id = match classify() {
+        Ok(Some(id)) => id,
+        // A label the rules do not know, and the aliases not read yet in this backend since the
+        // last reload: read them (guarded: a catalog scan may raise) and classify again.
+        Ok(None) => {
+            load_aliases();
+            match classify() {
+                Ok(Some(id)) => id,
+                _ => classification_failed(),
+            }
+        }
         Err(_) => classification_failed(),
     };
     match id {
@@ -66,6 +77,12 @@ crate::pg_finfo_v1!(pg_finfo_normalize_stage_wrapper);
 #[pg_guard]
 extern "C-unwind" fn refresh() {
     cache::refresh();
+}
+
+#[cold]
+#[pg_guard]
+extern "C-unwind" fn load_aliases() {
+    cache::load_aliases();
 }
 
 #[cold]

@@ -10,7 +10,8 @@
 //!   (for the trigger's columns and their SQL functions); [`stats`]: the cluster-wide
 //!   statistics in shared memory.
 //! - [`cache`]: the backend's configuration (stage set, aliases, table modes), its invalidation,
-//!   the set's canonical datums.
+//!   the set's canonical datums; [`heapread`]: reading a configuration table's visible rows
+//!   without building its relation cache entry.
 //! - [`server`]: what stage_norm takes from the server below pgrx (backend-global statics,
 //!   unguarded calls, tuple descriptors, datums, trigger and function-call data, SPI reads).
 //! - [`encoding`] and [`guc`]: text for messages in the server's encoding; the settings.
@@ -24,6 +25,7 @@ mod ddl;
 mod distributions;
 mod encoding;
 mod guc;
+mod heapread;
 mod inplace;
 mod labels;
 mod server;

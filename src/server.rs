@@ -112,6 +112,24 @@ pub(crate) unsafe fn attrs<'a>(desc: pgrx::pg_sys::TupleDesc) -> &'a [pgrx::pg_s
     std::slice::from_raw_parts(first, natts)
 }
 
+/// Fills attribute `i` (0-based) of a descriptor made with `CreateTemplateTupleDesc` from the fixed
+/// part of a `pg_attribute` row, as `RelationBuildTupleDesc` does (on 18 also its compact form,
+/// which deforming reads).
+///
+/// # Safety
+/// `desc` has more than `i` attributes; `att` points at a `pg_attribute` row.
+pub(crate) unsafe fn set_attr(desc: pgrx::pg_sys::TupleDesc, i: usize, att: *const pgrx::pg_sys::FormData_pg_attribute) {
+    // ATTRIBUTE_FIXED_PART_SIZE: the fields up to attcollation; what follows is not in a descriptor.
+    let fixed = std::mem::offset_of!(pgrx::pg_sys::FormData_pg_attribute, attcollation) + std::mem::size_of::<pgrx::pg_sys::Oid>();
+    #[cfg(not(feature = "pg18"))]
+    let slot = (*desc).attrs.as_mut_ptr().add(i);
+    #[cfg(feature = "pg18")]
+    let slot = ((*desc).compact_attrs.as_mut_ptr().add((*desc).natts as usize) as *mut pgrx::pg_sys::FormData_pg_attribute).add(i);
+    std::ptr::copy_nonoverlapping(att.cast::<u8>(), slot.cast::<u8>(), fixed);
+    #[cfg(feature = "pg18")]
+    pgrx::pg_sys::populate_compact_attribute(desc, i as i32);
+}
+
 /// The first column of the first row of a catalog query, as text (None: no row, NULL, or the
 /// query did not run), through SPI in read-only mode: unlike pgrx's `Spi`, which runs a query
 /// read-write once the transaction has an xid, this increments no command counter, so a
