@@ -187,29 +187,17 @@ pub fn classify_bytes_if_loaded(bytes: &[u8]) -> Option<Option<StageId>> {
     classify_bytes_with::<false>(bytes)
 }
 
-#[inline(always)]
+#[inline]
 fn classify_bytes_with<const LOAD: bool>(bytes: &[u8]) -> Option<Option<StageId>> {
-    let uncached = |bytes: &[u8]| {
-        let text = if bytes.is_ascii() {
-            // SAFETY: ASCII is UTF-8.
-            Some(unsafe { std::str::from_utf8_unchecked(bytes) })
-        } else {
-            std::str::from_utf8(bytes).ok()
-        };
-        match text {
-            Some(text) => classify_with::<LOAD>(text),
-            None => Some(None),
-        }
-    };
     if bytes.len() > MEMO_KEY_MAX {
-        return uncached(bytes);
+        return uncached::<LOAD>(bytes);
     }
     // SAFETY: single-threaded; `classify` does not touch MEMO.
     let e = unsafe { &mut MEMO.get()[memo_slot(bytes)] };
     if usize::from(e.len) == bytes.len() + 1 && e.bytes[..bytes.len()] == *bytes {
         return Some((e.stage != NO_STAGE).then_some(e.stage));
     }
-    let stage = uncached(bytes)?;
+    let stage = uncached::<LOAD>(bytes)?;
     e.len = bytes.len() as u8 + 1;
     e.bytes[..bytes.len()].copy_from_slice(bytes);
     e.stage = stage.unwrap_or(NO_STAGE);
@@ -284,6 +272,16 @@ crate::pg_finfo_v1!(pg_finfo_config_changed_wrapper);
 unsafe extern "C-unwind" fn config_changed(fcinfo: pg_sys::FunctionCallInfo) {
     let td = crate::server::statement_trigger_data(fcinfo, "config_changed", "an AFTER ... FOR EACH STATEMENT trigger");
     pg_sys::CacheInvalidateRelcacheByRelid((*(*td).tg_relation).rd_id);
+}
+
+/// A label the memo does not hold: out of line, so that the memo's hit path (inlined into the
+/// trigger's walk) stays small.
+#[inline(never)]
+fn uncached<const LOAD: bool>(bytes: &[u8]) -> Option<Option<StageId>> {
+    match as_utf8(bytes) {
+        Some(text) => classify_with::<LOAD>(text),
+        None => Some(None),
+    }
 }
 
 /// Classifies `input` with the set's rules and the current aliases; `None` when `!LOAD` and the
