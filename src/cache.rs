@@ -82,21 +82,6 @@ fn canon_slot(b: &[u8]) -> usize {
     (b.len().wrapping_mul(7) ^ first ^ last.wrapping_mul(13)) & (CANON_SLOTS - 1)
 }
 
-/// `a == b` for slices of equal length, without a call for names up to 16 bytes (overlapping
-/// word loads).
-#[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    debug_assert_eq!(n, b.len());
-    let w8 = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap());
-    let w4 = |s: &[u8], at: usize| u32::from_ne_bytes(s[at..at + 4].try_into().unwrap());
-    match n {
-        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
-        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
-        _ => a == b,
-    }
-}
-
 fn build_canon_index(set: &StageSet) -> CanonIndex {
     let mut ix = CanonIndex::EMPTY;
     for (i, n) in set.stages.iter().enumerate() {
@@ -123,7 +108,7 @@ pub fn canonical_id_bytes(b: &[u8]) -> Option<StageId> {
         k => {
             let (p, n) = ix.names[usize::from(k - 1)];
             // SAFETY: `p` points at `n` bytes of a name of the current set.
-            (n == b.len() && same_bytes(unsafe { std::slice::from_raw_parts(p, n) }, b)).then_some(k - 1)
+            (n == b.len() && stage_norm_core::bytes::same(unsafe { std::slice::from_raw_parts(p, n) }, b)).then_some(k - 1)
         }
     }
 }
@@ -174,7 +159,7 @@ fn memo_slot(b: &[u8]) -> usize {
 /// Classifies a label given as bytes (not necessarily UTF-8: then it is unknown), through the
 /// memo, with the rules and the aliases. Call [`refresh`] first. May read the aliases
 /// (a catalog scan that can raise an error): call it where an error may be raised.
-#[inline]
+#[inline(always)]
 pub fn classify_bytes(bytes: &[u8]) -> Option<StageId> {
     classify_bytes_with::<true>(bytes).flatten()
 }
@@ -187,14 +172,14 @@ pub fn classify_bytes_if_loaded(bytes: &[u8]) -> Option<Option<StageId>> {
     classify_bytes_with::<false>(bytes)
 }
 
-#[inline]
+#[inline(always)]
 fn classify_bytes_with<const LOAD: bool>(bytes: &[u8]) -> Option<Option<StageId>> {
     if bytes.len() > MEMO_KEY_MAX {
         return uncached::<LOAD>(bytes);
     }
     // SAFETY: single-threaded; `classify` does not touch MEMO.
     let e = unsafe { &mut MEMO.get()[memo_slot(bytes)] };
-    if usize::from(e.len) == bytes.len() + 1 && e.bytes[..bytes.len()] == *bytes {
+    if usize::from(e.len) == bytes.len() + 1 && stage_norm_core::bytes::same(&e.bytes[..bytes.len()], bytes) {
         return Some((e.stage != NO_STAGE).then_some(e.stage));
     }
     let stage = uncached::<LOAD>(bytes)?;

@@ -276,7 +276,7 @@ pub unsafe fn grown(
     let ndata = nth.cast::<u8>().add(hoff);
     std::ptr::copy_nonoverlapping(data, ndata, off_a);
     *ndata.add(off_a) = ((new_sz as u8) << 1) | 0x01;
-    std::ptr::copy_nonoverlapping(payload.as_ptr(), ndata.add(off_a + 1), payload.len());
+    stage_norm_core::bytes::copy(ndata.add(off_a + 1), payload);
     for &(old_start, new_start, len) in moves {
         std::ptr::copy_nonoverlapping(data.add(old_start), ndata.add(new_start), len);
     }
@@ -316,7 +316,7 @@ pub unsafe fn rewrite(
     }
     let new_sz = hdr + payload.len();
     if new_sz == old_sz {
-        std::ptr::copy_nonoverlapping(payload.as_ptr(), old.add(hdr), payload.len());
+        stage_norm_core::bytes::copy(old.add(hdr), payload);
         return true;
     }
     // Only a short (1-byte header) value may change size, and only shrink; and not when the
@@ -326,10 +326,19 @@ pub unsafe fn rewrite(
     }
 
     let mut moves: Moves = [const { std::mem::MaybeUninit::uninit() }; MAX_MOVES];
-    let Some((n_moves, _)) = plan(th, desc, attnum, data, data_len, off_a + old_sz, off_a + new_sz, &mut moves) else {
-        return false;
+    let moves = if attnum >= ((*th).t_infomask2 as u32 & pg_sys::HEAP_NATTS_MASK) as i32 {
+        // The row's last column: nothing after it to move, and the data ends with the value
+        // (what `plan` finds with no column to walk, without the call).
+        if off_a + old_sz != data_len {
+            return false;
+        }
+        &[][..]
+    } else {
+        let Some((n_moves, _)) = plan(th, desc, attnum, data, data_len, off_a + old_sz, off_a + new_sz, &mut moves) else {
+            return false;
+        };
+        planned(&moves, n_moves)
     };
-    let moves = planned(&moves, n_moves);
     if moves.iter().any(|&(old_start, new_start, _)| new_start > old_start) {
         return false;
     }
@@ -337,7 +346,7 @@ pub unsafe fn rewrite(
     // Write: the value, then each later column moved down (never up: new_start <= old_start),
     // with zeroed padding before it, as heap_fill_tuple leaves it.
     *old = ((new_sz as u8) << 1) | 0x01;
-    std::ptr::copy_nonoverlapping(payload.as_ptr(), old.add(1), payload.len());
+    stage_norm_core::bytes::copy(old.add(1), payload);
     let mut end = off_a + new_sz;
     for &(old_start, new_start, len) in moves {
         std::ptr::write_bytes(data.add(end), 0, new_start - end);

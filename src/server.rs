@@ -112,6 +112,40 @@ pub(crate) unsafe fn attrs<'a>(desc: pgrx::pg_sys::TupleDesc) -> &'a [pgrx::pg_s
     std::slice::from_raw_parts(first, natts)
 }
 
+/// `heap_getattr` of a column passed by reference (a governed column: text, jsonb, an array):
+/// in a row without NULLs, at the offset PostgreSQL cached for the column (`attcacheoff`, set by
+/// its first deforming of such a row), a pointer into the row, as `fastgetattr` and `fetchatt`
+/// compute it; anything else through pgrx's `heap_getattr`. Measured in the trigger's walk: about
+/// 15 instructions fewer per value (#31).
+///
+/// # Safety
+/// `tuple` is a valid heap tuple of `desc`, `attnum` one of its user columns.
+#[inline(always)]
+pub(crate) unsafe fn getattr(tuple: pgrx::pg_sys::HeapTuple, attnum: i32, desc: pgrx::pg_sys::TupleDesc, isnull: &mut bool) -> pgrx::pg_sys::Datum {
+    use pgrx::pg_sys;
+    let t = (*tuple).t_data;
+    if (*t).t_infomask & (pg_sys::HEAP_HASNULL as u16) == 0
+        && attnum >= 1
+        && attnum <= i32::from((*t).t_infomask2 & (pg_sys::HEAP_NATTS_MASK as u16))
+    {
+        #[cfg(not(feature = "pg18"))]
+        let (off, byval) = {
+            let a = (*desc).attrs.as_ptr().add(attnum as usize - 1);
+            ((*a).attcacheoff, (*a).attbyval)
+        };
+        #[cfg(feature = "pg18")]
+        let (off, byval) = {
+            let a = (*desc).compact_attrs.as_ptr().add(attnum as usize - 1);
+            ((*a).attcacheoff, (*a).attbyval)
+        };
+        if off >= 0 && !byval {
+            *isnull = false;
+            return pg_sys::Datum::from(t.cast::<u8>().add(usize::from((*t).t_hoff) + off as usize));
+        }
+    }
+    pg_sys::heap_getattr(tuple, attnum, desc, isnull)
+}
+
 /// Fills attribute `i` (0-based) of a descriptor made with `CreateTemplateTupleDesc` from the fixed
 /// part of a `pg_attribute` row, as `RelationBuildTupleDesc` does (on 18 also its compact form,
 /// which deforming reads).
@@ -162,6 +196,27 @@ pub unsafe fn read_only_text(query: &std::ffi::CStr) -> Option<String> {
 /// The bytes of a text datum: read in place unless compressed or external (then detoasted).
 #[inline(always)]
 pub unsafe fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
+    // The two plain forms first, read from the header byte (little-endian layout, as
+    // postgres.h's VARATT_IS_1B / VARATT_IS_4B_U): a short value (`1`-tagged, not the external
+    // pointer's 0x01) and an uncompressed 4-byte-header one. Measured in the trigger's walk:
+    // about 8 instructions fewer than the generic path per value (#31).
+    #[cfg(target_endian = "little")]
+    {
+        let p = d.cast_mut_ptr::<u8>();
+        let b0 = *p;
+        if b0 & 0x01 == 0x01 && b0 != 0x01 {
+            return std::slice::from_raw_parts(p.add(1), usize::from(b0 >> 1) - 1);
+        }
+        if b0 & 0x03 == 0x00 {
+            let len = (std::ptr::read_unaligned(p.cast::<u32>()) >> 2) as usize;
+            return std::slice::from_raw_parts(p.add(4), len - 4);
+        }
+    }
+    varlena_bytes_slow(d)
+}
+
+#[cold]
+unsafe fn varlena_bytes_slow<'a>(d: pg_sys::Datum) -> &'a [u8] {
     let mut v = d.cast_mut_ptr::<pg_sys::varlena>();
     if pgrx::varlena::varatt_is_1b_e(v) || pgrx::varlena::varatt_is_4b_c(v) {
         v = pgrx::pg_sys::pg_detoast_datum_packed(v);

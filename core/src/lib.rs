@@ -21,6 +21,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use unicode_normalization::UnicodeNormalization;
 
 pub mod binary;
+pub mod bytes;
 pub mod config;
 pub mod decimal;
 pub mod dist;

@@ -31,6 +31,7 @@
 //! text value, [`report`] says what happened to a value that is not stored as canonical.
 use std::collections::HashMap;
 use std::ffi::{c_int, CStr, CString};
+use std::mem::MaybeUninit;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 
@@ -110,19 +111,44 @@ struct Verdict {
     /// The slot that holds `tuple` (tg_trigslot on INSERT, tg_newslot on UPDATE).
     slot: *mut pg_sys::TupleTableSlot,
     n: c_int,
-    cols: [c_int; MAX_BATCH],
-    values: [pg_sys::Datum; MAX_BATCH],
+    /// The rewrites, `n` of them: left uninitialised beyond (measured: zeroing the four arrays
+    /// cost every row, whatever its mode, about 10 instructions). Read through [`Verdict::col`]
+    /// and its kin, which take an index below `n`.
+    cols: [MaybeUninit<c_int>; MAX_BATCH],
+    values: [MaybeUninit<pg_sys::Datum>; MAX_BATCH],
     /// The old value's bytes inside `tuple`, for an in-place rewrite; null when the column
     /// may not be rewritten in place.
-    old: [*mut u8; MAX_BATCH],
+    old: [MaybeUninit<*mut u8>; MAX_BATCH],
     /// The new value's bytes (without the varlena header).
-    payload: [(*const u8, usize); MAX_BATCH],
+    payload: [MaybeUninit<(*const u8, usize)>; MAX_BATCH],
     /// The row was already replaced by a batch flush: no in-row rewrite for this row.
     replaced: bool,
     /// The table's entry, where the raw entry point records a timed call's latency (null when
     /// the row was not judged, or was rejected).
     entry: *mut Entry,
     error: *mut pg_sys::ErrorData,
+}
+
+impl Verdict {
+    // Each takes `i < n`: an entry `push_rewrite` wrote.
+    #[inline(always)]
+    unsafe fn col(&self, i: usize) -> c_int {
+        self.cols[i].assume_init()
+    }
+    #[inline(always)]
+    unsafe fn old(&self, i: usize) -> *mut u8 {
+        self.old[i].assume_init()
+    }
+    #[inline(always)]
+    unsafe fn payload(&self, i: usize) -> &'static [u8] {
+        let (p, n) = self.payload[i].assume_init();
+        std::slice::from_raw_parts(p, n)
+    }
+    /// The first `n` columns and values, as `heap_modify_tuple_by_cols` takes them.
+    #[inline(always)]
+    fn batch_ptrs(&mut self) -> (*mut c_int, *mut pg_sys::Datum) {
+        (self.cols.as_mut_ptr().cast(), self.values.as_mut_ptr().cast())
+    }
 }
 
 /// The guarded part of the trigger: decides, and leaves the rewrite (or the error) in `v`.
@@ -200,13 +226,13 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
             let col = &e.columns[ci];
             let attnum = col.attnum as i32;
             let mut isnull = false;
-            let datum = pg_sys::heap_getattr(tuple, attnum, tupdesc, &mut isnull);
+            let datum = crate::server::getattr(tuple, attnum, tupdesc, &mut isnull);
             if is_update {
                 // Unchanged means equal to the old row's value, whatever the SET list says: a
                 // BEFORE trigger that fires earlier may have changed a column the statement did
                 // not target (tg_updatedcols does not show that).
                 let mut old_null = false;
-                let old = pg_sys::heap_getattr((*td).tg_trigtuple, attnum, tupdesc, &mut old_null);
+                let old = crate::server::getattr((*td).tg_trigtuple, attnum, tupdesc, &mut old_null);
                 if old_null == isnull && (isnull || same_value(old, datum)) {
                     e.counts[ci][Outcome::Unchanged as usize] += 1;
                     continue;
@@ -278,10 +304,10 @@ pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallIn
         desc: std::ptr::null_mut(),
         slot: std::ptr::null_mut(),
         n: 0,
-        cols: [0; MAX_BATCH],
-        values: [pg_sys::Datum::from(0); MAX_BATCH],
-        old: [std::ptr::null_mut(); MAX_BATCH],
-        payload: [(std::ptr::null(), 0); MAX_BATCH],
+        cols: [MaybeUninit::uninit(); MAX_BATCH],
+        values: [MaybeUninit::uninit(); MAX_BATCH],
+        old: [MaybeUninit::uninit(); MAX_BATCH],
+        payload: [MaybeUninit::uninit(); MAX_BATCH],
         replaced: false,
         entry: std::ptr::null_mut(),
         error: std::ptr::null_mut(),
@@ -308,7 +334,7 @@ pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallIn
     // One value that grows (`seriesB` -> `series-b`): a copy of the row with it, built without
     // deforming and forming the row again (inplace::grown); else PostgreSQL builds it.
     if v.n == 1 && !v.replaced {
-        if let Some(t) = inplace::grown(v.tuple, v.desc, v.cols[0], v.old[0], payload(&v, 0)) {
+        if let Some(t) = inplace::grown(v.tuple, v.desc, v.col(0), v.old(0), v.payload(0)) {
             v.tuple = t;
             v.n = 0;
         }
@@ -316,7 +342,8 @@ pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallIn
     if v.n > 0 {
         // Rewrites never write NULL.
         let mut no_nulls = [false; MAX_BATCH];
-        v.tuple = raw::heap_modify_tuple_by_cols(v.tuple, v.desc, v.n, v.cols.as_mut_ptr(), v.values.as_mut_ptr(), no_nulls.as_mut_ptr());
+        let (cols, values) = v.batch_ptrs();
+        v.tuple = raw::heap_modify_tuple_by_cols(v.tuple, v.desc, v.n, cols, values, no_nulls.as_mut_ptr());
     }
     if let Some(t0) = t0 {
         if !v.entry.is_null() {
@@ -368,22 +395,18 @@ unsafe fn settle<'a>(
 unsafe fn push_rewrite(v: &mut Verdict, n: &mut usize, tuple: &mut pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, attnum: i32, rw: Rewrite) {
     if *n == MAX_BATCH {
         let mut no_nulls = [false; MAX_BATCH];
-        *tuple = pg_sys::heap_modify_tuple_by_cols(*tuple, tupdesc, *n as c_int, v.cols.as_mut_ptr(), v.values.as_mut_ptr(), no_nulls.as_mut_ptr());
+        let (cols, values) = v.batch_ptrs();
+        *tuple = pg_sys::heap_modify_tuple_by_cols(*tuple, tupdesc, *n as c_int, cols, values, no_nulls.as_mut_ptr());
         v.tuple = *tuple;
         v.replaced = true;
-        v.old = [std::ptr::null_mut(); MAX_BATCH];
         *n = 0;
     }
-    v.cols[*n] = attnum;
-    v.values[*n] = rw.value;
-    v.old[*n] = if v.replaced { std::ptr::null_mut() } else { rw.old };
-    v.payload[*n] = rw.payload;
+    v.cols[*n].write(attnum);
+    v.values[*n].write(rw.value);
+    // After a flush the old values' pointers are into the replaced tuple: none is kept.
+    v.old[*n].write(if v.replaced { std::ptr::null_mut() } else { rw.old });
+    v.payload[*n].write(rw.payload);
     *n += 1;
-}
-
-#[inline(always)]
-unsafe fn payload(v: &Verdict, i: usize) -> &'static [u8] {
-    std::slice::from_raw_parts(v.payload[i].0, v.payload[i].1)
 }
 
 /// Makes what rewrites it can inside the row itself, right to left (a shrink moves only the
@@ -396,16 +419,16 @@ unsafe fn rewrite_in_place(v: &mut Verdict) {
     if n == 1 {
         // One governed column, the common case: no ordering or compaction (measured: 15
         // instructions per row of the benchmark's INSERT).
-        if inplace::rewrite(v.tuple, v.desc, v.cols[0], v.old[0], payload(v, 0), nvalid) {
+        if inplace::rewrite(v.tuple, v.desc, v.col(0), v.old(0), v.payload(0), nvalid) {
             v.n = 0;
         }
         return;
     }
     let mut order: [usize; MAX_BATCH] = std::array::from_fn(|i| i);
-    order[..n].sort_unstable_by_key(|&i| std::cmp::Reverse(v.cols[i]));
+    order[..n].sort_unstable_by_key(|&i| std::cmp::Reverse(v.col(i)));
     let mut done = [false; MAX_BATCH];
     for &i in &order[..n] {
-        done[i] = inplace::rewrite(v.tuple, v.desc, v.cols[i], v.old[i], payload(v, i), nvalid);
+        done[i] = inplace::rewrite(v.tuple, v.desc, v.col(i), v.old(i), v.payload(i), nvalid);
     }
     let mut k = 0;
     for (i, &made) in done[..n].iter().enumerate() {
