@@ -582,7 +582,8 @@ unsafe fn scan(relid: pg_sys::Oid, parallel: bool, cols: [&CStr; 2], mut row: im
         let att = *att.get_or_insert_with(|| columns(relid, attrs, cols));
         row(att.map(|i| (!nulls[i]).then_some(values[i])));
     };
-    if crate::heapread::visible_rows(relid, snapshot, &mut each).is_none() {
+    // Missing: dropped (DROP EXTENSION committed while this statement ran): no rows.
+    if crate::heapread::visible_rows(relid, snapshot, &mut each) == crate::heapread::Read::Unsupported {
         let rel = pg_sys::table_open(relid, pg_sys::NoLock as pg_sys::LOCKMODE);
         let desc = (*rel).rd_att;
         let attrs = crate::server::attrs(desc);

@@ -14,16 +14,30 @@
 //! descriptor built from `pg_attribute`'s rows, so that whatever the caller does with them
 //! (detoasting included) happens with no buffer lock held.
 //!
-//! Only a permanent plain table qualifies; for anything else [`visible_rows`] returns None and
-//! the caller opens the table as usual. No statistics are counted (`pg_stat_user_tables.seq_scan`
-//! does not move) and no predicate lock is taken: the configuration is read with the latest
-//! snapshot, outside any serializable transaction's reads, as before.
+//! Only a permanent plain table whose columns are all in every row qualifies (no attribute
+//! added with a default since rows were written: its value would be in `pg_attribute`, which a
+//! descriptor without constraints cannot serve); for anything else [`visible_rows`] says
+//! [`Read::Unsupported`] and the caller opens the table as usual. No statistics are counted
+//! (`pg_stat_user_tables.seq_scan` does not move), and, a change from `systable_beginscan` in a
+//! serializable transaction, no predicate lock is taken: the configuration is read with the latest
+//! snapshot, not the transaction's, so it never was one of its reads.
 use pgrx::pg_sys;
+
+/// What [`visible_rows`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Every visible row was passed to the callback.
+    Done,
+    /// No such relation (dropped, its drop committed while the caller waited for the lock).
+    Missing,
+    /// Not read: not a permanent plain table, or its catalog rows are not as expected. Read it
+    /// the usual way.
+    Unsupported,
+}
 
 /// The rows of `relid` that `snapshot` sees, deformed: for each, `(values, nulls)` by attribute
 /// number - 1, with the table's descriptor (dropped columns included, `attisdropped`). Datums
-/// point into copies that live in the current memory context. None when the table is not a
-/// permanent plain table or its catalog rows are not as expected: read it the usual way.
+/// point into copies that live in the current memory context.
 ///
 /// # Safety
 /// A backend in a transaction that holds a lock on `relid` (AccessShareLock at least, as
@@ -35,7 +49,7 @@ pub unsafe fn visible_rows(
     relid: pg_sys::Oid,
     snapshot: pg_sys::Snapshot,
     mut row: impl FnMut(&[pg_sys::FormData_pg_attribute], &[pg_sys::Datum], &[bool]),
-) -> Option<()> {
+) -> Read {
     read(relid, snapshot, &mut row)
 }
 
@@ -43,10 +57,10 @@ unsafe fn read(
     relid: pg_sys::Oid,
     snapshot: pg_sys::Snapshot,
     row: &mut dyn FnMut(&[pg_sys::FormData_pg_attribute], &[pg_sys::Datum], &[bool]),
-) -> Option<()> {
+) -> Read {
     let tup = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, pg_sys::Datum::from(relid));
     if tup.is_null() {
-        return None;
+        return Read::Missing;
     }
     let c = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tup);
     let (file, space, natts) = ((*c).relfilenode, (*c).reltablespace, (*c).relnatts);
@@ -54,7 +68,7 @@ unsafe fn read(
         && (*c).relpersistence as u8 == pg_sys::RELPERSISTENCE_PERMANENT as u8;
     pg_sys::ReleaseSysCache(tup);
     if !plain || file == pg_sys::InvalidOid || natts <= 0 {
-        return None;
+        return Read::Unsupported;
     }
     let space = if space == pg_sys::InvalidOid { pg_sys::MyDatabaseTableSpace } else { space };
     #[cfg(feature = "pg15")]
@@ -63,14 +77,14 @@ unsafe fn read(
     let locator = pg_sys::RelFileLocator { spcOid: space, dbOid: pg_sys::MyDatabaseId, relNumber: file };
     let smgr = pg_sys::smgropen(locator, -1);
     if !pg_sys::smgrexists(smgr, pg_sys::ForkNumber::MAIN_FORKNUM) {
-        return None;
+        return Read::Unsupported;
     }
     let blocks = pg_sys::smgrnblocks(smgr, pg_sys::ForkNumber::MAIN_FORKNUM);
     if blocks == 0 {
         // No block, no row in any snapshot; the descriptor is not needed.
-        return Some(());
+        return Read::Done;
     }
-    let desc = descriptor(relid, natts)?;
+    let Some(desc) = descriptor(relid, natts) else { return Read::Unsupported };
     let attrs = crate::server::attrs(desc);
     let mut values = vec![pg_sys::Datum::from(0); natts as usize];
     let mut nulls = vec![true; natts as usize];
@@ -110,12 +124,14 @@ unsafe fn read(
             row(attrs, &values, &nulls);
         }
     }
-    Some(())
+    Read::Done
 }
 
 /// The descriptor of `relid`'s `natts` attributes from their `pg_attribute` rows (as the relcache
-/// builds it, without defaults or constraints: the configuration tables' columns are never
-/// "missing" in a row, they were all there when the table was made). None when a row is absent.
+/// builds it, without defaults or constraints). None when a row is absent, or when an attribute
+/// has a "missing" value (`atthasmissing`: added with a default after rows were written; a row
+/// without it would take the value from the descriptor's constraints, which this one has not,
+/// and `heap_deform_tuple` would read a null pointer).
 unsafe fn descriptor(relid: pg_sys::Oid, natts: i16) -> Option<pg_sys::TupleDesc> {
     let desc = pg_sys::CreateTemplateTupleDesc(i32::from(natts));
     (*desc).tdtypeid = pg_sys::RECORDOID;
@@ -131,8 +147,13 @@ unsafe fn descriptor(relid: pg_sys::Oid, natts: i16) -> Option<pg_sys::TupleDesc
             return None;
         }
         let a = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_attribute>(tup);
+        let missing = (*a).atthasmissing;
         crate::server::set_attr(desc, i, a);
         pg_sys::ReleaseSysCache(tup);
+        if missing {
+            pg_sys::FreeTupleDesc(desc);
+            return None;
+        }
     }
     Some(desc)
 }

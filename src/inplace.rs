@@ -260,7 +260,8 @@ pub unsafe fn grown(
     let new_len = hoff + new_data_len;
     // heap_form_tuple: one zeroed chunk, the HeapTupleData then the tuple.
     let size = std::mem::size_of::<pg_sys::HeapTupleData>();
-    let out = pg_sys::palloc0(size + new_len).cast::<pg_sys::HeapTupleData>();
+    // Unguarded (the trigger's raw entry point calls this): out of memory longjmps.
+    let out = crate::server::raw::palloc0(size + new_len).cast::<pg_sys::HeapTupleData>();
     let nth = out.cast::<u8>().add(size).cast::<pg_sys::HeapTupleHeaderData>();
     (*out).t_len = new_len as u32;
     (*out).t_self = (*tuple).t_self;

@@ -40,15 +40,16 @@ unsafe impl<'fcx> ArgAbi<'fcx> for Label<'fcx> {
 /// `#[pg_extern]`: pgrx's per-call guard (`sigsetjmp`, thread check, argument boxing) was a
 /// third of a call, and the label is classified through the cache's memo as the trigger does
 /// (docs/benchmarks.md, #31). It holds only plain data: the calls that can raise (the cache's
-/// reload, guarded; detoasting and the result's allocation, out of memory) leave nothing to
-/// unwind, and the pure classification runs under `catch_unwind`; the aliases, when a label needs
-/// them and they are not read yet, are read outside it, guarded.
+/// reload, guarded; detoasting and the result's allocation, through `server::raw`, whose errors
+/// longjmp as PostgreSQL's do instead of becoming a Rust panic with no guard above) leave nothing
+/// to unwind, and the pure classification runs under `catch_unwind`; the aliases, when a label
+/// needs them and they are not read yet, are read outside it, guarded.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn normalize_stage_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     if !cache::fresh() {
         refresh();
     }
-    let bytes = crate::server::varlena_bytes(crate::server::arg(fcinfo, 0));
+    let bytes = crate::server::varlena_bytes_unguarded(crate::server::arg(fcinfo, 0));
     let classify = || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache::classify_bytes_if_loaded(bytes)));
     let id = match classify() {
         Ok(Some(id)) => id,
@@ -66,7 +67,7 @@ pub unsafe extern "C-unwind" fn normalize_stage_wrapper(fcinfo: pg_sys::Function
     match id {
         Some(id) => {
             let name = cache::set().name(id);
-            pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(name.as_ptr().cast(), name.len() as std::ffi::c_int))
+            pg_sys::Datum::from(crate::server::raw::cstring_to_text_with_len(name.as_ptr().cast(), name.len() as std::ffi::c_int))
         }
         None => crate::server::return_null(fcinfo),
     }

@@ -55,6 +55,12 @@ pub mod raw {
             isnull: *mut bool,
         ) -> pg_sys::HeapTuple;
         pub fn ThrowErrorData(edata: *mut pg_sys::ErrorData);
+        /// The same: can raise (out of memory, a damaged TOAST chunk). Unlike their `pg_sys`
+        /// twins, which pgrx wraps so that an error becomes a Rust panic (an abort when no
+        /// guard is above), these longjmp as PostgreSQL does, for the raw entry points.
+        pub fn palloc0(size: pg_sys::Size) -> *mut std::ffi::c_void;
+        pub fn pg_detoast_datum_packed(datum: *mut pg_sys::varlena) -> *mut pg_sys::varlena;
+        pub fn cstring_to_text_with_len(s: *const std::ffi::c_char, len: c_int) -> *mut pg_sys::text;
     }
 }
 
@@ -213,6 +219,18 @@ pub unsafe fn varlena_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
         }
     }
     varlena_bytes_slow(d)
+}
+
+/// [`varlena_bytes`] for a raw entry point (no pgrx guard above it): a compressed or external
+/// value is detoasted through [`raw::pg_detoast_datum_packed`], whose error longjmps as
+/// PostgreSQL's do. Call it only from a frame that holds nothing with a destructor.
+#[inline(always)]
+pub unsafe fn varlena_bytes_unguarded<'a>(d: pg_sys::Datum) -> &'a [u8] {
+    let v = d.cast_mut_ptr::<pg_sys::varlena>();
+    if pgrx::varlena::varatt_is_1b_e(v) || pgrx::varlena::varatt_is_4b_c(v) {
+        return varlena_bytes(pg_sys::Datum::from(raw::pg_detoast_datum_packed(v)));
+    }
+    varlena_bytes(d)
 }
 
 #[cold]

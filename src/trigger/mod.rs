@@ -435,6 +435,8 @@ unsafe fn rewrite_in_place(v: &mut Verdict) {
         if !made {
             v.cols[k] = v.cols[i];
             v.values[k] = v.values[i];
+            v.old[k] = v.old[i];
+            v.payload[k] = v.payload[i];
             k += 1;
         }
     }

@@ -103,6 +103,18 @@ fn overrides_read_from_blocks_match_sql() {
         .map(|t| c.query_one("SELECT stage_norm._effective_mode($1::text::regclass)", &[t]).unwrap().get(0))
         .collect();
     assert_eq!(modes, ["warn", "shadow"]);
+
+    // A column added with a default after rows were written: its value lives in pg_attribute
+    // ("missing"), which the block reader does not serve; the table is read the usual way.
+    admin
+        .batch_execute(
+            "INSERT INTO stage_norm.table_mode_settings (tbl, mode) VALUES ('gov_2', 'enforce');
+             ALTER TABLE stage_norm.table_mode_settings ADD COLUMN note text DEFAULT 'added later';",
+        )
+        .unwrap();
+    assert_eq!(mismatches(db), 0, "with a column added with a default (atthasmissing)");
+    admin.batch_execute("ALTER TABLE stage_norm.table_mode_settings DROP COLUMN note").unwrap();
+    assert_eq!(mismatches(db), 0, "with that column dropped again");
 }
 
 /// A first write that needs the overrides waits for a transaction that holds the table
@@ -175,6 +187,29 @@ fn aliases_read_when_first_needed() {
     assert_eq!(normalize(&mut r, "Seed Round").as_deref(), Some("seed"));
     assert_eq!(normalize(&mut r, "Angel").as_deref(), Some("pre-seed"));
     assert_eq!(normalize(&mut r, "Unheard Of"), None);
+    // Labels stored compressed and out of line reach normalize_stage's raw entry point toasted.
+    admin
+        .batch_execute(
+            "CREATE TABLE long_labels (id int, l text);
+             ALTER TABLE long_labels ALTER l SET STORAGE EXTERNAL;
+             INSERT INTO long_labels VALUES (1, 'Angel' || repeat(' ', 300000));
+             CREATE TABLE compressed_labels (id int, l text);
+             INSERT INTO compressed_labels VALUES (1, '  Mezzanine' || repeat(' ', 300000));",
+        )
+        .unwrap();
+    let mut t = connect(db);
+    let stored: String = t
+        .query_one("SELECT pg_column_compression(l) IS NULL AND pg_column_size(l) > 300000 FROM long_labels", &[])
+        .unwrap()
+        .get::<_, bool>(0)
+        .to_string();
+    assert_eq!(stored, "true", "stored out of line, uncompressed");
+    let got: Vec<Option<String>> = ["long_labels", "compressed_labels"]
+        .iter()
+        .map(|t_| t.query_one(&format!("SELECT stage_norm.normalize_stage(l) FROM {t_}"), &[]).unwrap().get(0))
+        .collect();
+    assert_eq!(got, [Some("pre-seed".to_string()), Some("series-c+".to_string())]);
+
     // Removed in another session: the next statement's reload forgets them.
     admin.batch_execute("SELECT stage_norm.remove_alias('Angel')").unwrap();
     assert_eq!(normalize(&mut r, "Angel"), None);
