@@ -52,6 +52,10 @@ say "configuring $version into $prefix (ICU, OpenSSL, LZ4, zstd, libxml; no debu
 ./configure --prefix="$prefix" --libdir="/usr/lib/postgresql/$major/lib" --datadir="/usr/share/postgresql/$major" --with-icu --with-openssl --with-lz4 --with-zstd --with-libxml \
   --with-readline --with-zlib >"$work/configure-$major.log" 2>&1 \
   || { tail -30 "$work/configure-$major.log" >&2; exit 1; }
+# Run from `make` (make test -> deps -> bootstrap), this script inherits MAKELEVEL >= 1, and
+# PostgreSQL's Makefile.global builds its generated headers (utils/errcodes.h, ...) only at
+# MAKELEVEL 0: src/common then fails on a clean machine. Its make starts as a top-level one.
+unset MAKELEVEL MAKEFLAGS MFLAGS
 say "building (a few minutes on two cores; log: $work/make-$major.log)"
 { make -j"$(nproc)" && make -j"$(nproc)" -C contrib && make install && make -C contrib install; } \
   >"$work/make-$major.log" 2>&1 || { tail -40 "$work/make-$major.log" >&2; exit 1; }
