@@ -288,10 +288,38 @@ pub unsafe fn grown(
 /// Returns false, having written nothing, when that cannot be done safely (see the module
 /// comment). `nvalid` is the slot's `tts_nvalid`; `attnum` the column (1-based).
 ///
+/// `MOVES = false` ([`rewrite_in_walk`]): only what moves no other column (a value of the same
+/// size, or a shrink of the value that ends the row's data); the caller defers the rest.
+///
 /// # Safety
 /// `tuple` is a valid heap tuple described by `desc`; `old` is the value of column `attnum`
 /// as `heap_getattr` returned it for this tuple.
+#[inline]
 pub unsafe fn rewrite(
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+    attnum: i32,
+    old: *mut u8,
+    payload: &[u8],
+    nvalid: i32,
+) -> bool {
+    rewrite_with::<true>(tuple, desc, attnum, old, payload, nvalid)
+}
+
+/// [`rewrite`] of what moves no other column, for the trigger's walk of the row: made as soon
+/// as the value is judged (nothing is recorded for later), so that the deferred rewrites'
+/// pointers into the row stay valid (nothing after the value moves, and what is before it
+/// never moves). False, having written nothing, for the rest.
+///
+/// # Safety
+/// As for [`rewrite`]; `slot_owns(slot, tuple)` holds.
+#[inline(always)]
+pub unsafe fn rewrite_in_walk(tuple: pg_sys::HeapTuple, attnum: i32, old: *mut u8, payload: &[u8], nvalid: i32) -> bool {
+    rewrite_with::<false>(tuple, std::ptr::null_mut(), attnum, old, payload, nvalid)
+}
+
+#[inline(always)]
+unsafe fn rewrite_with<const MOVES: bool>(
     tuple: pg_sys::HeapTuple,
     desc: pg_sys::TupleDesc,
     attnum: i32,
@@ -327,13 +355,12 @@ pub unsafe fn rewrite(
     }
 
     let mut moves: Moves = [const { std::mem::MaybeUninit::uninit() }; MAX_MOVES];
-    let moves = if attnum >= ((*th).t_infomask2 as u32 & pg_sys::HEAP_NATTS_MASK) as i32 {
-        // The row's last column: nothing after it to move, and the data ends with the value
-        // (what `plan` finds with no column to walk, without the call).
-        if off_a + old_sz != data_len {
-            return false;
-        }
+    let moves = if off_a + old_sz == data_len {
+        // The value ends the row's data (the last column, or every later one NULL): nothing
+        // after it to move (what `plan` finds, without the call).
         &[][..]
+    } else if !MOVES || attnum >= ((*th).t_infomask2 as u32 & pg_sys::HEAP_NATTS_MASK) as i32 {
+        return false;
     } else {
         let Some((n_moves, _)) = plan(th, desc, attnum, data, data_len, off_a + old_sz, off_a + new_sz, &mut moves) else {
             return false;

@@ -129,6 +129,12 @@ struct Verdict {
     error: *mut pg_sys::ErrorData,
 }
 
+/// A canonical payload's bytes (a column's `payloads` entry).
+#[inline(always)]
+unsafe fn slice_of((p, n): (*const u8, usize)) -> &'static [u8] {
+    std::slice::from_raw_parts(p, n)
+}
+
 impl Verdict {
     // Each takes `i < n`: an entry `push_rewrite` wrote.
     #[inline(always)]
@@ -255,43 +261,69 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
             };
             let Some((problem, partial)) = settled else { continue };
             // Unknown, invalid, or a known variant that may not be rewritten here.
-            let outcome = match mode {
-                Mode::Shadow => {
-                    log_sample(e, col, &problem, mode);
-                    Outcome::WouldReject
-                }
-                Mode::Enforce
-                    if {
-                        let percent = guc::read(&guc::ENFORCE_PERCENT);
-                        percent >= 100 || bucket(e, tuple, tupdesc, problem.bytes()) < percent as u64
-                    } =>
-                {
-                    e.counts[ci][Outcome::Rejected as usize] += 1;
-                    log_sample(e, col, &problem, mode);
-                    v.error = rejection(e, col, &problem);
-                    // Rejections reach shared memory at once (the breaker adds them up
-                    // across sessions as they happen); the transaction is about to abort.
-                    if gen != 0 {
-                        e.last_mode = mode;
-                        flush_entry(e, true);
-                    }
-                    v.entry = std::ptr::null_mut();
-                    return;
-                }
-                // warn, or enforce outside the canary: stored (a stage array's known elements
-                // rewritten) and reported.
-                _ => {
-                    if let Some(d) = partial {
-                        push_rewrite(v, &mut n, &mut tuple, tupdesc, attnum, Rewrite::replacing(d));
-                    }
-                    report_unknown(e, col, &problem, mode);
-                    Outcome::Warned
-                }
-            };
-            e.counts[ci][outcome as usize] += 1;
+            if !problem_value(v, &mut n, &mut tuple, tupdesc, e, ci, mode, gen, problem, partial) {
+                return; // rejected: v.error is set
+            }
         }
         v.n = n as c_int;
     }
+}
+
+/// A value that is not stored as canonical (unknown, invalid, or a known variant that may not
+/// be rewritten here), handled as the mode says, and counted. False when the row is rejected
+/// (`v.error` set). Out of line: the common rows never come here, and the walk keeps its
+/// registers.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn problem_value(
+    v: &mut Verdict,
+    n: &mut usize,
+    tuple: &mut pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+    e: &mut Entry,
+    ci: usize,
+    mode: Mode,
+    gen: u64,
+    problem: Problem,
+    partial: Option<pg_sys::Datum>,
+) -> bool {
+    let col = &e.columns[ci];
+    let outcome = match mode {
+        Mode::Shadow => {
+            log_sample(e, col, &problem, mode);
+            Outcome::WouldReject
+        }
+        Mode::Enforce
+            if {
+                let percent = guc::read(&guc::ENFORCE_PERCENT);
+                percent >= 100 || bucket(e, *tuple, tupdesc, problem.bytes()) < percent as u64
+            } =>
+        {
+            e.counts[ci][Outcome::Rejected as usize] += 1;
+            log_sample(e, col, &problem, mode);
+            v.error = rejection(e, col, &problem);
+            // Rejections reach shared memory at once (the breaker adds them up across
+            // sessions as they happen); the transaction is about to abort.
+            if gen != 0 {
+                e.last_mode = mode;
+                flush_entry(e, true);
+            }
+            v.entry = std::ptr::null_mut();
+            return false;
+        }
+        // warn, or enforce outside the canary: stored (a stage array's known elements
+        // rewritten) and reported.
+        _ => {
+            if let Some(d) = partial {
+                push_rewrite(v, n, tuple, tupdesc, col.attnum as i32, Rewrite::replacing(d));
+            }
+            report_unknown(e, col, &problem, mode);
+            Outcome::Warned
+        }
+    };
+    e.counts[ci][outcome as usize] += 1;
+    true
 }
 
 /// `stage_norm.normalize_trigger()`: the raw entry point (see the module comment). It holds
@@ -379,7 +411,15 @@ unsafe fn settle<'a>(
             if mode == Mode::Shadow {
                 counts[Outcome::WouldNormalize as usize] += 1;
             } else {
-                push_rewrite(v, n, tuple, tupdesc, attnum, rw);
+                // What moves no other column is written into the row at once (the slot's own
+                // copy: see `inplace`); the rest is left to the raw entry point.
+                let now = !rw.old.is_null()
+                    && !v.replaced
+                    && inplace::slot_owns(v.slot, *tuple)
+                    && inplace::rewrite_in_walk(*tuple, attnum, rw.old, slice_of(rw.payload), (*v.slot).tts_nvalid as i32);
+                if !now {
+                    push_rewrite(v, n, tuple, tupdesc, attnum, rw);
+                }
                 counts[Outcome::Normalized as usize] += 1;
             }
             None
