@@ -22,7 +22,11 @@
 //!   `heap_fill_tuple` would place them, provided the slot has not yet deformed the column or
 //!   anything after it (else its cached offsets would go stale).
 //!
-//! A larger new value (`seriesB` -> `series-b`) needs a larger tuple: that goes the usual way.
+//! The trigger's walk makes the rewrites that move no other column as soon as it judges the
+//! value ([`rewrite_in_walk`]); the raw entry point makes the others, right to left.
+//!
+//! A larger new value (`seriesB` -> `series-b`) needs a larger tuple: [`grown`] builds it by
+//! copying, or PostgreSQL does.
 //!
 //! The layout is computed and checked in full before any byte is written; if anything is not
 //! as expected, the tuple is left untouched and the caller falls back. Nothing here can raise

@@ -19,8 +19,10 @@
 //! table names) is resolved once and kept per trigger until a relcache invalidation of the
 //! table; the override is memoized per cache generation. Labels are classified through the
 //! cache's memo of recent labels. Rewrites are made inside the row when it is the slot's own
-//! copy and the value keeps its size or shrinks (see `inplace`); the others are one
-//! `heap_modify_tuple_by_cols` call, with canonical datums built once per backend.
+//! copy and the value keeps its size or shrinks (see `inplace`): in the walk itself when nothing
+//! else moves (same size, or the value ends the row's data), else by the raw entry point, right
+//! to left; a value that grows is written into a copy of the row (`inplace::grown`); the others
+//! are one `heap_modify_tuple_by_cols` call, with canonical datums built once per backend.
 //!
 //! The rejection is thrown from the raw `extern "C-unwind"` entry point, after the guarded inner
 //! function has returned: pgrx has no API for the SCHEMA/TABLE/COLUMN error fields, and an error
