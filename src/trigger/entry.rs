@@ -29,6 +29,10 @@ pub(super) struct Column {
     /// May be rewritten inside the row (see `inplace`): false when the partition constraint
     /// refers to it, or the table is not a heap (a foreign table, another access method).
     pub(super) in_place: bool,
+    /// May be rewritten inside the row during the walk, as soon as it is judged: in place, and
+    /// not a primary-key column (the canary's bucket hashes the key as the row was written,
+    /// and a later column of the same row may ask for it).
+    pub(super) in_walk: bool,
     /// For a column of a domain type: whether the domain accepts each canonical datum. A
     /// domain's CHECK runs before BEFORE triggers, so a rewrite must not store what the domain
     /// refuses: such a value is handled as an unknown one ([`Why::DomainRefuses`]).
@@ -300,6 +304,7 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
                 datums: Vec::new(),
                 payloads: Vec::new(),
                 in_place: false,
+                in_walk: false,
                 domain: None,
                 fk_action_keys: Default::default(),
             });
@@ -336,6 +341,7 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
             datums,
             payloads,
             in_place,
+            in_walk: false, // set once the primary key is known, below
             domain,
             fk_action_keys: Default::default(),
         });
@@ -354,6 +360,9 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
             }
             pg_sys::RelationClose(idx);
         }
+    }
+    for c in &mut e.columns {
+        c.in_walk = c.in_place && !e.pk.iter().any(|&(attnum, _, _)| attnum == c.attnum);
     }
     e.counts = vec![[0; OUTCOMES]; e.columns.len()];
     e.flushed = e.counts.clone();

@@ -414,8 +414,9 @@ unsafe fn settle<'a>(
                 counts[Outcome::WouldNormalize as usize] += 1;
             } else {
                 // What moves no other column is written into the row at once (the slot's own
-                // copy: see `inplace`); the rest is left to the raw entry point.
-                let now = !rw.old.is_null()
+                // copy: see `inplace`; never a primary-key column, which the canary's bucket
+                // reads as written); the rest is left to the raw entry point.
+                let now = rw.in_walk
                     && !v.replaced
                     && inplace::slot_owns(v.slot, *tuple)
                     && inplace::rewrite_in_walk(*tuple, attnum, rw.old, slice_of(rw.payload), (*v.slot).tts_nvalid as i32);

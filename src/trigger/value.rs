@@ -34,12 +34,14 @@ pub(super) struct Rewrite {
     pub(super) value: pg_sys::Datum,
     pub(super) old: *mut u8,
     pub(super) payload: (*const u8, usize),
+    /// May be made during the walk (`Column::in_walk`).
+    pub(super) in_walk: bool,
 }
 
 impl Rewrite {
     /// A rewrite that is never made inside the row (a new jsonb or array datum).
     pub(super) fn replacing(value: pg_sys::Datum) -> Rewrite {
-        Rewrite { value, old: std::ptr::null_mut(), payload: (std::ptr::NonNull::<u8>::dangling().as_ptr(), 0) }
+        Rewrite { value, old: std::ptr::null_mut(), payload: (std::ptr::NonNull::<u8>::dangling().as_ptr(), 0), in_walk: false }
     }
 }
 
@@ -154,6 +156,7 @@ pub(super) unsafe fn judge_text<'a>(col: &Column, datum: pg_sys::Datum, write: W
                 value: col.datums[i],
                 old: if col.in_place { datum.cast_mut_ptr() } else { std::ptr::null_mut() },
                 payload: col.payloads[i],
+                in_walk: col.in_walk,
             });
         }
     };
