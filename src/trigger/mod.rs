@@ -131,7 +131,7 @@ struct Verdict {
     error: *mut pg_sys::ErrorData,
 }
 
-/// A canonical payload's bytes (a column's `payloads` entry).
+/// A canonical payload's bytes (a column's `payloads` entry, a rewrite's `payload`).
 #[inline(always)]
 unsafe fn slice_of((p, n): (*const u8, usize)) -> &'static [u8] {
     std::slice::from_raw_parts(p, n)
@@ -149,8 +149,7 @@ impl Verdict {
     }
     #[inline(always)]
     unsafe fn payload(&self, i: usize) -> &'static [u8] {
-        let (p, n) = self.payload[i].assume_init();
-        std::slice::from_raw_parts(p, n)
+        slice_of(self.payload[i].assume_init())
     }
     /// The first `n` columns and values, as `heap_modify_tuple_by_cols` takes them.
     #[inline(always)]
