@@ -114,79 +114,92 @@ pub fn canonical_id_bytes(b: &[u8]) -> Option<StageId> {
 }
 static TABLE_MODES: Global<Option<TableModes>> = Global::new(None);
 static KEY_BUF: Global<String> = Global::new(String::new());
-static MEMO: Global<[MemoEntry; MEMO_SLOTS]> = Global::new([MemoEntry::EMPTY; MEMO_SLOTS]);
 /// The keys of the last stage distribution the trigger judged ([`stage_norm_core::dist::KeyMemo`]);
 /// cleared with [`MEMO`], so it always agrees with the classification.
 pub static KEY_MEMO: Global<stage_norm_core::dist::KeyMemo> = Global::new(stage_norm_core::dist::KeyMemo::EMPTY);
 
-/// The trigger's memo of recent labels: direct-mapped, 256 slots, labels up to 23 bytes.
-/// A column of stages holds few distinct spellings, so most rows are a hit: a hash of the
-/// label and one compare instead of building its key and trying the rules (measured: about
-/// 60 instead of 270 instructions). Cleared whenever the aliases are reloaded, so it always
-/// agrees with the classification.
-const MEMO_SLOTS: usize = 256;
-const MEMO_KEY_MAX: usize = 23;
-#[derive(Clone, Copy)]
-struct MemoEntry {
-    /// Label length + 1; 0 for an empty slot.
-    len: u8,
-    bytes: [u8; MEMO_KEY_MAX],
-    /// The stage, or `NO_STAGE` for an unknown label.
-    stage: StageId,
-}
-const NO_STAGE: StageId = StageId::MAX;
-impl MemoEntry {
-    const EMPTY: MemoEntry = MemoEntry { len: 0, bytes: [0; MEMO_KEY_MAX], stage: NO_STAGE };
-}
+/// The trigger's memo of recent labels ([`stage_norm_core::memo`]): direct-mapped, 256 slots,
+/// labels up to 24 bytes, each with its [`Class`]. A column of stages holds few distinct
+/// spellings, so most rows are a hit: a hash of the label and one compare instead of building
+/// its key and trying the rules (measured: about 25 instead of 270 instructions), and one lookup
+/// says both whether the value is canonical and which stage it names (#31). Cleared whenever the
+/// configuration is reloaded, so it always agrees with the classification.
+static MEMO: Global<stage_norm_core::memo::Memo> = Global::new(stage_norm_core::memo::Memo::EMPTY);
 
-#[inline(always)]
-fn memo_slot(b: &[u8]) -> usize {
-    let n = b.len();
-    let (head, tail) = if n >= 8 {
-        // SAFETY: both 8-byte reads are inside `b`.
-        unsafe { (std::ptr::read_unaligned(b.as_ptr().cast::<u64>()), std::ptr::read_unaligned(b.as_ptr().add(n - 8).cast::<u64>())) }
-    } else {
-        let mut w = 0u64;
-        for (i, &c) in b.iter().enumerate() {
-            w |= u64::from(c) << (8 * i);
+/// What a label is, in one byte (as the memo keeps it): a known variant of a stage (the stage's
+/// id, below `MAX_STAGES`), a stage's canonical name (the id + [`Class::CANONICAL`]), or unknown.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Class(u8);
+const _: () = assert!(stage_norm_core::MAX_STAGES <= Class::CANONICAL as usize);
+impl Class {
+    const CANONICAL: u8 = 0x40;
+    const UNKNOWN: Class = Class(u8::MAX);
+
+    #[inline(always)]
+    fn of(k: stage_norm_core::dist::KeyClass) -> Class {
+        match k {
+            None => Class::UNKNOWN,
+            Some((id, canonical)) => Class(id | if canonical { Class::CANONICAL } else { 0 }),
         }
-        (w, 0)
-    };
-    let h = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (h >> 56) as usize // MEMO_SLOTS = 256
+    }
+
+    /// The label is a stage's canonical name.
+    #[inline(always)]
+    pub fn is_canonical(self) -> bool {
+        self.0 & 0xC0 == Class::CANONICAL
+    }
+
+    /// The stage the label names, canonical or not.
+    #[inline(always)]
+    pub fn stage(self) -> Option<StageId> {
+        (self != Class::UNKNOWN).then_some(self.0 & (Class::CANONICAL - 1))
+    }
+
+    #[inline(always)]
+    pub fn key(self) -> stage_norm_core::dist::KeyClass {
+        self.stage().map(|id| (id, self.is_canonical()))
+    }
 }
 
 /// Classifies a label given as bytes (not necessarily UTF-8: then it is unknown), through the
-/// memo, with the rules and the aliases. Call [`refresh`] first. May read the aliases
-/// (a catalog scan that can raise an error): call it where an error may be raised.
-#[inline(always)]
-pub fn classify_bytes(bytes: &[u8]) -> Option<StageId> {
-    classify_bytes_with::<true>(bytes).flatten()
-}
-
-/// [`classify_bytes`] for a caller that must not read the catalog (a raw entry point's
-/// `catch_unwind`): `None` when the label needs the aliases and they are not read yet. Then call
-/// [`load_aliases`] where an error may be raised, and ask again.
+/// memo, with the rules and the aliases, for a caller that must not read the catalog (a raw
+/// entry point's `catch_unwind`): `None` when the label needs the aliases and they are not read
+/// yet. Then call [`load_aliases`] where an error may be raised, and ask again.
 #[inline]
 pub fn classify_bytes_if_loaded(bytes: &[u8]) -> Option<Option<StageId>> {
-    classify_bytes_with::<false>(bytes)
+    lookup::<false>(bytes).map(Class::stage)
 }
 
+/// What a label is ([`Class`]): one memo lookup, the trigger's per-value question. Call
+/// [`refresh`] first; may read the aliases (a catalog scan that can raise an error): call it
+/// where an error may be raised.
 #[inline(always)]
-fn classify_bytes_with<const LOAD: bool>(bytes: &[u8]) -> Option<Option<StageId>> {
-    if bytes.len() > MEMO_KEY_MAX {
-        return uncached::<LOAD>(bytes);
+pub fn classify_label(bytes: &[u8]) -> Class {
+    lookup::<true>(bytes).unwrap_or(Class::UNKNOWN)
+}
+
+/// What a distribution key or an array element is: `(stage, already canonical?)`, or None
+/// ([`classify_label`]).
+#[inline]
+pub fn classify_key(bytes: &[u8]) -> stage_norm_core::dist::KeyClass {
+    classify_label(bytes).key()
+}
+
+/// The memo's answer for `bytes`, filled on a miss; `None` when `!LOAD` and the label needs the
+/// aliases, not read yet.
+#[inline(always)]
+fn lookup<const LOAD: bool>(bytes: &[u8]) -> Option<Class> {
+    let Some(k) = stage_norm_core::memo::Key::of(bytes) else {
+        return uncached::<LOAD>(bytes).map(Class::of);
+    };
+    // SAFETY: single-threaded; `uncached` does not touch MEMO.
+    let memo = unsafe { MEMO.get() };
+    if let Some(c) = memo.get(&k) {
+        return Some(Class(c));
     }
-    // SAFETY: single-threaded; `classify` does not touch MEMO.
-    let e = unsafe { &mut MEMO.get()[memo_slot(bytes)] };
-    if usize::from(e.len) == bytes.len() + 1 && stage_norm_core::bytes::same(&e.bytes[..bytes.len()], bytes) {
-        return Some((e.stage != NO_STAGE).then_some(e.stage));
-    }
-    let stage = uncached::<LOAD>(bytes)?;
-    e.len = bytes.len() as u8 + 1;
-    e.bytes[..bytes.len()].copy_from_slice(bytes);
-    e.stage = stage.unwrap_or(NO_STAGE);
-    Some(stage)
+    let class = Class::of(uncached::<LOAD>(bytes)?);
+    memo.insert(&k, class.0);
+    Some(class)
 }
 
 /// Called after a reload that changed the stage set, by whoever registered it
@@ -260,13 +273,18 @@ unsafe extern "C-unwind" fn config_changed(fcinfo: pg_sys::FunctionCallInfo) {
 }
 
 /// A label the memo does not hold: out of line, so that the memo's hit path (inlined into the
-/// trigger's walk) stays small.
+/// trigger's walk) stays small. A canonical name is its own stage, whatever the aliases say (a
+/// CHECK on `stage_norm.aliases` keeps them from redefining a label the rules know).
 #[inline(never)]
-fn uncached<const LOAD: bool>(bytes: &[u8]) -> Option<Option<StageId>> {
-    match as_utf8(bytes) {
-        Some(text) => classify_with::<LOAD>(text),
-        None => Some(None),
+fn uncached<const LOAD: bool>(bytes: &[u8]) -> Option<stage_norm_core::dist::KeyClass> {
+    if let Some(id) = canonical_id_bytes(bytes) {
+        return Some(Some((id, true)));
     }
+    let stage = match as_utf8(bytes) {
+        Some(text) => classify_with::<LOAD>(text)?,
+        None => None,
+    };
+    Some(stage.map(|id| (id, false)))
 }
 
 /// Classifies `input` with the set's rules and the current aliases; `None` when `!LOAD` and the
@@ -398,7 +416,7 @@ fn reload() {
         }
         // None: read at the first label the rules do not know (`classify_with`).
         *ALIASES.get() = aliases;
-        *MEMO.get() = [MemoEntry::EMPTY; MEMO_SLOTS];
+        MEMO.get().clear();
         KEY_MEMO.get().clear();
         *TABLE_MODES.get() = Some(modes);
         let g = GENERATION.get();
@@ -408,7 +426,7 @@ fn reload() {
 }
 
 /// Reads `stage_norm.aliases` into the cache, with the latest snapshot (the active one in parallel
-/// mode): called by [`classify_bytes`] at the first label the rules do not know after a (re)load, never
+/// mode): called by [`classify_key`] at the first label the rules do not know after a (re)load, never
 /// from a raw entry point's `catch_unwind` (it may raise an error). Until the next reload: an
 /// invalidation of the table marks the whole cache stale, and the reload forgets the aliases.
 #[cold]
@@ -882,13 +900,4 @@ pub fn canonical_datums(pad: usize) -> Vec<pg_sys::Datum> {
             })
         })
         .clone()
-}
-
-/// What a distribution key or an array element is: `(stage, already canonical?)`, or None.
-#[inline]
-pub fn classify_key(bytes: &[u8]) -> stage_norm_core::dist::KeyClass {
-    if let Some(id) = canonical_id_bytes(bytes) {
-        return Some((id, true));
-    }
-    classify_bytes(bytes).map(|id| (id, false))
 }

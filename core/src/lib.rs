@@ -25,6 +25,7 @@ pub mod bytes;
 pub mod config;
 pub mod decimal;
 pub mod dist;
+pub mod memo;
 pub use config::{SetError, MAX_NAME_LEN, MAX_STAGES};
 
 /// Index of a stage in its [`StageSet`] (`0` is the first canonical stage).

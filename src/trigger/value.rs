@@ -138,13 +138,13 @@ pub(super) unsafe fn judge_text<'a>(col: &Column, datum: pg_sys::Datum, write: W
             bytes = rest;
         }
     }
-    // Already canonical (the common case once a table is migrated): no key to build.
-    // Sound because aliases cannot redefine what the built-in rules know (a CHECK on
-    // stage_norm.aliases), and every canonical name is a built-in label of itself.
-    if cache::canonical_id_bytes(bytes).is_some() {
+    // One memo lookup says both whether the value is already canonical (the common case once a
+    // table is migrated) and which stage it names.
+    let class = cache::classify_label(bytes);
+    if class.is_canonical() {
         return Judged::Passed;
     }
-    let why = match cache::classify_bytes(bytes) {
+    let why = match class.stage() {
         None => Why::Unknown,
         // Not rewritable here: handled as the mode handles unknown values.
         Some(id) if col.domain.as_ref().is_some_and(|(_, ok)| !ok[usize::from(id)]) => Why::DomainRefuses(id),
