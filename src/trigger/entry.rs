@@ -21,11 +21,9 @@ pub(super) struct Column {
     pub(super) kind: Kind,
     /// char(n): canonical values are blank-padded to n, and values compared without trailing blanks.
     pub(super) pad_to: Option<usize>,
-    /// The canonical datums to write into this column (padded for char(n)), by stage of the
+    /// The canonical values to write into this column (padded for char(n)), by stage of the
     /// current set (the entry is rebuilt when the set changes).
-    pub(super) datums: Vec<pg_sys::Datum>,
-    /// Their bytes (in TopMemoryContext, like the datums), for an in-place rewrite.
-    pub(super) payloads: Vec<(*const u8, usize)>,
+    pub(super) canon: Vec<Canon>,
     /// May be rewritten inside the row (see `inplace`): false when the partition constraint
     /// refers to it, or the table is not a heap (a foreign table, another access method).
     pub(super) in_place: bool,
@@ -33,13 +31,25 @@ pub(super) struct Column {
     /// not a primary-key column (the canary's bucket hashes the key as the row was written,
     /// and a later column of the same row may ask for it).
     pub(super) in_walk: bool,
-    /// For a column of a domain type: whether the domain accepts each canonical datum. A
-    /// domain's CHECK runs before BEFORE triggers, so a rewrite must not store what the domain
-    /// refuses: such a value is handled as an unknown one ([`Why::DomainRefuses`]).
-    pub(super) domain: Option<(pg_sys::Oid, Vec<bool>)>,
+    /// For a column of a domain type, the domain (whether it accepts each canonical value is
+    /// `Canon::allowed`).
+    pub(super) domain: Option<pg_sys::Oid>,
     /// The columns of this table's foreign keys that have a referential action, read the first
     /// time a rewrite may be one ([`Write::referential_action`]).
     pub(super) fk_action_keys: std::cell::OnceCell<Vec<Vec<i16>>>,
+}
+
+/// One canonical value of a column's stage: what a rewrite writes, read together.
+#[derive(Clone, Copy)]
+pub(super) struct Canon {
+    /// The datum (in TopMemoryContext), for `heap_modify_tuple_by_cols`.
+    pub(super) datum: pg_sys::Datum,
+    /// Its bytes, for an in-place rewrite.
+    pub(super) payload: (*const u8, usize),
+    /// The column's domain accepts it (always, for a column not of a domain type). A domain's
+    /// CHECK runs before BEFORE triggers, so a rewrite must not store what the domain refuses:
+    /// such a value is handled as an unknown one ([`Why::DomainRefuses`]).
+    pub(super) allowed: bool,
 }
 
 pub(super) struct Entry {
@@ -301,8 +311,7 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
                 name: name.to_owned(),
                 kind,
                 pad_to: None,
-                datums: Vec::new(),
-                payloads: Vec::new(),
+                canon: Vec::new(),
                 in_place: false,
                 in_walk: false,
                 domain: None,
@@ -324,22 +333,20 @@ pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
         let pad_to = if base == pg_sys::BPCHAROID { limit } else { None };
         let datums = cache::canonical_datums(pad_to.unwrap_or(0));
         let in_place = heap && !in_partition_qual(partition_columns, attnum as i32);
-        let payloads = datums
+        let domain = (base != attr.atttypid).then_some(attr.atttypid);
+        let canon = datums
             .iter()
             .map(|&d| {
                 let b = varlena_bytes(d);
-                (b.as_ptr(), b.len())
+                Canon { datum: d, payload: (b.as_ptr(), b.len()), allowed: domain.is_none_or(|t| domain_accepts(t, d)) }
             })
             .collect();
-        let domain =
-            (base != attr.atttypid).then(|| (attr.atttypid, datums.iter().map(|&d| domain_accepts(attr.atttypid, d)).collect()));
         e.columns.push(Column {
             attnum: attnum as i16,
             name: name.to_owned(),
             kind: Kind::Text,
             pad_to,
-            datums,
-            payloads,
+            canon,
             in_place,
             in_walk: false, // set once the primary key is known, below
             domain,

@@ -131,7 +131,7 @@ struct Verdict {
     error: *mut pg_sys::ErrorData,
 }
 
-/// A canonical payload's bytes (a column's `payloads` entry, a rewrite's `payload`).
+/// A canonical payload's bytes (a column's `Canon::payload`, a rewrite's `payload`).
 #[inline(always)]
 unsafe fn slice_of((p, n): (*const u8, usize)) -> &'static [u8] {
     std::slice::from_raw_parts(p, n)

@@ -146,19 +146,22 @@ pub(super) unsafe fn judge_text<'a>(col: &Column, datum: pg_sys::Datum, write: W
     }
     let why = match class.stage() {
         None => Why::Unknown,
-        // Not rewritable here: handled as the mode handles unknown values.
-        Some(id) if col.domain.as_ref().is_some_and(|(_, ok)| !ok[usize::from(id)]) => Why::DomainRefuses(id),
-        // Checked only for a rewrite, which is rare.
-        Some(id) if write.referential_action(col) => Why::ForeignKeyAction(id),
-        Some(id) => {
-            let i = usize::from(id);
-            return Judged::Rewrite(Rewrite {
-                value: col.datums[i],
-                old: if col.in_place { datum.cast_mut_ptr() } else { std::ptr::null_mut() },
-                payload: col.payloads[i],
-                in_walk: col.in_walk,
-            });
-        }
+        Some(id) => match col.canon.get(usize::from(id)) {
+            // Not rewritable here: handled as the mode handles unknown values.
+            Some(c) if !c.allowed => Why::DomainRefuses(id),
+            // Checked only for a rewrite, which is rare.
+            Some(_) if write.referential_action(col) => Why::ForeignKeyAction(id),
+            Some(c) => {
+                return Judged::Rewrite(Rewrite {
+                    value: c.datum,
+                    old: if col.in_place { datum.cast_mut_ptr() } else { std::ptr::null_mut() },
+                    payload: c.payload,
+                    in_walk: col.in_walk,
+                })
+            }
+            // The entry is rebuilt when the set changes, and the memo cleared: cannot happen.
+            None => Why::Unknown,
+        },
     };
     Judged::Problem(Problem::Text(bytes, why), None)
 }
