@@ -262,10 +262,12 @@ pub unsafe fn grown(
     let (n_moves, new_data_len) = plan(th, desc, attnum, data, data_len, off_a + old_sz, off_a + new_sz, &mut moves)?;
     let moves = planned(&moves, n_moves);
     let new_len = hoff + new_data_len;
-    // heap_form_tuple: one zeroed chunk, the HeapTupleData then the tuple.
+    // heap_form_tuple: one zeroed chunk, the HeapTupleData then the tuple. Not zeroed here:
+    // every byte of the tuple is written below, padding included (the HeapTupleData's own
+    // padding is never read).
     let size = std::mem::size_of::<pg_sys::HeapTupleData>();
     // Unguarded (the trigger's raw entry point calls this): out of memory longjmps.
-    let out = crate::server::raw::palloc0(size + new_len).cast::<pg_sys::HeapTupleData>();
+    let out = crate::server::raw::palloc(size + new_len).cast::<pg_sys::HeapTupleData>();
     let nth = out.cast::<u8>().add(size).cast::<pg_sys::HeapTupleHeaderData>();
     (*out).t_len = new_len as u32;
     (*out).t_self = (*tuple).t_self;
@@ -282,9 +284,14 @@ pub unsafe fn grown(
     std::ptr::copy_nonoverlapping(data, ndata, off_a);
     *ndata.add(off_a) = ((new_sz as u8) << 1) | 0x01;
     stage_norm_core::bytes::copy(ndata.add(off_a + 1), payload);
+    let mut end = off_a + new_sz;
     for &(old_start, new_start, len) in moves {
+        // The alignment padding before a moved column: zero, as in heap_form_tuple's chunk.
+        std::ptr::write_bytes(ndata.add(end), 0, new_start - end);
         std::ptr::copy_nonoverlapping(data.add(old_start), ndata.add(new_start), len);
+        end = new_start + len;
     }
+    debug_assert_eq!(hoff + end, new_len);
     Some(out)
 }
 

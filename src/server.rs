@@ -58,7 +58,7 @@ pub mod raw {
         /// The same: can raise (out of memory, a damaged TOAST chunk). Unlike their `pg_sys`
         /// twins, which pgrx wraps so that an error becomes a Rust panic (an abort when no
         /// guard is above), these longjmp as PostgreSQL does, for the raw entry points.
-        pub fn palloc0(size: pg_sys::Size) -> *mut std::ffi::c_void;
+        pub fn palloc(size: pg_sys::Size) -> *mut std::ffi::c_void;
         pub fn pg_detoast_datum_packed(datum: *mut pg_sys::varlena) -> *mut pg_sys::varlena;
         pub fn cstring_to_text_with_len(s: *const std::ffi::c_char, len: c_int) -> *mut pg_sys::text;
     }

@@ -361,22 +361,9 @@ pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallIn
     if !v.error.is_null() {
         raw::ThrowErrorData(v.error);
     }
-    if v.n > 0 && !v.replaced && inplace::slot_owns(v.slot, v.tuple) {
-        rewrite_in_place(&mut v);
-    }
-    // One value that grows (`seriesB` -> `series-b`): a copy of the row with it, built without
-    // deforming and forming the row again (inplace::grown); else PostgreSQL builds it.
-    if v.n == 1 && !v.replaced {
-        if let Some(t) = inplace::grown(v.tuple, v.desc, v.col(0), v.old(0), v.payload(0)) {
-            v.tuple = t;
-            v.n = 0;
-        }
-    }
+    // The rewrites the walk left (most rows have none: one test).
     if v.n > 0 {
-        // Rewrites never write NULL.
-        let mut no_nulls = [false; MAX_BATCH];
-        let (cols, values) = v.batch_ptrs();
-        v.tuple = raw::heap_modify_tuple_by_cols(v.tuple, v.desc, v.n, cols, values, no_nulls.as_mut_ptr());
+        finish_rewrites(&mut v);
     }
     if let Some(t0) = t0 {
         if !v.entry.is_null() {
@@ -387,6 +374,32 @@ pub unsafe extern "C-unwind" fn normalize_trigger(fcinfo: pg_sys::FunctionCallIn
         }
     }
     pg_sys::Datum::from(v.tuple)
+}
+
+/// Makes the rewrites the walk left in `v` (`v.n > 0`), and leaves in `v.tuple` the row to
+/// return. One value that grows (`seriesB` -> `series-b`): a copy of the row with it, built
+/// without deforming and forming the row again (`inplace::grown`, which declines at once any
+/// other rewrite; tried first, since the walk made the other single rewrites it could). Then
+/// what can be made inside the row, right to left; PostgreSQL builds the rest. Cannot raise
+/// but for out of memory (unguarded: a longjmp, as PostgreSQL's own).
+#[inline]
+unsafe fn finish_rewrites(v: &mut Verdict) {
+    if v.n == 1 && !v.replaced {
+        if let Some(t) = inplace::grown(v.tuple, v.desc, v.col(0), v.old(0), v.payload(0)) {
+            v.tuple = t;
+            v.n = 0;
+            return;
+        }
+    }
+    if !v.replaced && inplace::slot_owns(v.slot, v.tuple) {
+        rewrite_in_place(v);
+    }
+    if v.n > 0 {
+        // Rewrites never write NULL.
+        let mut no_nulls = [false; MAX_BATCH];
+        let (cols, values) = v.batch_ptrs();
+        v.tuple = raw::heap_modify_tuple_by_cols(v.tuple, v.desc, v.n, cols, values, no_nulls.as_mut_ptr());
+    }
 }
 
 /// Counts a value that passes, or adds its rewrite (counted; in shadow only counted); hands back
