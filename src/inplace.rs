@@ -259,8 +259,14 @@ pub unsafe fn grown(
         return None;
     }
     let mut moves: Moves = [const { std::mem::MaybeUninit::uninit() }; MAX_MOVES];
-    let (n_moves, new_data_len) = plan(th, desc, attnum, data, data_len, off_a + old_sz, off_a + new_sz, &mut moves)?;
-    let moves = planned(&moves, n_moves);
+    let (moves, new_data_len) = if off_a + old_sz == data_len {
+        // The value ends the row's data (the last column, or every later one NULL): nothing
+        // after it to move (what `plan` finds, without the call).
+        (&[][..], off_a + new_sz)
+    } else {
+        let (n_moves, new_data_len) = plan(th, desc, attnum, data, data_len, off_a + old_sz, off_a + new_sz, &mut moves)?;
+        (planned(&moves, n_moves), new_data_len)
+    };
     let new_len = hoff + new_data_len;
     // heap_form_tuple: one zeroed chunk, the HeapTupleData then the tuple. Not zeroed here:
     // every byte of the tuple is written below, padding included (the HeapTupleData's own
