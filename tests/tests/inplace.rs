@@ -528,3 +528,59 @@ fn dropped_and_added_columns() {
     let corrupt: i64 = c.query_one("SELECT count(*) FROM verify_heapam('t')", &[]).unwrap().get(0);
     assert_eq!(corrupt, 0);
 }
+
+/// Two governed values in one row, the first shrinking inside the row and the second growing:
+/// the entry point makes the shrink (moving the second value down), and the growing value must
+/// then go to PostgreSQL's own tuple building, never to a copy of the row made from its old
+/// position (found by an independent review: a byte of the moved value was read as its header,
+/// and the row stored `3late-stage-growth-equ` with a length past its columns). Labels whose
+/// bytes, once moved, look like a short header are the dangerous ones (`-` is 0x2D: a 1-byte
+/// header of 22 bytes).
+#[test]
+fn a_shrink_before_a_growing_value() {
+    let mut c = fresh_db("sn_inplace_shrink_grow");
+    c.batch_execute(
+        "CREATE EXTENSION amcheck; SET stage_norm.mode = enforce;
+         SELECT stage_norm.set_stages('seed', 'late-stage-growth-equity');
+         CREATE TABLE t (id int8 PRIMARY KEY, a text, b text, n int8);
+         SELECT stage_norm.attach('t', 'a', 'b');
+         CREATE TABLE t2 (id int PRIMARY KEY, a text, b text);
+         SELECT stage_norm.attach('t2', 'a', 'b');",
+    )
+    .unwrap();
+    let shrinking = ["Seed ", "Seed  ", " SEED  ", "seed     "];
+    let growing = ["-LateStageGrowthEquity", "LateStageGrowthEquity", "_LateStageGrowthEquity", "-Late-StageGrowthEquity", "- LateStageGrowthEquity"];
+    let mut id = 0i32;
+    for a in shrinking {
+        for b in growing {
+            id += 1;
+            c.execute("INSERT INTO t VALUES ($1, $2, $3, $1)", &[&(id as i64), &a, &b]).unwrap();
+            c.execute("INSERT INTO t2 VALUES ($1, $2, $3)", &[&(id as i32), &a, &b]).unwrap();
+        }
+    }
+    for table in ["t", "t2"] {
+        let bad: Vec<String> = c
+            .query(
+                &format!(
+                    "SELECT format('%s: %L %L', id, a, b) FROM {table} r
+                      WHERE a IS DISTINCT FROM 'seed' OR b IS DISTINCT FROM 'late-stage-growth-equity'
+                         OR (to_jsonb(r.*) ? 'n' AND (to_jsonb(r.*)->>'n')::int8 IS DISTINCT FROM id) ORDER BY id"
+                ),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(bad.is_empty(), "{table}: rows stored wrong: {bad:?}");
+        let corrupt: Vec<String> = c
+            .query(&format!("SELECT format('%s/%s/%s: %s', blkno, offnum, attnum, msg) FROM verify_heapam('{table}')"), &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(corrupt.is_empty(), "{table}: verify_heapam: {corrupt:?}");
+    }
+    let rows: i64 = c.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+    assert_eq!(rows, id as i64);
+}
