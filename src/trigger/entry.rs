@@ -215,6 +215,34 @@ pub(super) fn text_like_error(e: &Entry, col: &str, msg: String) -> ! {
     unreachable!()
 }
 
+/// [`build_entry`], with the stage set it resolved still the cache's when it returns. A domain's
+/// CHECK runs while the entry is built (`domain_accepts`, once per canonical value), and a CHECK
+/// that changes the set (`stage_norm.set_stages`, in the writer's own transaction) makes the cache
+/// reload under it: the entry's canonical values would then be the old set's while the row's
+/// labels are classified against the new one (found by an independent review: `Series A`
+/// stored as `series-b` after a stage was added first). So the entry is built again, up to
+/// three times, then the statement fails (55000) rather than write what was not asked.
+pub(super) unsafe fn build_entry_stable(td: *mut pg_sys::TriggerData) -> Entry {
+    for _ in 0..3 {
+        let generation = cache::set_generation();
+        let e = build_entry(td);
+        if cache::set_generation() == generation {
+            return e;
+        }
+    }
+    let rel = (*td).tg_relation;
+    let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        crate::encoding::for_report(format!("the stage set changed each time stage_norm prepared table \"{table}\"")),
+        "normalize_trigger",
+    )
+    .set_detail("A CHECK of a governed column's domain changed the stage set while stage_norm checked the canonical stages against it.")
+    .set_hint("Do not change the stage set (stage_norm.set_stages, rename_stage, reset_stages) from a domain's CHECK.")
+    .report(PgLogLevel::ERROR);
+    unreachable!()
+}
+
 /// Resolves everything about the trigger's table once.
 pub(super) unsafe fn build_entry(td: *mut pg_sys::TriggerData) -> Entry {
     let rel = (*td).tg_relation;

@@ -219,7 +219,7 @@ unsafe extern "C-unwind" fn normalize_row(fcinfo: pg_sys::FunctionCallInfo, v: *
         let e: &mut Entry = if last.0 == tgoid && !last.1.is_null() {
             &mut *last.1
         } else {
-            let e = &mut **entries.entry(tgoid).or_insert_with(|| Box::new(build_entry(td)));
+            let e = &mut **entries.entry(tgoid).or_insert_with(|| Box::new(build_entry_stable(td)));
             *last = (tgoid, e as *mut Entry);
             e
         };

@@ -159,7 +159,8 @@ pub(super) unsafe fn judge_text<'a>(col: &Column, datum: pg_sys::Datum, write: W
                     in_walk: col.in_walk,
                 })
             }
-            // The entry is rebuilt when the set changes, and the memo cleared: cannot happen.
+            // The entry is built against the cache's current set (`build_entry_stable`) and
+            // rebuilt when it changes; the memo is cleared then: not reached.
             None => Why::Unknown,
         },
     };

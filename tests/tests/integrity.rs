@@ -1,5 +1,6 @@
 //! The integrity of governed rows through real client connections (first fixed in #13): invalid
-//! UTF-8, an earlier BEFORE trigger, foreign-key actions, domains, DDL on governed columns (and its
+//! UTF-8, an earlier BEFORE trigger, foreign-key actions, domains (and a domain's CHECK that
+//! changes the stage set), DDL on governed columns (and its
 //! survival of pg_dump/pg_restore), and the warning bound on partitioned tables.
 use postgres::error::SqlState;
 use stage_norm_client_tests::*;
@@ -122,6 +123,51 @@ fn domains_are_respected() {
     let e = db_error(c.execute("INSERT INTO dt VALUES (3, 'Seed')", &[]).unwrap_err());
     assert_eq!(e.code(), &SqlState::CHECK_VIOLATION);
     assert!(e.message().contains("domain"), "{}", e.message());
+}
+
+/// A domain's CHECK that changes the stage set while the trigger checks the canonical stages
+/// against it (once per canonical value, when it first resolves the table): the row is judged
+/// against the set the cache then holds, never with the old set's canonical values (before the
+/// fix, adding a stage first stored `Series A` as `series-b`); a CHECK that changes the set
+/// every time fails the statement with 55000.
+#[test]
+fn a_domain_check_that_changes_the_stage_set() {
+    let mut c = fresh_db("sn_fix_domain_set");
+    c.batch_execute(
+        "SET stage_norm.mode = enforce;
+         CREATE FUNCTION flip(t text) RETURNS bool LANGUAGE plpgsql AS $$
+         BEGIN
+           -- pre-seed: a canonical value the trigger checks, never the row's own value
+           IF t = 'pre-seed' AND current_setting('x.flip', true) IN ('once', 'always') THEN
+             IF current_setting('x.flip') = 'once' THEN PERFORM set_config('x.flip', 'done', true); END IF;
+             IF 'angel' = ANY (ARRAY(SELECT stage_norm.canonical_stages())) THEN
+               PERFORM stage_norm.reset_stages();
+             ELSE
+               PERFORM stage_norm.set_stages('angel', 'pre-seed', 'seed', 'series-a', 'series-b', 'series-c+');
+             END IF;
+           END IF;
+           RETURN stage_norm.normalize_stage(t) IS NOT NULL;
+         END $$;
+         CREATE DOMAIN sd AS text CHECK (flip(VALUE));
+         CREATE TABLE ds (id int PRIMARY KEY, stage sd);
+         SELECT stage_norm.attach('ds', 'stage');",
+    )
+    .unwrap();
+    c.batch_execute("BEGIN; SET LOCAL x.flip = 'once'; INSERT INTO ds VALUES (1, 'Series A'), (2, 'seed round');").unwrap();
+    let stored: Vec<String> = c.query("SELECT stage FROM ds ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(stored, ["series-a", "seed"]);
+    let set: Vec<String> = c.query("SELECT stage_norm.canonical_stages()", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(set.first().map(String::as_str), Some("angel"), "the CHECK changed the set: {set:?}");
+    c.batch_execute("ROLLBACK").unwrap();
+    c.batch_execute("BEGIN; SET LOCAL x.flip = 'always'").unwrap();
+    let e = db_error(c.execute("INSERT INTO ds VALUES (3, 'Series A')", &[]).unwrap_err());
+    assert_eq!(e.code(), &SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE);
+    assert!(e.message().contains("stage set changed"), "{}", e.message());
+    c.batch_execute("ROLLBACK").unwrap();
+    // Without the CHECK's change, the same rows as ever.
+    c.batch_execute("INSERT INTO ds VALUES (4, 'Series A')").unwrap();
+    let s: String = c.query_one("SELECT stage FROM ds WHERE id = 4", &[]).unwrap().get(0);
+    assert_eq!(s, "series-a");
 }
 
 /// DDL on governed columns behaves as for a column in a trigger's UPDATE OF list, and the
