@@ -4,6 +4,8 @@
 #   bench/callgrind.sh [rows]      (default 100000; needs `make install` first)
 #   VARIANTS="startup none enforce" bench/callgrind.sh   a subset of the variants; the jsonb
 #       distribution variants run only when named: VARIANTS="startup j_none j_enforce j_canonical j_plpgsql"
+#   VARIANTS="startup a_none a_enforce a_canonical" bench/callgrind.sh 20000   stage arrays (text[]),
+#       likewise run only when named
 #   VARIANTS="startup none s_enforce s_enforce_off s_canonical s_canonical_off" bench/callgrind.sh
 #       the cluster-wide statistics (#17): with any s_* variant the backend preloads stage_norm;
 #       s_X is X with the statistics on, s_X_off the same with stage_norm.track_stats = off
@@ -87,13 +89,25 @@ CREATE TABLE t_j_canonical (id bigint PRIMARY KEY, alloc jsonb);
 SELECT stage_norm.attach('t_j_canonical', 'alloc');
 CREATE TABLE t_j_plpgsql (id bigint PRIMARY KEY, alloc jsonb);
 CREATE TRIGGER p BEFORE INSERT OR UPDATE ON t_j_plpgsql FOR EACH ROW EXECUTE FUNCTION bench.plpgsql_distribution_trigger();
+-- Stage arrays (text[], 3 elements; 3 in 4 rows with messy elements), #31: run only when named,
+-- VARIANTS="startup a_none a_enforce a_canonical" bench/callgrind.sh 20000
+CREATE TABLE asrc AS SELECT i::bigint AS id, CASE WHEN i % 4 = 0
+    THEN ARRAY['seed', 'series-a', 'series-b']
+    ELSE ARRAY['Seed Round', 'Series A ', 'seriesB'] END AS stages
+  FROM generate_series(1, $rows) i;
+CREATE TABLE asrc_canonical AS SELECT id, stage_norm.normalize_stages(stages) AS stages FROM asrc;
+CREATE TABLE t_a_none (id bigint PRIMARY KEY, stages text[]);
+CREATE TABLE t_a_enforce (id bigint PRIMARY KEY, stages text[]);
+SELECT stage_norm.attach('t_a_enforce', 'stages');
+CREATE TABLE t_a_canonical (id bigint PRIMARY KEY, stages text[]);
+SELECT stage_norm.attach('t_a_canonical', 'stages');
 
 -- Hint bits set and pages frozen in every source table now: otherwise the first variant to read
 -- a source pays for them (4.2M instructions of TransactionIdIsCurrentTransactionId & co per
 -- 100,000 rows), which showed up as a +183 per row 'cost' of whichever variant ran first.
 -- (single-user mode with -j: a statement ends at a semicolon and an empty line, and VACUUM
 -- must be a command of its own)
-VACUUM (FREEZE) src, src_canonical, jsrc, jsrc_canonical, labels_ascii, labels_mixed;
+VACUUM (FREEZE) src, src_canonical, jsrc, jsrc_canonical, asrc, asrc_canonical, labels_ascii, labels_mixed;
 
 CHECKPOINT;
 SQL
@@ -106,6 +120,7 @@ for v in ${VARIANTS:-startup none lo off username enforce canonical override plp
   # startup variant measures it alone, to be subtracted).
   from=src; [[ $v == canonical || $v == s_canonical* ]] && from=src_canonical
   [[ $v == j_* ]] && from=jsrc; [[ $v == j_canonical ]] && from=jsrc_canonical
+  [[ $v == a_* ]] && from=asrc; [[ $v == a_canonical ]] && from=asrc_canonical
   # override: the table's own enforce override under a session in warn, with the canary at 10%.
   sets="SET stage_norm.mode = enforce;"
   [[ $v == override ]] && sets="SET stage_norm.mode = warn; SET stage_norm.enforce_percent = 10;"
@@ -132,8 +147,8 @@ done
 if [[ -n "${VARIANTS:-}" ]]; then
   echo "instructions per row over no trigger ($rows rows), start-up subtracted:"
   for v in ${VARIANTS}; do
-    [[ $v == startup || $v == none || $v == j_none || $v == u_* || $v == f_* ]] && continue
-    b=${ir[none]:-}; [[ $v == j_* ]] && b=${ir[j_none]:-}
+    [[ $v == startup || $v == none || $v == j_none || $v == a_none || $v == u_* || $v == f_* ]] && continue
+    b=${ir[none]:-}; [[ $v == j_* ]] && b=${ir[j_none]:-}; [[ $v == a_* ]] && b=${ir[a_none]:-}
     [[ -n "$b" ]] && awk -v v="$v" -v a="${ir[$v]}" -v b="$b" -v n="$rows" 'BEGIN { printf "  %-12s %8.0f\n", v, (a-b)/n }'
   done
   for v in enforce canonical; do
