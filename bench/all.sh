@@ -38,6 +38,8 @@ set -o pipefail
   VARIANTS="startup f_count_ascii f_lower_ascii f_normalize_ascii f_count_mixed f_lower_mixed f_normalize_mixed" bash bench/callgrind.sh "$cg_rows"
   echo "== callgrind (jsonb distributions)"
   VARIANTS="startup j_none j_canonical" bash bench/callgrind.sh "$cgj_rows"
+  echo "== callgrind (stage arrays)"
+  VARIANTS="startup a_none a_enforce a_canonical" bash bench/callgrind.sh "$cgj_rows"
   echo "== callgrind (migrate against one UPDATE)"
   # shellcheck disable=SC2086
   bash bench/callgrind_migrate.sh ${CALLGRIND_MIGRATE_ROWS:-100000 1000000}
