@@ -220,6 +220,7 @@ awk -v S="${ir[startup]}" -v b="${ir[none]}" -v n="$rows" -v lo="${ir[lo]}" -v o
     printf "RESULT\tmeta\tcallgrind_startup\t%.0f\n", S
     printf "RESULT\tmeta\tcallgrind_none_per_row\t%.0f\n", (b-S)/n
     printf "RESULT\tmeta\tcallgrind_update_none_per_row\t%.0f\n", (un-S)/n
+    printf "RESULT\tmeta\tcallgrind_enforce_minus_off\t%.0f\n", (e-o)/n
     printf "RESULT\ttitle\tcallgrind\tcg_insert\tInstructions per row over the INSERT with no trigger (%d rows, one INSERT ... SELECT per variant, single-user backend under callgrind)\n", n
     m("cg_insert", "lo_manage", (lo-b)/n); m("cg_insert", "off", (o-b)/n)
     m("cg_insert", "enforce, values already canonical", (c-b)/n); m("cg_insert", "enforce", (e-b)/n)
