@@ -197,6 +197,31 @@ unsafe fn plan(
     (cur_old == data_len).then_some((n_moves, cur_new))
 }
 
+/// The columns after the value of `attnum` that a change of its size moves, and the data's new
+/// length: [`plan`]'s answer, found without the call when the value ends the row's data (the
+/// last column, or every later one NULL: nothing after it to move).
+///
+/// # Safety
+/// As for [`plan`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn moves_after<'m>(
+    th: pg_sys::HeapTupleHeader,
+    desc: pg_sys::TupleDesc,
+    attnum: i32,
+    data: *const u8,
+    data_len: usize,
+    old_end: usize,
+    new_end: usize,
+    moves: &'m mut Moves,
+) -> Option<(&'m [(usize, usize, usize)], usize)> {
+    if old_end == data_len {
+        return Some((&[], new_end));
+    }
+    let (n_moves, new_data_len) = plan(th, desc, attnum, data, data_len, old_end, new_end, moves)?;
+    Some((planned(moves, n_moves), new_data_len))
+}
+
 /// Where the value `old` lies in `tuple`: the tuple's header, its header length and data
 /// area, and the value's offset in it; None when `old` is not inside the data (a column missing
 /// from the tuple, or a detoasted copy), or on a big-endian build.
@@ -259,14 +284,7 @@ pub unsafe fn grown(
         return None;
     }
     let mut moves: Moves = [const { std::mem::MaybeUninit::uninit() }; MAX_MOVES];
-    let (moves, new_data_len) = if off_a + old_sz == data_len {
-        // The value ends the row's data (the last column, or every later one NULL): nothing
-        // after it to move (what `plan` finds, without the call).
-        (&[][..], off_a + new_sz)
-    } else {
-        let (n_moves, new_data_len) = plan(th, desc, attnum, data, data_len, off_a + old_sz, off_a + new_sz, &mut moves)?;
-        (planned(&moves, n_moves), new_data_len)
-    };
+    let (moves, new_data_len) = moves_after(th, desc, attnum, data, data_len, off_a + old_sz, off_a + new_sz, &mut moves)?;
     let new_len = hoff + new_data_len;
     // heap_form_tuple: one zeroed chunk, the HeapTupleData then the tuple. Not zeroed here:
     // every byte of the tuple is written below, padding included (the HeapTupleData's own
@@ -371,18 +389,14 @@ unsafe fn rewrite_with<const MOVES: bool>(
         return false;
     }
 
-    let mut moves: Moves = [const { std::mem::MaybeUninit::uninit() }; MAX_MOVES];
-    let moves = if off_a + old_sz == data_len {
-        // The value ends the row's data (the last column, or every later one NULL): nothing
-        // after it to move (what `plan` finds, without the call).
-        &[][..]
-    } else if !MOVES || attnum >= ((*th).t_infomask2 as u32 & pg_sys::HEAP_NATTS_MASK) as i32 {
+    // Something after the value would move: only where moves are allowed, and not past the
+    // tuple's last attribute.
+    if off_a + old_sz != data_len && (!MOVES || attnum >= ((*th).t_infomask2 as u32 & pg_sys::HEAP_NATTS_MASK) as i32) {
         return false;
-    } else {
-        let Some((n_moves, _)) = plan(th, desc, attnum, data, data_len, off_a + old_sz, off_a + new_sz, &mut moves) else {
-            return false;
-        };
-        planned(&moves, n_moves)
+    }
+    let mut moves: Moves = [const { std::mem::MaybeUninit::uninit() }; MAX_MOVES];
+    let Some((moves, _)) = moves_after(th, desc, attnum, data, data_len, off_a + old_sz, off_a + new_sz, &mut moves) else {
+        return false;
     };
     if moves.iter().any(|&(old_start, new_start, _)| new_start > old_start) {
         return false;
