@@ -356,6 +356,15 @@ fn toasted(v: &[u8]) -> bool {
     v.first().is_some_and(|&b| b == 0x01 || b & 0x03 == 0x02)
 }
 
+/// What amcheck's `verify_heapam` finds wrong in `table`'s heap, one line per problem.
+fn heap_problems(c: &mut Client, table: &str) -> Vec<String> {
+    c.query(&format!("SELECT format('%s/%s/%s: %s', blkno, offnum, attnum, msg) FROM verify_heapam('{table}')"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 fn assert_same(c: &mut Client, layout: &Layout, seed: u64, step: &str) {
     let got = rows_as_text(c, "t_trig");
     let want = rows_as_text(c, "t_ref");
@@ -384,12 +393,7 @@ fn assert_same(c: &mut Client, layout: &Layout, seed: u64, step: &str) {
             assert!(g.4 == w.4, "seed {seed}, {step}, id {id}: tuple data differs (alignment padding?)");
         }
     }
-    let corrupt: Vec<String> = c
-        .query("SELECT format('%s/%s/%s: %s', blkno, offnum, attnum, msg) FROM verify_heapam('t_trig')", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let corrupt = heap_problems(c, "t_trig");
     assert!(corrupt.is_empty(), "seed {seed}, {step}: verify_heapam: {corrupt:?}");
 }
 
@@ -573,12 +577,7 @@ fn a_shrink_before_a_growing_value() {
             .map(|r| r.get(0))
             .collect();
         assert!(bad.is_empty(), "{table}: rows stored wrong: {bad:?}");
-        let corrupt: Vec<String> = c
-            .query(&format!("SELECT format('%s/%s/%s: %s', blkno, offnum, attnum, msg) FROM verify_heapam('{table}')"), &[])
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let corrupt = heap_problems(&mut c, table);
         assert!(corrupt.is_empty(), "{table}: verify_heapam: {corrupt:?}");
     }
     let rows: i64 = c.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
