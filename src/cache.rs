@@ -58,8 +58,10 @@ static SET: Global<Option<StageSet>> = Global::new(None);
 /// Bumped when the stage set itself changes (not on every reload), so that the trigger
 /// rebuilds its canonical datums only then.
 static SET_GENERATION: Global<u64> = Global::new(0);
-/// The current set's canonical names indexed by (length, first byte), for the trigger's per-row
-/// "already canonical?" test: one slot load and one compare. Rebuilt with the set.
+/// The current set's canonical names indexed by (length, first and last bytes): "is this a
+/// canonical name?" in one slot load and one compare, for a label the memo does not hold (then
+/// recorded in it), and for the canonical-only checks of distribution keys and array elements.
+/// Rebuilt with the set.
 static CANON: Global<CanonIndex> = Global::new(CanonIndex::EMPTY);
 
 const CANON_SLOTS: usize = 64;
